@@ -1,0 +1,116 @@
+"""The values every prober shares: probe → **sample** → store → stats → plan → decide → publish.
+
+A prober sends one *round* of packets to one `Target` and returns a `ProbeResult` holding one
+`Sample` per packet. A lossy network is data: every packet ends as an `Outcome`, never an
+exception. Exceptions are kept for our faults (`ProbeSetupError`: a missing capability).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class ProbeSetupError(Exception):
+    """The prober cannot run here (missing privilege, bad address family); says how to fix it."""
+
+
+class Outcome(enum.StrEnum):
+    """How one probe packet ended."""
+
+    OK = "ok"  # a valid reply came back in time
+    TIMEOUT = "timeout"  # nothing valid came back before the timeout
+    UNREACHABLE = "unreachable"  # ICMP destination/host/net unreachable for this packet
+    REFUSED = "refused"  # port unreachable / TCP RST / connection refused
+    BAD_STATUS = "bad_status"  # an answer that says no (SIP non-2xx)
+    ERROR = "error"  # the send itself failed (e.g. no route from this host)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a round goes: an IP address, a port for UDP/TCP/SIP kinds, a name for labels."""
+
+    address: str
+    port: int | None = None
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.address
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One packet: monotonic-comparable send/receive times in ns (same clock for both).
+
+    `received_ns` is None unless the outcome carries a time (OK, UNREACHABLE, REFUSED,
+    BAD_STATUS). Optional one-way times come from reflectors that timestamp (STAMP).
+    """
+
+    seq: int
+    sent_ns: int
+    received_ns: int | None
+    outcome: Outcome
+    forward_ns: int | None = None
+    backward_ns: int | None = None
+    status: int | None = None  # protocol status code where there is one (SIP)
+
+    @property
+    def rtt_ns(self) -> int | None:
+        if self.received_ns is None:
+            return None
+        return self.received_ns - self.sent_ns
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeOptions:
+    """How to send one round."""
+
+    count: int = 5
+    interval_s: float = 1.0
+    timeout_s: float = 1.0
+    dscp: int = 0
+    size: int = 56  # payload bytes
+    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One round of packets to one target.
+
+    `started_wall_ns` is the wall-clock time the round began (for storage and display);
+    sample times are for differences only. `foreign` counts replies that did not belong to
+    this round, by kind (e.g. ``{"wrong_nonce": 2, "truncated": 1}``).
+    """
+
+    kind: str
+    target: Target
+    started_wall_ns: int
+    samples: tuple[Sample, ...]
+    foreign: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def sent(self) -> int:
+        return sum(1 for s in self.samples if s.outcome is not Outcome.ERROR)
+
+    @property
+    def received(self) -> int:
+        return sum(1 for s in self.samples if s.outcome is Outcome.OK)
+
+    def outcome_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for s in self.samples:
+            counts[s.outcome.value] = counts.get(s.outcome.value, 0) + 1
+        return counts
+
+
+class Prober(Protocol):
+    """A prober: one kind of probe. Sends one round to one target; owns its sockets."""
+
+    kind: str
+
+    async def probe(self, target: Target, options: ProbeOptions) -> ProbeResult: ...
+
+    async def close(self) -> None: ...
