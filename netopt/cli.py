@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from netopt import __version__
+from netopt import __version__, probe_cli
 from netopt.errors import ConfigError, NetoptError
 
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=_version)
     # --- each area registers its own subcommands here (one line each) ---
+    probe_cli.register(sub)
     return parser
 
 

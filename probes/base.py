@@ -8,9 +8,11 @@ exception. Exceptions are kept for our faults (`ProbeSetupError`: a missing capa
 from __future__ import annotations
 
 import enum
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from types import MappingProxyType
+from typing import Any, Protocol, cast
 
 
 class ProbeSetupError(Exception):
@@ -74,6 +76,9 @@ class ProbeOptions:
     dscp: int = 0
     size: int = 56  # payload bytes
     source: str | None = None
+    codec: str | None = None  # voice: payload size and packetisation come from the codec
+    transport: str = "udp"  # sip_options: udp | tcp; traceroute: udp | icmp | tcp
+    clock_synced: bool = False  # stamp/voice: trust the reflector's clock for one-way delays
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +119,30 @@ class Prober(Protocol):
     async def probe(self, target: Target, options: ProbeOptions) -> ProbeResult: ...
 
     async def close(self) -> None: ...
+
+
+# The one map of probe kinds: kind → "module:Class". Config validation reads its keys; dispatch
+# imports the class lazily through `make_prober` (no registration by import side effect).
+PROBERS: Mapping[str, str] = MappingProxyType(
+    {
+        "icmp": "probes.icmp:IcmpProber",
+        "stamp": "probes.stamp:StampProber",
+        "udp_echo": "probes.udp_echo:UdpEchoProber",
+        "voice": "probes.voice:VoiceProber",
+        "tcp_connect": "probes.tcp_connect:TcpConnectProber",
+        "sip_options": "probes.sip_options:SipOptionsProber",
+        "traceroute": "probes.traceroute:TracerouteProber",
+    }
+)
+KINDS: tuple[str, ...] = tuple(PROBERS)
+
+
+def prober_class(kind: str) -> type[Any]:
+    """The class implementing `kind`, imported on first use. Unknown kind → KeyError."""
+    module_name, _, class_name = PROBERS[kind].partition(":")
+    return cast(type[Any], getattr(importlib.import_module(module_name), class_name))
+
+
+def make_prober(kind: str, **kwargs: Any) -> Prober:
+    """A new prober of `kind` built with `kwargs` (e.g. ``socket_factory=`` for a lab netns)."""
+    return cast(Prober, prober_class(kind)(**kwargs))

@@ -1,0 +1,114 @@
+"""ICMP/ICMPv6 echo bytes: build requests and parse whatever comes back (probe → **wire**).
+
+Pure functions, no sockets. The parser never raises on hostile input: anything it cannot read
+is reported as a `Parsed` whose `kind` says why (e.g. ``"truncated"``), so the caller can count
+it. Checksums are summed over native-order 16-bit words, so they are packed native-order
+(``'=H'``); summing native words and packing big-endian makes the kernel drop the request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+from dataclasses import dataclass
+
+ECHO_REQUEST_V4, ECHO_REPLY_V4 = 8, 0
+ECHO_REQUEST_V6, ECHO_REPLY_V6 = 128, 129
+ERROR_TYPES_V4 = frozenset({3, 11})  # destination unreachable, time exceeded
+ERROR_TYPES_V6 = frozenset({1, 3})  # destination unreachable, time exceeded
+NONCE_BYTES = 8
+_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
+_NONCE = struct.Struct("!Q")
+
+
+def internet_sum(data: bytes | bytearray | memoryview) -> int:
+    """Ones-complement sum of `data` as native-order 16-bit words, folded to 16 bits."""
+    view = memoryview(data)
+    if len(view) % 2:
+        view = memoryview(bytes(view) + b"\0")
+    total = sum(view.cast("H"))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def payload(nonce: int, size: int) -> bytes:
+    """The echo payload: the round's nonce, then a fixed pattern up to `size` bytes."""
+    pad = max(size, NONCE_BYTES) - NONCE_BYTES
+    return _NONCE.pack(nonce) + bytes(i & 0xFF for i in range(pad))
+
+
+def echo_request(family: int, ident: int, seq: int, body: bytes) -> bytes:
+    """One echo request. For IPv6 the kernel fills the checksum (it needs the pseudo-header)."""
+    if family == socket.AF_INET6:
+        return _HEADER.pack(ECHO_REQUEST_V6, 0, 0, ident, seq) + body
+    header = bytearray(_HEADER.pack(ECHO_REQUEST_V4, 0, 0, ident, seq))
+    struct.pack_into("=H", header, 2, ~internet_sum(bytes(header) + body) & 0xFFFF)
+    return bytes(header) + body
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """What one received datagram says.
+
+    `kind` is ``"reply"`` (an echo reply), ``"error"`` (unreachable/time exceeded quoting one of
+    our requests), ``"ignore"`` (other ICMP types, e.g. our own requests seen on loopback), or
+    a foreign kind: ``"truncated"``, ``"corrupt"``. `ident`/`seq` are set whenever the bytes
+    reached them, so a foreign reply can still be attributed to the round that sent it.
+    """
+
+    kind: str
+    ident: int | None = None
+    seq: int | None = None
+    nonce: int | None = None
+    quoted_dst: str | None = None  # for errors: the destination of the quoted request
+
+
+def _strip_ipv4(data: bytes) -> bytes | None:
+    if len(data) < 20 or data[0] >> 4 != 4:
+        return None
+    ihl = (data[0] & 0x0F) * 4
+    return data[ihl:] if 20 <= ihl <= len(data) else None
+
+
+def _nonce(body: bytes) -> int | None:
+    return _NONCE.unpack_from(body)[0] if len(body) >= NONCE_BYTES else None
+
+
+def parse(data: bytes, family: int, ip_header: bool, verify_checksum: bool) -> Parsed:
+    """Classify one datagram read from an ICMP socket (raw IPv4 sockets include the IP header)."""
+    icmp = _strip_ipv4(data) if ip_header else data
+    if icmp is None or len(icmp) < _HEADER.size:
+        return Parsed("truncated")
+    kind_type, _code, _cksum, ident, seq = _HEADER.unpack_from(icmp)
+    v6 = family == socket.AF_INET6
+    if kind_type == (ECHO_REPLY_V6 if v6 else ECHO_REPLY_V4):
+        if verify_checksum and internet_sum(icmp) != 0xFFFF:
+            return Parsed("corrupt", ident, seq)
+        body = icmp[_HEADER.size :]
+        if len(body) < NONCE_BYTES:
+            return Parsed("truncated", ident, seq)
+        return Parsed("reply", ident, seq, _nonce(body))
+    if kind_type in (ERROR_TYPES_V6 if v6 else ERROR_TYPES_V4):
+        return _parse_error(icmp[_HEADER.size :], v6)
+    return Parsed("ignore")
+
+
+def _parse_error(quoted: bytes, v6: bool) -> Parsed:
+    """An ICMP error quotes the offending IP header and at least 8 bytes of our request."""
+    if v6:
+        if len(quoted) < 40 + _HEADER.size:
+            return Parsed("truncated")
+        dst = str(ipaddress.IPv6Address(quoted[24:40]))
+        inner, want = quoted[40:], ECHO_REQUEST_V6
+    else:
+        inner_or_none = _strip_ipv4(quoted)
+        if inner_or_none is None or len(inner_or_none) < _HEADER.size:
+            return Parsed("truncated")
+        dst = socket.inet_ntoa(quoted[16:20])
+        inner, want = inner_or_none, ECHO_REQUEST_V4
+    kind_type, _code, _cksum, ident, seq = _HEADER.unpack_from(inner)
+    if kind_type != want:
+        return Parsed("ignore")
+    return Parsed("error", ident, seq, _nonce(inner[_HEADER.size :]), dst)

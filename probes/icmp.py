@@ -1,0 +1,146 @@
+"""ICMP echo prober: one round of N echo requests to one target → `ProbeResult`.
+
+probe → **sample** → store. Many rounds (targets) run at once on one socket per (family,
+source, DSCP): a raw socket as root, an ICMP datagram socket where `ping_group_range` allows it.
+RTT = kernel receive timestamp − send time, both CLOCK_REALTIME ns. `interval_s = 0` sends the
+next packet as soon as the previous one is answered (ping's flood); otherwise packets leave on a
+fixed schedule while earlier ones are still in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+import struct
+import time
+
+from probes import _icmp_wire as wire
+from probes._icmp_channel import Channel, Round, SocketFactory
+from probes.base import Outcome, ProbeOptions, ProbeResult, ProbeSetupError, Sample, Target
+
+ICMP_FILTER = 1  # <linux/icmp.h>, level SOL_RAW: a bitmask of ICMP types to *block*
+ICMP6_FILTER = 1  # <netinet/icmp6.h>, level IPPROTO_ICMPV6: 256-bit mask, set bit = block
+SOL_RAW = 255
+_PASS_V4 = (wire.ECHO_REPLY_V4, *wire.ERROR_TYPES_V4)
+_PASS_V6 = (wire.ECHO_REPLY_V6, *wire.ERROR_TYPES_V6)
+HOW_TO_GRANT = (
+    "ICMP probes need a raw socket (run as root, or grant CAP_NET_RAW: "
+    "`setcap cap_net_raw+ep $(readlink -f $(which python3))`) or unprivileged ICMP sockets "
+    "for your group: `sysctl -w net.ipv4.ping_group_range='{gid} {gid}'` "
+    "(persist it in /etc/sysctl.d/)"
+)
+
+
+class IcmpProber:
+    """ICMP echo rounds, pipelined on shared sockets. `socket_factory(family, type, proto)`
+    lets the caller create the sockets elsewhere (e.g. inside a lab network namespace)."""
+
+    kind = "icmp"
+
+    def __init__(self, socket_factory: SocketFactory | None = None) -> None:
+        self._factory: SocketFactory = socket_factory or socket.socket
+        self._channels: dict[tuple[int, str | None, int], Channel] = {}
+
+    async def probe(self, target: Target, options: ProbeOptions) -> ProbeResult:
+        address, family = _parse_address(target.address)
+        channel = self._channel(family, options.source, options.dscp)
+        nonce = int.from_bytes(os.urandom(8), "big")
+        body = wire.payload(nonce, options.size)
+        sockaddr = (address, 0, 0, 0) if family == socket.AF_INET6 else (address, 0)
+        rnd = Round(address, nonce, options.count)
+        loop = asyncio.get_running_loop()
+        started_wall_ns, start = time.time_ns(), loop.time()
+        try:
+            for i in range(options.count):
+                if i and options.interval_s > 0:
+                    await asyncio.sleep(max(0.0, start + i * options.interval_s - loop.time()))
+                elif i:
+                    while rnd.unresolved:
+                        await rnd.changed()
+                channel.send(rnd, i, body, sockaddr, options.timeout_s)
+            while rnd.unresolved:
+                await rnd.changed()
+        finally:
+            rnd.finished = True
+        return ProbeResult(self.kind, target, started_wall_ns, _samples(rnd), dict(rnd.foreign))
+
+    def foreign_totals(self) -> dict[str, int]:
+        """Every reply that did not belong, by kind, over the prober's lifetime."""
+        totals: dict[str, int] = {}
+        for channel in self._channels.values():
+            for kind, n in channel.foreign.items():
+                totals[kind] = totals.get(kind, 0) + n
+        return totals
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+    def _channel(self, family: int, source: str | None, dscp: int) -> Channel:
+        loop = asyncio.get_running_loop()
+        key = (family, source, dscp)
+        channel = self._channels.get(key)
+        if channel is not None and channel.loop is not loop:
+            channel.close()
+            channel = None
+        if channel is None:
+            sock, raw = self._open(family)
+            try:
+                _configure(sock, family, raw, source, dscp)
+            except OSError:
+                sock.close()
+                raise
+            channel = self._channels[key] = Channel(sock, raw, loop)
+        return channel
+
+    def _open(self, family: int) -> tuple[socket.socket, bool]:
+        proto = socket.IPPROTO_ICMPV6 if family == socket.AF_INET6 else socket.IPPROTO_ICMP
+        try:
+            return self._factory(family, socket.SOCK_RAW, proto), True
+        except PermissionError:
+            pass
+        try:
+            return self._factory(family, socket.SOCK_DGRAM, proto), False
+        except PermissionError as exc:
+            raise ProbeSetupError(HOW_TO_GRANT.format(gid=os.getgid())) from exc
+
+
+def _parse_address(text: str) -> tuple[str, int]:
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError as exc:
+        raise ProbeSetupError(f"icmp target {text!r} is not an IP address") from exc
+    return str(ip), socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+
+
+def _configure(sock: socket.socket, family: int, raw: bool, source: str | None, dscp: int) -> None:
+    """DSCP, the kernel-side type filter (raw sockets see every ICMP packet), source address."""
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, dscp << 2)
+        if raw:
+            blocked = bytearray(b"\xff" * 32)
+            for t in _PASS_V6:
+                blocked[t >> 3] &= ~(1 << (t & 7)) & 0xFF
+            sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, bytes(blocked))
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, dscp << 2)
+        if raw:
+            mask = 0xFFFFFFFF & ~sum(1 << t for t in _PASS_V4)
+            sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("=I", mask))
+    if source is not None or not raw:  # a ping socket needs a bound port: it is the identifier
+        sock.bind((source or ("::" if family == socket.AF_INET6 else "0.0.0.0"), 0))
+
+
+def _samples(rnd: Round) -> tuple[Sample, ...]:
+    samples = []
+    for i, outcome in enumerate(rnd.outcomes):
+        sent = rnd.sent_ns[i]
+        samples.append(
+            Sample(i, sent or 0, rnd.received_ns[i], outcome or Outcome.TIMEOUT)
+            if sent is not None
+            else Sample(i, 0, None, Outcome.ERROR)
+        )
+    return tuple(samples)

@@ -1,0 +1,276 @@
+"""Statistics of one round: probe → sample → **stats** → store/plan.
+
+`summarize(result)` turns a `ProbeResult` into a frozen `RoundStats`: RTT percentiles, RFC 3550
+interarrival jitter, IPDV (RFC 5481), loss with a Wilson 95 % interval, reordering, duplicates,
+loss bursts and gaps, and — for a voice stream — the share of packets later than a jitter
+buffer. Pure functions over the samples; numpy where there is a vector.
+
+Conventions: *lost* means TIMEOUT only — an ICMP unreachable, a refused port or a SIP non-2xx
+is an outcome of its own, counted in `outcomes`, not loss (the network answered). Packets whose
+send failed (ERROR) were never sent and are left out of every denominator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from probes.base import Outcome, ProbeResult, Sample
+
+_NS_PER_MS = 1e6
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True, slots=True)
+class RttSummary:
+    """Distribution of a delay in ms (RTT or one-way)."""
+
+    min: float
+    avg: float
+    p50: float
+    p90: float
+    p99: float
+    max: float
+    stddev: float
+
+    @classmethod
+    def of_ms(cls, values_ms: npt.ArrayLike) -> RttSummary | None:
+        v = np.asarray(values_ms, dtype=np.float64)
+        if v.size == 0:
+            return None
+        p50, p90, p99 = np.percentile(v, [50, 90, 99])
+        return cls(
+            float(v.min()),
+            float(v.mean()),
+            float(p50),
+            float(p90),
+            float(p99),
+            float(v.max()),
+            float(v.std()),
+        )
+
+    def to_json(self) -> dict[str, float]:
+        return {k: round(getattr(self, k), 4) for k in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class IpdvSummary:
+    """|IPDV| percentiles in ms over consecutive received sequence pairs (RFC 5481)."""
+
+    p50: float
+    p90: float
+    p99: float
+    max: float
+    pairs: int
+
+    def to_json(self) -> dict[str, float]:
+        return {
+            "p50": round(self.p50, 4),
+            "p90": round(self.p90, 4),
+            "p99": round(self.p99, 4),
+            "max": round(self.max, 4),
+            "pairs": self.pairs,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BurstSummary:
+    """Runs of consecutive lost packets (bursts) and of delivered packets between them (gaps)."""
+
+    count: int
+    max_len: int
+    mean_len: float
+    mean_gap_len: float
+
+    def to_json(self) -> dict[str, float]:
+        return {
+            "count": self.count,
+            "max_len": self.max_len,
+            "mean_len": round(self.mean_len, 3),
+            "mean_gap_len": round(self.mean_gap_len, 3),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RoundStats:
+    """Everything the store, metrics and planner need from one round."""
+
+    target: str
+    kind: str
+    sent: int
+    received: int
+    lost: int
+    loss_ratio: float
+    loss_ci95: tuple[float, float]
+    rtt_ms: RttSummary | None
+    jitter_ms: float | None
+    ipdv_ms: IpdvSummary | None
+    bursts: BurstSummary
+    reordered: int
+    duplicates: int
+    outcomes: dict[str, int] = field(default_factory=dict)
+    foreign: dict[str, int] = field(default_factory=dict)
+    forward_ms: RttSummary | None = None
+    backward_ms: RttSummary | None = None
+    late_ratio: float | None = None  # later than the jitter buffer (voice), share of sent
+
+    def to_json(self) -> dict[str, Any]:
+        """The `netopt probe --json` keys (loss and its interval in percent)."""
+        out: dict[str, Any] = {
+            "target": self.target,
+            "kind": self.kind,
+            "sent": self.sent,
+            "received": self.received,
+            "loss_pct": round(100 * self.loss_ratio, 4),
+            "loss_ci95_pct": [round(100 * x, 4) for x in self.loss_ci95],
+            "rtt_ms": self.rtt_ms.to_json() if self.rtt_ms else None,
+            "jitter_ms": None if self.jitter_ms is None else round(self.jitter_ms, 4),
+            "ipdv_ms": self.ipdv_ms.to_json() if self.ipdv_ms else None,
+            "bursts": self.bursts.to_json(),
+            "reordered": self.reordered,
+            "duplicates": self.duplicates,
+            "outcomes": dict(self.outcomes),
+            "foreign": dict(self.foreign),
+        }
+        if self.forward_ms or self.backward_ms:
+            out["forward_ms"] = self.forward_ms.to_json() if self.forward_ms else None
+            out["backward_ms"] = self.backward_ms.to_json() if self.backward_ms else None
+        if self.late_ratio is not None:
+            out["late_pct"] = round(100 * self.late_ratio, 4)
+        return out
+
+
+def summarize(result: ProbeResult, jitter_buffer_ms: float | None = None) -> RoundStats:
+    """The statistics of one round; `jitter_buffer_ms` adds the late-packet share (voice)."""
+    samples = [s for s in result.samples if s.outcome is not Outcome.ERROR]
+    ok = sorted((s for s in samples if s.outcome is Outcome.OK), key=_arrival)
+    sent_ns = np.array([s.sent_ns for s in ok], dtype=np.int64)
+    recv_ns = np.array([s.received_ns for s in ok], dtype=np.int64)
+    lost = sum(1 for s in samples if s.outcome is Outcome.TIMEOUT)
+    sent = len(samples)
+    forward = [s.forward_ns for s in ok if s.forward_ns is not None]
+    backward = [s.backward_ns for s in ok if s.backward_ns is not None]
+    jitter = rfc3550_jitter(sent_ns, recv_ns)
+    return RoundStats(
+        target=result.target.label,
+        kind=result.kind,
+        sent=sent,
+        received=len(ok),
+        lost=lost,
+        loss_ratio=lost / sent if sent else 1.0,
+        loss_ci95=wilson_interval(lost, sent),
+        rtt_ms=RttSummary.of_ms((recv_ns - sent_ns) / _NS_PER_MS),
+        jitter_ms=float(jitter[-1]) / _NS_PER_MS if jitter.size else None,
+        ipdv_ms=ipdv_summary(ok),
+        bursts=burst_summary([s.outcome is Outcome.TIMEOUT for s in sorted(samples, key=_seq)]),
+        reordered=reordered_count([s.seq for s in ok]),
+        duplicates=int(result.foreign.get("duplicate", 0)),
+        outcomes=result.outcome_counts(),
+        foreign=dict(result.foreign),
+        forward_ms=RttSummary.of_ms(np.asarray(forward, dtype=np.float64) / _NS_PER_MS),
+        backward_ms=RttSummary.of_ms(np.asarray(backward, dtype=np.float64) / _NS_PER_MS),
+        late_ratio=None if jitter_buffer_ms is None else late_ratio(ok, sent, jitter_buffer_ms),
+    )
+
+
+def _arrival(s: Sample) -> tuple[int, int]:
+    return (s.received_ns or 0, s.seq)
+
+
+def _seq(s: Sample) -> int:
+    return s.seq
+
+
+def rfc3550_jitter(sent: npt.ArrayLike, received: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """RFC 3550 §6.4.1 interarrival jitter after each packet, in the units given.
+
+    Packets in arrival order; transit = received − sent; J += (|D| − J) / 16. The first
+    packet has J = 0.
+    """
+    transit = np.asarray(received, dtype=np.float64) - np.asarray(sent, dtype=np.float64)
+    out = np.zeros(transit.size, dtype=np.float64)
+    if transit.size == 0:
+        return out
+    d = np.abs(np.diff(transit)).tolist()
+    j = 0.0
+    for i, di in enumerate(d, start=1):
+        j += (di - j) / 16.0
+        out[i] = j
+    return out
+
+
+def ipdv_summary(ok: Sequence[Sample]) -> IpdvSummary | None:
+    """|IPDV| of consecutive sequence numbers that both arrived (RFC 5481 §1.1)."""
+    by_seq = sorted(ok, key=_seq)
+    seqs = np.array([s.seq for s in by_seq], dtype=np.int64)
+    transit = np.array([(s.received_ns or 0) - s.sent_ns for s in by_seq], dtype=np.float64)
+    pairs = np.diff(seqs) == 1
+    if not pairs.any():
+        return None
+    v = np.abs(np.diff(transit)[pairs]) / _NS_PER_MS
+    p50, p90, p99 = np.percentile(v, [50, 90, 99])
+    return IpdvSummary(float(p50), float(p90), float(p99), float(v.max()), int(v.size))
+
+
+def wilson_interval(failures: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion; (0, 1) when there are no trials."""
+    if trials <= 0:
+        return (0.0, 1.0)
+    p = failures / trials
+    denom = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def burst_summary(lost_in_seq_order: Sequence[bool]) -> BurstSummary:
+    """Lengths of loss bursts and of the delivered runs (gaps) between and around them."""
+    bursts: list[int] = []
+    gaps: list[int] = []
+    run, run_lost = 0, False
+    for is_lost in lost_in_seq_order:
+        if run and is_lost != run_lost:
+            (bursts if run_lost else gaps).append(run)
+            run = 0
+        run, run_lost = run + 1, is_lost
+    if run:
+        (bursts if run_lost else gaps).append(run)
+    return BurstSummary(
+        count=len(bursts),
+        max_len=max(bursts, default=0),
+        mean_len=float(np.mean(bursts)) if bursts else 0.0,
+        mean_gap_len=float(np.mean(gaps)) if gaps else 0.0,
+    )
+
+
+def reordered_count(seqs_in_arrival_order: Sequence[int]) -> int:
+    """Packets that arrived after a higher sequence number had (RFC 4737 reordered singletons)."""
+    highest, count = -1, 0
+    for seq in seqs_in_arrival_order:
+        if seq < highest:
+            count += 1
+        else:
+            highest = seq
+    return count
+
+
+def late_ratio(ok: Sequence[Sample], sent: int, jitter_buffer_ms: float) -> float:
+    """Share of sent packets that arrived but later than the buffer allows.
+
+    A packet's delay is its forward one-way delay when the reflector gave one, else its RTT;
+    it is late when it exceeds the round's smallest delay by more than the buffer depth (a
+    fixed playout buffer anchored at the fastest packet).
+    """
+    if not ok or sent <= 0:
+        return 0.0
+    delays = np.array(
+        [s.forward_ns if s.forward_ns is not None else (s.rtt_ns or 0) for s in ok],
+        dtype=np.float64,
+    )
+    late = np.count_nonzero(delays - delays.min() > jitter_buffer_ms * _NS_PER_MS)
+    return int(late) / sent
