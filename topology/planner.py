@@ -1,0 +1,377 @@
+"""Which way each region's media should go, and whether it needs acceleration.
+
+Flow: window stats (PathStats) → **plan** → Plan (per region × destination: ranked routes,
+expected quality, acceleration verdict with a reason) → netopt.decide → RouteTable.
+
+`plan(topology, paths)` scores every candidate at once (see `topology.scoring`): the direct
+route (the region → destination measurement) and entry at every measured PoP followed by the
+backbone's path to the destination. Routes are ranked by E-model MOS (`topology.quality`),
+except that the direct route comes first whenever acceleration is `not_needed` (relaying a call
+that is already good spends PoP capacity for no audible gain).
+
+Verdicts (`RegionPlan.acceleration`), each with a one-sentence `reason`:
+
+- `needed`: the direct route is poor (MOS below `target_mos` or a Via threshold crossed:
+  RTT > 320 ms, loss > 1.2 %, jitter > 12 ms) or not measured, and a relay reaching the target
+  beats it by at least `margin_mos`;
+- `insufficient`: no route reaches `target_mos` (the best one is still offered);
+- `not_needed`: otherwise (media goes direct);
+- `unmeasured`: nothing measured from the region yet (no routes);
+- `unreachable`: the region is measured but no measured path reaches the destination.
+
+Candidates that could not be scored are listed in `RegionPlan.skipped` (PoP not measured from
+the region, or no backbone path to the destination); a Plan never invents a route. PoP capacity
+(`Pop.capacity_calls`, each region × destination carrying `Region.weight` calls) is applied by
+`topology.capacity` (greedy by regret) when any PoP declares one.
+
+The Plan materialises its RegionPlans lazily from the score arrays, so planning 50,000 region ×
+destination pairs does not build 200,000 Python objects nobody reads.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from topology import quality
+from topology.capacity import CapacityChoice, apply_capacity
+from topology.model import Topology, check_path_numbers
+from topology.scoring import (
+    SENTINEL_R,
+    AccessMatrix,
+    Backbone,
+    BackboneOverrides,
+    Scorer,
+    TopK,
+    build_backbone,
+)
+
+NEEDED, NOT_NEEDED, INSUFFICIENT, UNMEASURED, UNREACHABLE = range(5)
+ACCELERATIONS = ("needed", "not_needed", "insufficient", "unmeasured", "unreachable")
+
+
+@dataclass(frozen=True)
+class PathStats:
+    """Window stats of one measured directed pair: region → PoP (access; region → destination
+    is the direct route), PoP → region (access measured from the PoP side), or PoP → PoP
+    (overrides or adds to the declared backbone in that direction)."""
+
+    src: str
+    dst: str
+    rtt_ms: float
+    jitter_ms: float = 0.0
+    loss_pct: float = 0.0
+    samples: int = 0
+
+    def __post_init__(self) -> None:
+        check_path_numbers(
+            f"path {self.src}->{self.dst}", self.rtt_ms, self.jitter_ms, self.loss_pct
+        )
+
+
+@dataclass(frozen=True)
+class Expected:
+    """Expected quality of a route: composed round trip, jitter, loss, and E-model MOS."""
+
+    rtt_ms: float
+    jitter_ms: float
+    loss_pct: float
+    mos: float
+
+
+@dataclass(frozen=True)
+class Route:
+    """One way for a region's media to reach a destination."""
+
+    region: str
+    dest: str
+    kind: str  # "direct" | "relay"
+    path: tuple[str, ...]
+    entry_pop: str | None
+    expected: Expected
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A candidate entry PoP that could not be scored, and why."""
+
+    pop: str
+    why: str
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    """The ranked routes of one region to one destination, with the acceleration verdict."""
+
+    region: str
+    dest: str
+    routes: tuple[Route, ...]
+    acceleration: str
+    reason: str
+    skipped: tuple[Skipped, ...] = ()
+
+    @property
+    def best(self) -> Route | None:
+        return self.routes[0] if self.routes else None
+
+    @property
+    def direct(self) -> Route | None:
+        return next((r for r in self.routes if r.kind == "direct"), None)
+
+
+class Plan:
+    """Every RegionPlan of one planning run. Iterable; `get(region, dest)` looks one up.
+
+    Built either from ready entries (`Plan(entries)`) or by `plan()` from score arrays, in
+    which case entries are materialised on first access."""
+
+    def __init__(self, entries: Iterable[RegionPlan] = (), *, _run: _Run | None = None) -> None:
+        self._run = _run
+        self._cache: dict[tuple[str, str], RegionPlan] = {}
+        if _run is None:
+            self._cache = {(e.region, e.dest): e for e in entries}
+            self._entries: tuple[RegionPlan, ...] | None = tuple(entries)
+        else:
+            self._entries = None
+
+    @property
+    def entries(self) -> tuple[RegionPlan, ...]:
+        if self._entries is None:
+            assert self._run is not None
+            run = self._run
+            self._entries = tuple(
+                self._materialise(r, k)
+                for k in range(len(run.dests))
+                for r in range(len(run.regions))
+            )
+        return self._entries
+
+    def get(self, region: str, dest: str) -> RegionPlan | None:
+        if (region, dest) in self._cache or self._run is None:
+            return self._cache.get((region, dest))
+        r, k = self._run.region_index.get(region), self._run.dest_index.get(dest)
+        if r is None or k is None:
+            return None
+        return self._materialise(r, k)
+
+    def __iter__(self) -> Iterator[RegionPlan]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        if self._run is not None:
+            return len(self._run.regions) * len(self._run.dests)
+        return len(self._cache)
+
+    @property
+    def unreachable(self) -> tuple[tuple[str, str], ...]:
+        """(pop, destination) pairs with no backbone path."""
+        return self._run.unreachable if self._run is not None else ()
+
+    def _materialise(self, r: int, k: int) -> RegionPlan:
+        assert self._run is not None
+        key = (self._run.regions[r], self._run.dests[k])
+        if key not in self._cache:
+            self._cache[key] = self._run.region_plan(r, k)
+        return self._cache[key]
+
+
+def plan(
+    topology: Topology,
+    paths: Iterable[PathStats],
+    *,
+    target_mos: float = 4.0,
+    margin_mos: float = 0.2,
+    codec: str = "g711",
+    max_routes: int = 4,
+) -> Plan:
+    """Plan every region × destination from measured window stats (see module docstring).
+
+    Raises ValueError for a PathStats naming an unknown id, a region → region pair, or a PoP
+    to itself."""
+    access, overrides = collect_paths(topology, paths)
+    return plan_matrix(
+        topology, access, overrides, target_mos=target_mos, margin_mos=margin_mos,
+        codec=codec, max_routes=max_routes,
+    )  # fmt: skip
+
+
+def collect_paths(
+    topology: Topology, paths: Iterable[PathStats]
+) -> tuple[AccessMatrix, BackboneOverrides]:
+    """Sort PathStats into the access matrix and backbone overrides. A region → PoP
+    measurement wins over the PoP → region one for the same pair; a later duplicate wins."""
+    regions = {r.id: i for i, r in enumerate(topology.regions)}
+    pops = {p.id: i for i, p in enumerate(topology.pops)}
+    shape = (len(regions), len(pops))
+    rtt, jit, loss = np.full(shape, np.nan), np.zeros(shape), np.zeros(shape)
+    from_region = np.zeros(shape, dtype=bool)
+    overrides: dict[tuple[str, str], tuple[float, float, float]] = {}
+    for ps in paths:
+        for node in (ps.src, ps.dst):
+            if node not in regions and node not in pops:
+                raise ValueError(f"path {ps.src}->{ps.dst}: unknown id {node!r}")
+        if ps.src in regions and ps.dst in pops:
+            r, p = regions[ps.src], pops[ps.dst]
+            from_region[r, p] = True
+        elif ps.src in pops and ps.dst in regions:
+            r, p = regions[ps.dst], pops[ps.src]
+            if from_region[r, p]:
+                continue
+        elif ps.src in pops and ps.dst in pops:
+            if ps.src == ps.dst:
+                raise ValueError(f"path {ps.src}->{ps.dst}: a PoP to itself is not a path")
+            overrides[(ps.src, ps.dst)] = (ps.rtt_ms, ps.jitter_ms, ps.loss_pct)
+            continue
+        else:
+            raise ValueError(f"path {ps.src}->{ps.dst}: region to region is not a candidate path")
+        rtt[r, p], jit[r, p], loss[r, p] = ps.rtt_ms, ps.jitter_ms, ps.loss_pct
+    ov = tuple((a, b, *v) for (a, b), v in sorted(overrides.items()))
+    return AccessMatrix(rtt, jit, loss), ov
+
+
+@functools.lru_cache(maxsize=8)
+def _backbone(topology: Topology, overrides: BackboneOverrides) -> Backbone:
+    return build_backbone(topology, overrides)
+
+
+def plan_matrix(
+    topology: Topology,
+    access: AccessMatrix,
+    overrides: BackboneOverrides = (),
+    *,
+    target_mos: float = 4.0,
+    margin_mos: float = 0.2,
+    codec: str = "g711",
+    max_routes: int = 4,
+) -> Plan:
+    """`plan` from an access matrix [regions, pops] (NaN rtt = not measured): the fast entry
+    point for large worlds. The backbone is computed once per (topology, overrides)."""
+    scorer = Scorer(codec)
+    bb = _backbone(topology, overrides)
+    pop_index = {p.id: i for i, p in enumerate(topology.pops)}
+    dest_pops = [pop_index[d] for d in topology.destinations]
+    top = scorer.top_k(access, bb, 1, dest_pops)
+    run = _Run(topology, access, bb, scorer, top, dest_pops, target_mos, margin_mos, max_routes)
+    return Plan(_run=run)
+
+
+class _Run:
+    """The arrays of one planning run, vectorised verdicts, and lazy RegionPlan building."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        access: AccessMatrix,
+        bb: Backbone,
+        scorer: Scorer,
+        top: TopK,
+        dest_pops: list[int],
+        target_mos: float,
+        margin_mos: float,
+        max_routes: int,
+    ) -> None:
+        self.topology, self.access, self.bb, self.scorer = topology, access, bb, scorer
+        self.regions = [r.id for r in topology.regions]
+        self.pops = [p.id for p in topology.pops]
+        self.pop_index = {p: i for i, p in enumerate(self.pops)}
+        self.dests = list(topology.destinations)
+        self.region_index = {r: i for i, r in enumerate(self.regions)}
+        self.dest_index = {d: i for i, d in enumerate(self.dests)}
+        self.dest_pops, self.target, self.margin, self.max_routes = (
+            dest_pops, target_mos, margin_mos, max_routes,
+        )  # fmt: skip
+        self.acc = scorer.prepare_access(access)
+        self.unreachable = tuple(
+            (self.pops[p], d)
+            for k, d in enumerate(self.dests)
+            for p in np.flatnonzero(~bb.reachable[:, k])
+        )
+        self.best_r = top.r[:, :, 0]
+        self.best_p = top.pop_idx[:, :, 0]
+        self.direct_r = (
+            np.stack([self._row_r(slice(None), k)[:, dp] for k, dp in enumerate(dest_pops)])
+            if dest_pops
+            else np.zeros((0, len(self.regions)), dtype=np.float32)
+        )
+        self.codes, self.prefer_direct = self._verdicts()
+        self.choices: dict[tuple[int, int], CapacityChoice] = apply_capacity(self)
+
+    def _row_r(self, rows: slice | int, k: int) -> np.ndarray:
+        a = (self.acc[0][rows], self.acc[1][rows], self.acc[2][rows])
+        return self.scorer.score(a, self.scorer.prepare_backbone(self.bb, k))
+
+    def _verdicts(self) -> tuple[np.ndarray, np.ndarray]:
+        best_mos = self.scorer.r_to_mos(self.best_r)
+        has_route = self.best_r > SENTINEL_R / 2
+        direct_ok = self.direct_r > SENTINEL_R / 2
+        direct_mos = self.scorer.r_to_mos(self.direct_r)
+        a = self.access
+        dp = self.dest_pops
+        flags = (
+            (a.rtt_ms[:, dp].T > quality.VIA_RTT_MS)
+            | (a.loss_pct[:, dp].T > quality.VIA_LOSS_PCT)
+            | (a.jitter_ms[:, dp].T > quality.VIA_JITTER_MS)
+        )
+        direct_poor = (direct_mos < self.target) | flags
+        relay_best = self.best_p != np.asarray(dp, dtype=np.int32)[:, None]
+        gain_ok = best_mos - direct_mos >= self.margin - 1e-9
+        measured = np.asarray(a.valid.any(axis=1))[None, :]
+        codes = np.full(self.best_r.shape, NOT_NEEDED, dtype=np.int8)
+        needed = relay_best & (~direct_ok | (direct_poor & gain_ok))
+        codes[needed] = NEEDED
+        codes[best_mos < self.target] = INSUFFICIENT
+        codes[~has_route] = UNREACHABLE
+        codes[~has_route & ~measured] = UNMEASURED
+        prefer_direct = (codes == NOT_NEEDED) & direct_ok & relay_best
+        return codes, prefer_direct
+
+    # ---- materialisation --------------------------------------------------------------
+
+    def route(self, r: int, k: int, p: int, r_value: float) -> Route:
+        region, dest = self.regions[r], self.dests[k]
+        a = self.access
+        mos = float(self.scorer.r_to_mos(np.float64(r_value)))
+        if p == self.dest_pops[k]:
+            e = Expected(
+                float(a.rtt_ms[r, p]), float(a.jitter_ms[r, p]), float(a.loss_pct[r, p]), mos
+            )
+            return Route(region, dest, "direct", (region, dest), None, e)
+        bb = self.bb
+        rtt = float(a.rtt_ms[r, p] + bb.rtt_ms[p, k])
+        jit = math.hypot(float(a.jitter_ms[r, p]), float(bb.jitter_ms[p, k]))
+        loss = 100 * (1 - (1 - a.loss_pct[r, p] / 100) * (1 - bb.loss_pct[p, k] / 100))
+        e = Expected(rtt, jit, float(loss), mos)
+        return Route(region, dest, "relay", (region, *bb.paths[(p, k)]), self.pops[p], e)
+
+    def region_plan(self, r: int, k: int) -> RegionPlan:
+        from topology.reasons import reason_for
+
+        region, dest = self.regions[r], self.dests[k]
+        row = self._row_r(r, k).astype(np.float64)
+        order = [int(p) for p in np.argsort(-row, kind="stable") if row[p] > SENTINEL_R / 2]
+        dp = self.dest_pops[k]
+        choice = self.choices.get((r, k))
+        first = choice.pop if choice is not None else (dp if self.prefer_direct[k, r] else None)
+        if first is not None:
+            order = [first] + [p for p in order if p != first]
+        routes = tuple(self.route(r, k, p, row[p]) for p in order[: self.max_routes])
+        skipped = tuple(
+            Skipped(self.pops[p], f"not measured from {region}")
+            if not self.access.valid[r, p]
+            else Skipped(self.pops[p], f"no backbone path to {dest}")
+            for p in range(len(self.pops))
+            if row[p] <= SENTINEL_R / 2 and (p != dp or not self.access.valid[r, p])
+        )
+        code = int(self.codes[k, r])
+        direct = next((x for x in routes if x.kind == "direct"), None)
+        if direct is None and self.access.valid[r, dp]:
+            direct = self.route(r, k, dp, row[dp])
+        reason = reason_for(
+            ACCELERATIONS[code], region, dest, routes, direct, self.target, self.margin,
+            choice.note if choice is not None else "",
+        )  # fmt: skip
+        return RegionPlan(region, dest, routes, ACCELERATIONS[code], reason, skipped)
