@@ -49,7 +49,7 @@ def apply_capacity(run: Any) -> dict[tuple[int, int], CapacityChoice]:
             p = int(run.best_p[k, r])
             if not any(q in caps for q in _capped_path(run, p, k, caps)):
                 continue
-            row = run._row_r(r, k).astype(np.float64)
+            row = run.row_r(r, k).astype(np.float64)
             order = [int(q) for q in np.argsort(-row, kind="stable") if row[q] > SENTINEL_R / 2]
             regret = row[order[0]] - row[order[1]] if len(order) > 1 else float("inf")
             demands.append((regret, r, k, order))

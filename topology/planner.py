@@ -166,6 +166,23 @@ class Plan:
             return len(self._run.regions) * len(self._run.dests)
         return len(self._cache)
 
+    def find(self, region: str, dest: str, entry_pop: str | None) -> Route | None:
+        """The current route entering at `entry_pop` (None = direct) even if it is not among
+        the ranked few, or None if that candidate is not measured or not reachable."""
+        entry = self.get(region, dest)
+        if entry is None:
+            return None
+        found = next((r for r in entry.routes if r.entry_pop == entry_pop), None)
+        if found is not None or self._run is None:
+            return found
+        run = self._run
+        r, k = run.region_index[region], run.dest_index[dest]
+        p = run.dest_pops[k] if entry_pop is None else run.pop_index.get(entry_pop)
+        if p is None or (entry_pop is not None and p == run.dest_pops[k]):
+            return None
+        value = float(run.row_r(r, k)[p])
+        return run.route(r, k, p, value) if value > SENTINEL_R / 2 else None
+
     @property
     def unreachable(self) -> tuple[tuple[str, str], ...]:
         """(pop, destination) pairs with no backbone path."""
@@ -292,15 +309,18 @@ class _Run:
         )
         self.best_r = top.r[:, :, 0]
         self.best_p = top.pop_idx[:, :, 0]
-        self.direct_r = (
-            np.stack([self._row_r(slice(None), k)[:, dp] for k, dp in enumerate(dest_pops)])
-            if dest_pops
-            else np.zeros((0, len(self.regions)), dtype=np.float32)
-        )
+        self.direct_r = np.stack(
+            [self._direct_r(k, dp) for k, dp in enumerate(dest_pops)]
+        ) if dest_pops else np.zeros((0, len(self.regions)), dtype=np.float32)  # fmt: skip
         self.codes, self.prefer_direct = self._verdicts()
         self.choices: dict[tuple[int, int], CapacityChoice] = apply_capacity(self)
 
-    def _row_r(self, rows: slice | int, k: int) -> np.ndarray:
+    def _direct_r(self, k: int, dp: int) -> np.ndarray:
+        a = (self.acc[0][:, dp], self.acc[1][:, dp], self.acc[2][:, dp])
+        b = tuple(x[dp : dp + 1] for x in self.scorer.prepare_backbone(self.bb, k))
+        return self.scorer.score(a, b)  # type: ignore[arg-type]
+
+    def row_r(self, rows: slice | int, k: int) -> np.ndarray:
         a = (self.acc[0][rows], self.acc[1][rows], self.acc[2][rows])
         return self.scorer.score(a, self.scorer.prepare_backbone(self.bb, k))
 
@@ -351,7 +371,7 @@ class _Run:
         from topology.reasons import reason_for
 
         region, dest = self.regions[r], self.dests[k]
-        row = self._row_r(r, k).astype(np.float64)
+        row = self.row_r(r, k).astype(np.float64)
         order = [int(p) for p in np.argsort(-row, kind="stable") if row[p] > SENTINEL_R / 2]
         dp = self.dest_pops[k]
         choice = self.choices.get((r, k))

@@ -1,0 +1,415 @@
+"""Stable route decisions: from each new Plan to the RouteTable the proxies are told.
+
+Flow: topology.plan → Plan → **decide** → RouteTable (frozen snapshot) → route API, Kamailio
+push, metrics, decision log.
+
+Pure: no I/O, no clock. The daemon owns one `Decider(policy)` and, for every new plan (one
+window of measurements), calls
+
+    table, decisions = decider.update(plan, now, fresh_at=..., pop_alive=...)
+
+- `now`: monotonic seconds (the daemon's clock; tests pass a fake one).
+- `fresh_at`: region id → monotonic time of the newest measurement behind that region's plan.
+  A region whose `fresh_at` did not advance since the previous update takes part, but that
+  update does not count as a new window for it. Omitted: every region is fresh at `now`.
+- `pop_alive`: PoP id → False for a PoP that stopped answering or was withdrawn.
+
+It returns the new `RouteTable` (replace the old one whole; never edit it) and the
+`Decision`s worth logging: everything except "kept the same route, no challenger".
+
+Rules, per region × destination (`Policy` holds the numbers):
+
+1. A route that crosses a dead PoP (`pop_alive` False), shows ≥ `dead_loss_pct` loss, or is no
+   longer in the plan is withdrawn at once: failover to the best usable route, ignoring the
+   streak, hold-down and damping (a flap penalty is still charged).
+2. A challenger (the plan's preferred usable route, if different from the incumbent) must beat
+   the incumbent's current MOS by `margin_mos` for `windows_to_switch` consecutive windows.
+3. After a change, no further change for `hold_down_s` (failover excepted).
+4. Flap damping, as BGP route-flap damping (RFC 2439): every change adds `flap_penalty`; the
+   penalty halves every `half_life_s`; above `suppress_threshold` changes are suppressed until
+   it decays below `reuse_threshold` (capped so suppression lasts at most `max_suppress_s`).
+5. Data older than `stale_after_s` marks the route stale and drives no change; older than
+   `expire_after_s` the route falls back to the configured default (`default_entry`: region id,
+   or "*", → entry PoP id, None = direct). A region nothing has been measured from also gets
+   the default.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from topology.planner import Expected, Plan, RegionPlan, Route
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The numbers behind every decision (see the module docstring)."""
+
+    margin_mos: float = 0.2
+    windows_to_switch: int = 3
+    hold_down_s: float = 60.0
+    flap_penalty: float = 1000.0
+    suppress_threshold: float = 2000.0
+    reuse_threshold: float = 750.0
+    half_life_s: float = 900.0
+    max_suppress_s: float = 3600.0
+    stale_after_s: float = 30.0
+    expire_after_s: float = 300.0
+    dead_loss_pct: float = 100.0
+    default_entry: Mapping[str, str | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.windows_to_switch < 1:
+            raise ValueError("windows_to_switch must be at least 1")
+        if self.reuse_threshold >= self.suppress_threshold:
+            raise ValueError("reuse_threshold must be below suppress_threshold")
+        if self.expire_after_s < self.stale_after_s:
+            raise ValueError("expire_after_s must not be shorter than stale_after_s")
+        if self.half_life_s <= 0 or self.margin_mos < 0 or self.hold_down_s < 0:
+            raise ValueError("half_life_s must be > 0; margin_mos and hold_down_s >= 0")
+
+    @property
+    def max_penalty(self) -> float:
+        return self.reuse_threshold * 2 ** (self.max_suppress_s / self.half_life_s)
+
+    def default_for(self, region: str) -> str | None:
+        return self.default_entry.get(region, self.default_entry.get("*"))
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    """What the proxies are told for one region × destination."""
+
+    region: str
+    dest: str
+    route: Route | None
+    decided_at: float  # monotonic seconds when this route was chosen
+    acceleration: str
+    reason: str
+    stale: bool = False
+    is_default: bool = False
+    fallbacks: tuple[Route, ...] = ()
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    """A frozen snapshot: (region, dest) → TableEntry."""
+
+    entries: Mapping[Key, TableEntry]
+    made_at: float
+
+    def get(self, region: str, dest: str | None = None) -> TableEntry | None:
+        """The entry for region and dest; without dest, the region's first destination."""
+        if dest is not None:
+            return self.entries.get((region, dest))
+        return next((e for (r, _), e in self.entries.items() if r == region), None)
+
+    def __iter__(self) -> Iterator[TableEntry]:
+        return iter(self.entries.values())
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One logged decision with its inputs."""
+
+    at: float
+    region: str
+    dest: str
+    action: str  # initial|default|switch|failover|pending|hold_down|suppressed|stale|expired
+    old_entry: str | None  # entry PoP of the previous route (None = direct or none)
+    new_entry: str | None
+    old_mos: float | None
+    new_mos: float | None
+    consecutive: int
+    penalty: float
+    reason: str
+
+
+@dataclass
+class _State:
+    route: Route | None
+    decided_at: float
+    is_default: bool = False
+    challenger: str | None = None  # route key of the current challenger
+    streak: int = 0
+    hold_until: float = -math.inf
+    penalty: float = 0.0
+    penalty_at: float = 0.0
+    suppressed: bool = False
+    fresh_at: float | None = None
+    stale: bool = False
+    expired: bool = False
+
+
+def _key(route: Route | None) -> str:
+    if route is None:
+        return "-"
+    return "direct" if route.entry_pop is None else route.entry_pop
+
+
+class Decider:
+    """Keeps per region × destination state across plans; see the module docstring."""
+
+    def __init__(self, policy: Policy | None = None) -> None:
+        self.policy = policy or Policy()
+        self._state: dict[Key, _State] = {}
+
+    def update(
+        self,
+        plan: Plan,
+        now: float,
+        *,
+        fresh_at: Mapping[str, float] | None = None,
+        pop_alive: Mapping[str, bool] | None = None,
+    ) -> tuple[RouteTable, list[Decision]]:
+        decisions: list[Decision] = []
+        entries: dict[Key, TableEntry] = {}
+        dead = {p for p, alive in (pop_alive or {}).items() if not alive}
+        for rp in plan:
+            seen = fresh_at.get(rp.region) if fresh_at is not None else now
+            entries[(rp.region, rp.dest)] = self._decide(rp, now, seen, dead, decisions)
+        return RouteTable(MappingProxyType(entries), now), decisions
+
+    # ---- one region × destination ---------------------------------------------------------
+
+    def _decide(
+        self, rp: RegionPlan, now: float, seen: float | None, dead: set[str], log: list[Decision]
+    ) -> TableEntry:
+        pol = self.policy
+        usable = [r for r in rp.routes if self._usable(r, dead)]
+        state = self._state.get((rp.region, rp.dest))
+        age = math.inf if seen is None else now - seen
+        if state is None:
+            return self._initial(rp, now, usable, age, seen, log)
+        new_window = seen is not None and (state.fresh_at is None or seen > state.fresh_at)
+        state.fresh_at = seen if seen is not None else state.fresh_at
+        penalty = self._decay(state, now)
+        current = None if state.is_default else self._current(rp, state, dead)
+        if not state.is_default and state.route is not None and current is None:
+            why = self._why_withdrawn(rp, state.route, dead)
+            if usable:
+                return self._switch(rp, state, usable[0], now, "failover", why, log, usable)
+            return self._to_default(rp, state, now, "failover", f"{why}; no usable route", log)
+        if age > pol.expire_after_s:
+            if not state.expired:
+                return self._to_default(rp, state, now, "expired", self._age(age), log, stale=True)
+            return self._entry(rp, state, usable, stale=True, reason=self._age(age))
+        state.expired = False
+        if age > pol.stale_after_s:
+            if not state.stale:
+                state.stale = True
+                log.append(self._log(rp, state, now, "stale", None, self._age(age)))
+            return self._entry(rp, state, usable, stale=True, reason=self._age(age))
+        state.stale = False
+        if state.is_default and usable:  # fresh data again after a default: adopt at once
+            return self._switch(
+                rp, state, usable[0], now, "initial", "measurements arrived", log, usable
+            )
+        challenger = usable[0] if usable else None
+        inc_mos = current.expected.mos if current is not None else -math.inf
+        if challenger is None or _key(challenger) == _key(state.route):
+            state.challenger, state.streak = None, 0
+            return self._entry(rp, state, usable, route=current)
+        gain = challenger.expected.mos - inc_mos
+        if gain < pol.margin_mos:
+            state.challenger, state.streak = None, 0
+            return self._entry(rp, state, usable, route=current)
+        if new_window:
+            same = state.challenger == _key(challenger)
+            state.challenger, state.streak = _key(challenger), state.streak + 1 if same else 1
+        why = f"{_key(challenger)} beats {_key(state.route)} by {gain:+.2f} MOS"
+        if state.streak < pol.windows_to_switch:
+            log.append(
+                self._log(
+                    rp,
+                    state,
+                    now,
+                    "pending",
+                    challenger,
+                    f"{why}, {state.streak}/{pol.windows_to_switch} windows",
+                )
+            )
+            return self._entry(rp, state, usable, route=current)
+        if now < state.hold_until:
+            log.append(
+                self._log(
+                    rp,
+                    state,
+                    now,
+                    "hold_down",
+                    challenger,
+                    f"{why}, held down until {state.hold_until:.0f}",
+                )
+            )
+            return self._entry(rp, state, usable, route=current)
+        if state.suppressed:
+            log.append(
+                self._log(
+                    rp,
+                    state,
+                    now,
+                    "suppressed",
+                    challenger,
+                    f"{why}, flap damping penalty {penalty:.0f}",
+                )
+            )
+            return self._entry(rp, state, usable, route=current)
+        reason = f"{why} for {state.streak} windows"
+        return self._switch(rp, state, challenger, now, "switch", reason, log, usable)
+
+    def _initial(
+        self,
+        rp: RegionPlan,
+        now: float,
+        usable: list[Route],
+        age: float,
+        seen: float | None,
+        log: list[Decision],
+    ) -> TableEntry:
+        state = _State(route=None, decided_at=now, fresh_at=seen)
+        self._state[(rp.region, rp.dest)] = state
+        if usable and age <= self.policy.stale_after_s:
+            state.route = usable[0]
+            log.append(self._log(rp, state, now, "initial", usable[0], "first plan"))
+            return self._entry(rp, state, usable, reason=rp.reason)
+        why = "nothing measured yet" if not usable else self._age(age)
+        return self._to_default(rp, state, now, "default", why, log, stale=bool(usable))
+
+    def _switch(
+        self,
+        rp: RegionPlan,
+        state: _State,
+        new: Route,
+        now: float,
+        action: str,
+        reason: str,
+        log: list[Decision],
+        usable: list[Route],
+    ) -> TableEntry:
+        pol = self.policy
+        log.append(self._log(rp, state, now, action, new, reason))
+        if action != "initial":
+            state.penalty = min(self._decay(state, now) + pol.flap_penalty, pol.max_penalty)
+            state.penalty_at = now
+            if state.penalty > pol.suppress_threshold:
+                state.suppressed = True
+            state.hold_until = now + pol.hold_down_s
+        state.route, state.decided_at, state.is_default = new, now, False
+        state.challenger, state.streak, state.stale, state.expired = None, 0, False, False
+        return self._entry(rp, state, usable, reason=f"{reason}. {rp.reason}")
+
+    def _to_default(
+        self,
+        rp: RegionPlan,
+        state: _State,
+        now: float,
+        action: str,
+        reason: str,
+        log: list[Decision],
+        stale: bool = False,
+    ) -> TableEntry:
+        route = self._default_route(rp)
+        log.append(self._log(rp, state, now, action, route, reason))
+        state.route, state.decided_at, state.is_default = route, now, True
+        state.challenger, state.streak = None, 0
+        state.expired = action == "expired"
+        state.stale = stale
+        return self._entry(rp, state, [], stale=stale, reason=f"default route: {reason}")
+
+    # ---- helpers ----------------------------------------------------------------------------
+
+    def _usable(self, route: Route, dead: set[str]) -> bool:
+        return route.expected.loss_pct < self.policy.dead_loss_pct and not dead.intersection(
+            route.path[1:]
+        )
+
+    def _current(self, rp: RegionPlan, state: _State, dead: set[str]) -> Route | None:
+        inc = state.route
+        if inc is None:
+            return None
+        now_route = next((r for r in rp.routes if _key(r) == _key(inc)), None)
+        if now_route is None or not self._usable(now_route, dead):
+            return None
+        return now_route
+
+    def _why_withdrawn(self, rp: RegionPlan, inc: Route, dead: set[str]) -> str:
+        down = sorted(dead.intersection(inc.path[1:]))
+        if down:
+            return f"{', '.join(down)} stopped answering: withdrawn"
+        now_route = next((r for r in rp.routes if _key(r) == _key(inc)), None)
+        if now_route is not None:
+            return f"{_key(inc)} lost {now_route.expected.loss_pct:.0f} % of packets: withdrawn"
+        return f"{_key(inc)} is no longer in the plan: withdrawn"
+
+    def _decay(self, state: _State, now: float) -> float:
+        pol = self.policy
+        value = state.penalty * 2 ** (-(now - state.penalty_at) / pol.half_life_s)
+        if state.suppressed and value < pol.reuse_threshold:
+            state.suppressed = False
+        return value
+
+    def _default_route(self, rp: RegionPlan) -> Route:
+        entry = self.policy.default_for(rp.region)
+        found = next((r for r in rp.routes if r.entry_pop == entry), None)
+        if found is not None:
+            return found
+        unknown = Expected(math.nan, math.nan, math.nan, math.nan)
+        if entry is None:
+            return Route(rp.region, rp.dest, "direct", (rp.region, rp.dest), None, unknown)
+        return Route(rp.region, rp.dest, "relay", (rp.region, entry, rp.dest), entry, unknown)
+
+    @staticmethod
+    def _age(age: float) -> str:
+        return "no data" if math.isinf(age) else f"data is {age:.0f} s old"
+
+    def _entry(
+        self,
+        rp: RegionPlan,
+        state: _State,
+        usable: list[Route],
+        *,
+        route: Route | None = None,
+        stale: bool = False,
+        reason: str | None = None,
+    ) -> TableEntry:
+        if route is not None and not state.is_default:
+            state.route = route  # same route, fresh expectations
+        chosen = state.route
+        fallbacks = tuple(r for r in usable if _key(r) != _key(chosen))
+        if reason is None:
+            reason = rp.reason
+        elif stale and "stale" not in reason:
+            reason = f"stale: {reason}"
+        return TableEntry(
+            rp.region,
+            rp.dest,
+            chosen,
+            state.decided_at,
+            rp.acceleration,
+            reason,
+            stale,
+            state.is_default,
+            fallbacks,
+        )
+
+    def _log(
+        self, rp: RegionPlan, state: _State, now: float, action: str, new: Route | None, reason: str
+    ) -> Decision:
+        old = state.route
+        return Decision(
+            at=now, region=rp.region, dest=rp.dest, action=action,
+            old_entry=old.entry_pop if old else None, new_entry=new.entry_pop if new else None,
+            old_mos=old.expected.mos if old else None, new_mos=new.expected.mos if new else None,
+            consecutive=state.streak, penalty=self._decay(state, now), reason=reason,
+        )  # fmt: skip
+
+
+__all__ = ["Decider", "Decision", "Policy", "RouteTable", "TableEntry"]
