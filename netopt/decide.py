@@ -161,6 +161,7 @@ class Decider:
     def __init__(self, policy: Policy | None = None) -> None:
         self.policy = policy or Policy()
         self._state: dict[Key, _State] = {}
+        self._plan = Plan()
 
     def update(
         self,
@@ -173,6 +174,7 @@ class Decider:
         decisions: list[Decision] = []
         entries: dict[Key, TableEntry] = {}
         dead = {p for p, alive in (pop_alive or {}).items() if not alive}
+        self._plan = plan
         for rp in plan:
             seen = fresh_at.get(rp.region) if fresh_at is not None else now
             entries[(rp.region, rp.dest)] = self._decide(rp, now, seen, dead, decisions)
@@ -335,7 +337,7 @@ class Decider:
         inc = state.route
         if inc is None:
             return None
-        now_route = next((r for r in rp.routes if _key(r) == _key(inc)), None)
+        now_route = self._plan.find(rp.region, rp.dest, inc.entry_pop)
         if now_route is None or not self._usable(now_route, dead):
             return None
         return now_route
@@ -344,7 +346,7 @@ class Decider:
         down = sorted(dead.intersection(inc.path[1:]))
         if down:
             return f"{', '.join(down)} stopped answering: withdrawn"
-        now_route = next((r for r in rp.routes if _key(r) == _key(inc)), None)
+        now_route = self._plan.find(rp.region, rp.dest, inc.entry_pop)
         if now_route is not None:
             return f"{_key(inc)} lost {now_route.expected.loss_pct:.0f} % of packets: withdrawn"
         return f"{_key(inc)} is no longer in the plan: withdrawn"

@@ -227,3 +227,24 @@ def test_policy_rejects_nonsense() -> None:
         Policy(stale_after_s=100, expire_after_s=50)
     with pytest.raises(ValueError, match="windows_to_switch"):
         Policy(windows_to_switch=0)
+
+
+def test_incumbent_outside_the_ranked_few_is_kept_not_withdrawn() -> None:
+    from topology.model import Link, Pop, Region, Topology
+    from topology.planner import PathStats, plan
+
+    pops = [Pop("fra", "core")] + [Pop(f"p{i}", "edge") for i in range(6)]
+    world = Topology(
+        regions=(Region(R),),
+        pops=tuple(pops),
+        destinations=(D,),
+        backbone=tuple(Link(f"p{i}", "fra", 10) for i in range(6)),
+    )
+    first = [PathStats(R, "fra", 400), PathStats(R, "p5", 50)]
+    later = first[:1] + [PathStats(R, f"p{i}", 40 + i) for i in range(5)] + [PathStats(R, "p5", 60)]
+    d = Decider(POLICY)
+    table, _ = d.update(plan(world, first, max_routes=2), now=0.0)
+    assert chosen(table) == "p5"
+    table, decisions = d.update(plan(world, later, max_routes=2), now=1.0)
+    assert chosen(table) == "p5"  # still measured, just not in the top two: no failover
+    assert all(x.action != "failover" for x in decisions)
