@@ -1,0 +1,301 @@
+"""The daemon's configuration: YAML → frozen pydantic models (config → schedule → probe ...).
+
+Unknown keys are rejected; defaults live here; cross-field rules (duplicate ids, unknown
+references, timeouts not shorter than intervals) are checked in one validator so every
+problem is reported at once, each as ``path: message``. See deploy/netopt.example.yaml.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from netopt.errors import ConfigError
+from netopt.validation import load_model, parse_model
+from probes.base import PROBERS
+from topology.model import Link, Pop, Region, Topology
+
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError("not an IP address") from None
+
+
+class Location(_Model):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class RegionConfig(_Model):
+    id: Id
+    name: str = ""
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    location: Location | None = None
+    prefixes: tuple[str, ...] = ()
+    e164: tuple[str, ...] = ()
+    address: str | None = None  # a representative address, for probes towards the region
+    netns: str | None = None  # run this site's probes inside this network namespace (lab)
+    weight: float = Field(default=1.0, ge=0)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        return None if v is None else _ip(v)
+
+    @field_validator("prefixes")
+    @classmethod
+    def _prefixes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for p in v:
+            try:
+                out.append(str(ipaddress.ip_network(p, strict=False)))
+            except ValueError:
+                raise ValueError(f"{p!r} is not an IP prefix") from None
+        return tuple(out)
+
+    @field_validator("e164")
+    @classmethod
+    def _e164(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for p in v:
+            if not (p.startswith("+") and p[1:].isdigit() and 1 <= len(p) - 1 <= 15):
+                raise ValueError(f"{p!r} is not an E.164 prefix like '+234'")
+        return v
+
+
+class PopConfig(_Model):
+    id: Id
+    name: str = ""
+    role: Literal["edge", "relay", "core"]
+    address: str
+    sip_uri: str | None = None
+    media_addr: str | None = None
+    rtpengine_set: int | None = Field(default=None, ge=0)
+    relay_delay_ms: float = Field(default=0.0, ge=0)
+    capacity_calls: int | None = Field(default=None, gt=0)
+    netns: str | None = None
+
+    @field_validator("address", "media_addr")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        return None if v is None else _ip(v)
+
+    @field_validator("sip_uri")
+    @classmethod
+    def _sip_uri(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("sip:", "sips:")):
+            raise ValueError("must start with 'sip:' or 'sips:'")
+        return v
+
+
+class BackboneLink(_Model):
+    a: Id
+    b: Id
+    rtt_ms: float = Field(ge=0)
+    jitter_ms: float = Field(default=0.0, ge=0)
+    loss_pct: float = Field(default=0.0, ge=0, le=100)
+
+
+class ProbeConfig(_Model):
+    kind: str
+    from_: Id = Field(alias="from")
+    to: tuple[Id, ...] = Field(min_length=1)
+    interval_s: float = Field(default=1.0, gt=0)
+    count: int = Field(default=5, ge=1, le=10_000)
+    timeout_s: float = Field(default=1.0, gt=0)
+    packet_interval_s: float = Field(default=0.02, ge=0)
+    dscp: int = Field(default=46, ge=0, le=63)
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        if v not in PROBERS:
+            raise ValueError(f"unknown probe kind {v!r}; known: {', '.join(sorted(PROBERS))}")
+        return v
+
+    @model_validator(mode="after")
+    def _timeout(self) -> ProbeConfig:
+        if self.timeout_s >= self.interval_s:
+            raise ValueError(
+                f"timeout_s ({self.timeout_s}) must be shorter than interval_s ({self.interval_s})"
+            )
+        round_s = (self.count - 1) * self.packet_interval_s + self.timeout_s
+        if round_s >= self.interval_s:
+            raise ValueError(
+                f"a round lasts (count-1)*packet_interval_s + timeout_s = {round_s:g} s, "
+                f"which must be shorter than interval_s ({self.interval_s})"
+            )
+        return self
+
+
+class StoreConfig(_Model):
+    url: str = "sqlite:///netopt.db"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith("sqlite:///"):
+            raise ValueError("only sqlite:///PATH is supported")
+        return v
+
+    @property
+    def sqlite_path(self) -> str:
+        return self.url.removeprefix("sqlite:///")
+
+
+class ApiConfig(_Model):
+    listen: str = "127.0.0.1:8080"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8080")
+        _ip(host.strip("[]"))
+        return v
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class PlannerConfig(_Model):
+    window_s: float = Field(default=60.0, gt=0)
+    min_replan_interval_s: float = Field(default=1.0, ge=0)
+    target_mos: float = Field(default=4.0, ge=1, le=5)
+    margin_mos: float = Field(default=0.2, ge=0)
+    codec: str = "g711"
+
+
+class Config(_Model):
+    regions: tuple[RegionConfig, ...] = ()
+    pops: tuple[PopConfig, ...] = Field(min_length=1)
+    destinations: tuple[Id, ...] = Field(min_length=1)
+    backbone: tuple[BackboneLink, ...] = ()
+    probes: tuple[ProbeConfig, ...] = ()
+    store: StoreConfig = StoreConfig()
+    api: ApiConfig = ApiConfig()
+    planner: PlannerConfig = PlannerConfig()
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        problems = _reference_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # --- views ---------------------------------------------------------------------------
+    def sites(self) -> tuple[RegionConfig | PopConfig, ...]:
+        return (*self.regions, *self.pops)
+
+    def site(self, site_id: str) -> RegionConfig | PopConfig:
+        for s in self.sites():
+            if s.id == site_id:
+                return s
+        raise KeyError(site_id)
+
+    def to_topology(self) -> Topology:
+        return Topology(
+            regions=tuple(Region(id=r.id, name=r.name, weight=r.weight) for r in self.regions),
+            pops=tuple(
+                Pop(
+                    id=p.id,
+                    role=p.role,
+                    relay_delay_ms=p.relay_delay_ms,
+                    capacity_calls=p.capacity_calls,
+                )
+                for p in self.pops
+            ),
+            destinations=self.destinations,
+            backbone=tuple(
+                Link(a=b.a, b=b.b, rtt_ms=b.rtt_ms, jitter_ms=b.jitter_ms, loss_pct=b.loss_pct)
+                for b in self.backbone
+            ),
+        )
+
+
+def _reference_problems(cfg: Config) -> list[str]:
+    """Duplicate ids and references to unknown ids, each as `path: message`."""
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    groups: tuple[tuple[str, tuple[RegionConfig | PopConfig, ...]], ...] = (
+        ("regions", cfg.regions),
+        ("pops", cfg.pops),
+    )
+    for kind, items in groups:
+        for i, item in enumerate(items):
+            if item.id in seen:
+                problems.append(f"{kind}[{i}].id: duplicate id {item.id!r} (also {seen[item.id]})")
+            else:
+                seen[item.id] = f"{kind}[{i}]"
+    pop_ids = {p.id for p in cfg.pops}
+    for i, d in enumerate(cfg.destinations):
+        if d not in pop_ids:
+            problems.append(f"destinations[{i}]: unknown pop {d!r}")
+    for i, link in enumerate(cfg.backbone):
+        for end in ("a", "b"):
+            ref = getattr(link, end)
+            if ref not in pop_ids:
+                problems.append(f"backbone[{i}].{end}: unknown pop {ref!r}")
+    for i, probe in enumerate(cfg.probes):
+        if probe.from_ not in seen:
+            problems.append(f"probes[{i}].from: unknown site {probe.from_!r}")
+        for j, t in enumerate(probe.to):
+            if t not in seen:
+                problems.append(f"probes[{i}].to[{j}]: unknown site {t!r}")
+            elif t == probe.from_:
+                problems.append(f"probes[{i}].to[{j}]: a site cannot probe itself")
+            elif _address_of(cfg, t) is None:
+                problems.append(f"probes[{i}].to[{j}]: site {t!r} has no address to probe")
+    return problems
+
+
+def _address_of(cfg: Config, site_id: str) -> str | None:
+    for s in cfg.sites():
+        if s.id == site_id:
+            return s.address
+    return None
+
+
+def _reroot(exc: ConfigError) -> ConfigError:
+    """Cross-field problems arrive as one '(top level): a; b' line; split them back out."""
+    lines: list[str] = []
+    for line in exc.problems:
+        head, _, rest = line.partition(": ")
+        if head == "(top level)" and ": " in rest:
+            lines += rest.split("; ")
+        else:
+            lines.append(line)
+    return ConfigError(exc.source, lines)
+
+
+def parse_config(data: object, source: str = "<config>") -> Config:
+    try:
+        return parse_model(Config, data, source)
+    except ConfigError as exc:
+        raise _reroot(exc) from None
+
+
+def load_config(path: str | Path) -> Config:
+    try:
+        return load_model(Config, path)
+    except ConfigError as exc:
+        raise _reroot(exc) from None

@@ -1,0 +1,90 @@
+"""Prometheus metrics: one registry per daemon, passed in, never global (… → **metrics**).
+
+Names follow netopt_<what>_<unit>, base units, `_total` on counters, bounded labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+# WAN voice: 1 ms .. 2 s, denser where calls live (50–400 ms)
+RTT_BUCKETS_S = (
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2,
+    0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0,
+)  # fmt: skip
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        path = ("src", "dst", "kind")
+        self.rtt = Histogram(
+            "netopt_probe_rtt_seconds", "Probe round-trip time per packet.", path,
+            buckets=RTT_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.sent = Counter(
+            "netopt_probe_packets_sent_total", "Probe packets sent.", path, registry=r
+        )
+        self.received = Counter(
+            "netopt_probe_packets_received_total", "Probe packets answered in time.", path,
+            registry=r,
+        )  # fmt: skip
+        self.outcomes = Counter(
+            "netopt_probe_outcomes_total", "Probe packets by how they ended.",
+            ("src", "dst", "kind", "outcome"), registry=r,
+        )  # fmt: skip
+        self.jitter = Gauge(
+            "netopt_path_jitter_seconds", "RFC 3550 interarrival jitter of the last round.", path,
+            registry=r,
+        )  # fmt: skip
+        self.path_loss = Gauge(
+            "netopt_path_loss_ratio", "Loss over the planning window.", ("src", "dst"), registry=r
+        )
+        self.path_rtt = Gauge(
+            "netopt_path_rtt_seconds", "Median RTT over the planning window.", ("src", "dst"),
+            registry=r,
+        )  # fmt: skip
+        self.route_info = Gauge(
+            "netopt_route_info", "The route in force (1) per region and destination.",
+            ("region", "dest", "kind", "pop"), registry=r,
+        )  # fmt: skip
+        self.route_mos = Gauge(
+            "netopt_path_mos", "Expected MOS of the route in force.", ("region", "dest"),
+            registry=r,
+        )  # fmt: skip
+        self.route_changes = Counter(
+            "netopt_route_changes_total", "Route changes per region.", ("region",), registry=r
+        )
+        self.acceleration = Gauge(
+            "netopt_acceleration_needed", "1 where the region needs acceleration.",
+            ("region", "dest"), registry=r,
+        )  # fmt: skip
+        self.plans = Counter("netopt_plans_total", "Plans computed.", registry=r)
+        self.store_errors = Counter(
+            "netopt_store_write_errors_total", "Failed store writes (retried).", registry=r
+        )
+        self.config_ok = Gauge(
+            "netopt_config_last_reload_successful", "1 if the last config load succeeded.",
+            registry=r,
+        )  # fmt: skip
+
+    def observe_round(
+        self, src: str, dst: str, kind: str, rtts_s: Iterable[float], sent: int, received: int,
+        outcomes: dict[str, int], jitter_s: float | None,
+    ) -> None:  # fmt: skip
+        hist = self.rtt.labels(src, dst, kind)
+        for v in rtts_s:
+            hist.observe(v)
+        self.sent.labels(src, dst, kind).inc(sent)
+        self.received.labels(src, dst, kind).inc(received)
+        for outcome, n in outcomes.items():
+            self.outcomes.labels(src, dst, kind, outcome).inc(n)
+        if jitter_s is not None:
+            self.jitter.labels(src, dst, kind).set(jitter_s)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,66 @@
+"""Window statistics: the recent rounds of each path → `PathStats` for the planner.
+
+store → **stats** → plan. Kept in memory, fed as rounds arrive, so planning never waits on
+the database. RTT is the median of the rounds' medians (robust to one bad round), jitter the
+mean of the rounds' RFC 3550 jitter, loss the pooled ratio of all packets in the window.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+
+from netopt.store.model import RoundRecord
+from topology.planner import PathStats
+
+
+class WindowStats:
+    """Per directed path (src, dst), the rounds whose start lies within `window_s` of now."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_ns = int(window_s * 1e9)
+        self._rounds: dict[tuple[str, str], deque[RoundRecord]] = {}
+
+    def add(self, record: RoundRecord) -> None:
+        self._rounds.setdefault((record.src, record.dst), deque()).append(record)
+
+    def _expire(self, now_wall_ns: int) -> None:
+        cutoff = now_wall_ns - self.window_ns
+        for key in list(self._rounds):
+            q = self._rounds[key]
+            while q and q[0].started_wall_ns < cutoff:
+                q.popleft()
+            if not q:
+                del self._rounds[key]
+
+    def last_seen_ns(self, src: str, dst: str) -> int | None:
+        q = self._rounds.get((src, dst))
+        return q[-1].started_wall_ns if q else None
+
+    def stats(self, now_wall_ns: int) -> list[PathStats]:
+        """One `PathStats` per path with at least one round in the window."""
+        self._expire(now_wall_ns)
+        out = []
+        for (src, dst), q in self._rounds.items():
+            sent = sum(r.sent for r in q)
+            received = sum(r.received for r in q)
+            medians = [r.rtt_p50_ms for r in q if r.rtt_p50_ms is not None]
+            jitters = [r.jitter_ms for r in q if r.jitter_ms is not None]
+            if sent == 0:
+                continue
+            loss_pct = 100.0 * (sent - received) / sent
+            if not medians:
+                # nothing came back in the whole window: the path is down
+                out.append(PathStats(src, dst, float("inf"), 0.0, 100.0, samples=sent))
+                continue
+            out.append(
+                PathStats(
+                    src=src,
+                    dst=dst,
+                    rtt_ms=statistics.median(medians),
+                    jitter_ms=statistics.fmean(jitters) if jitters else 0.0,
+                    loss_pct=loss_pct,
+                    samples=sent,
+                )
+            )
+        return out

@@ -1,0 +1,140 @@
+"""Config validation: a table of invalid files, each with the message it must produce."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netopt.cli import main
+from netopt.config import load_config, parse_config
+from netopt.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "deploy" / "netopt.example.yaml"
+
+BASE: dict[str, Any] = {
+    "regions": [{"id": "lagos", "address": "127.0.0.1"}],
+    "pops": [
+        {"id": "fra", "role": "core", "address": "127.0.0.2"},
+        {"id": "jnb", "role": "edge", "address": "127.0.0.3"},
+    ],
+    "destinations": ["fra"],
+    "backbone": [{"a": "jnb", "b": "fra", "rtt_ms": 160}],
+    "probes": [{"kind": "icmp", "from": "lagos", "to": ["fra", "jnb"], "timeout_s": 0.5}],
+}
+
+
+def variant(path: str, value: Any) -> dict[str, Any]:
+    """BASE with the value at a dotted path (list indices as numbers) replaced or deleted."""
+    data = copy.deepcopy(BASE)
+    parts = path.split(".")
+    node: Any = data
+    for p in parts[:-1]:
+        node = node[int(p)] if p.isdigit() else node[p]
+    last: Any = int(parts[-1]) if parts[-1].isdigit() else parts[-1]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return data
+
+
+DELETE = object()
+
+INVALID = [
+    (variant("pops.1.address", "jnb.example"), "pops[1].address: not an IP address"),
+    (variant("pops.0.role", "hub"), "pops[0].role: Input should be 'edge', 'relay' or 'core'"),
+    (variant("pops.0.role", DELETE), "pops[0].role: required key missing"),
+    (variant("regions.0.id", DELETE), "regions[0].id: required key missing"),
+    (variant("pops.0.colour", "red"), "pops[0].colour: unknown key"),
+    (variant("surprise", 1), "surprise: unknown key"),
+    (variant("pops.1.id", "fra"), "pops[1].id: duplicate id 'fra' (also pops[0])"),
+    (variant("destinations", ["ams"]), "destinations[0]: unknown pop 'ams'"),
+    (variant("backbone.0.b", "ams"), "backbone[0].b: unknown pop 'ams'"),
+    (variant("probes.0.from", "nairobi"), "probes[0].from: unknown site 'nairobi'"),
+    (variant("probes.0.to", ["fra", "ams"]), "probes[0].to[1]: unknown site 'ams'"),
+    (variant("probes.0.to", ["lagos"]), "probes[0].to[0]: a site cannot probe itself"),
+    (variant("probes.0.kind", "carrier-pigeon"), "probes[0].kind: unknown probe kind"),
+    (
+        variant("probes.0.timeout_s", 1.0),
+        "probes[0]: timeout_s (1.0) must be shorter than interval_s (1.0)",
+    ),
+    (variant("probes.0.interval_s", -1), "probes[0].interval_s: Input should be greater than 0"),
+    (variant("backbone.0.loss_pct", 150), "backbone[0].loss_pct: Input should be less than"),
+    (variant("regions.0.prefixes", ["41.58.0.0/33"]), "regions[0].prefixes: '41.58.0.0/33'"),
+    (variant("regions.0.e164", ["234"]), "regions[0].e164: '234' is not an E.164 prefix"),
+    (variant("pops.0.sip_uri", "http://x"), "pops[0].sip_uri: must start with 'sip:'"),
+    (variant("api", {"listen": "localhost"}), "api.listen: expected HOST:PORT"),
+    (variant("store", {"url": "mysql://x"}), "store.url: only sqlite:///PATH is supported"),
+    (variant("pops", []), "pops: Tuple should have at least 1 item"),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), INVALID, ids=[m for _, m in INVALID])
+def test_invalid_config_names_the_field(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "bad.yaml")
+    assert any(p.startswith(message) for p in info.value.problems), info.value.problems
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    data = variant("destinations", ["ams"])
+    data["probes"][0]["from"] = "nairobi"
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "bad.yaml")
+    assert len(info.value.problems) == 2
+
+
+def test_valid_base_and_defaults() -> None:
+    cfg = parse_config(BASE)
+    assert cfg.store.url == "sqlite:///netopt.db"
+    assert cfg.api.port == 8080
+    assert cfg.probes[0].interval_s == 1.0
+    topo = cfg.to_topology()
+    assert [p.id for p in topo.pops] == ["fra", "jnb"]
+    assert topo.destinations == ("fra",)
+
+
+def test_config_is_frozen() -> None:
+    cfg = parse_config(BASE)
+    with pytest.raises(ValueError, match="frozen"):
+        cfg.pops[0].id = "x"  # type: ignore[misc]
+
+
+def test_example_config_is_valid() -> None:
+    cfg = load_config(EXAMPLE)
+    assert {r.id for r in cfg.regions} == {"lagos"}
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pops:\n  - {id: fra, role: core\n")
+    with pytest.raises(ConfigError, match="line 3"):
+        load_config(bad)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(EXAMPLE)]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "pops:\n  - {id: fra, role: core, address: 127.0.0.2}\n"
+        "  - {id: jnb, role: edge, address: not-an-ip}\ndestinations: [fra]\n"
+    )
+    assert main(["check-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "pops[1].address: not an IP address" in err
+
+
+def test_round_must_fit_its_interval() -> None:
+    data = variant("probes.0.count", 30)  # 29 × 20 ms + 0.5 s > 1 s
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert any("a round lasts" in p for p in info.value.problems)
