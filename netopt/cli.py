@@ -11,8 +11,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from netopt import __version__, probe_cli
+from netopt import __version__, commands, probe_cli
 from netopt.errors import ConfigError, NetoptError
+from netopt.lab import cli as lab_cli
 
 
 def _version(args: argparse.Namespace) -> int:
@@ -23,13 +24,17 @@ def _version(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netopt",
-        description="Measure voice paths, decide where media needs acceleration, tell the SIP proxies.",
+        description=(
+            "Measure voice paths, decide where media needs acceleration, tell the SIP proxies."
+        ),
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=_version)
     # --- each area registers its own subcommands here (one line each) ---
+    lab_cli.register(sub)
+    commands.register(sub)
     probe_cli.register(sub)
     return parser
 
