@@ -1,11 +1,12 @@
 """One ICMP socket shared by every round in flight (probe → **socket** → sample).
 
-The channel owns a raw or datagram ICMP socket, sends echo requests with a send time taken on
-CLOCK_REALTIME right before `sendto`, and reads replies in a loop reader with their kernel
-receive timestamps (SO_TIMESTAMPNS, also CLOCK_REALTIME), so an RTT is kernel-rx minus send on
-one clock. Replies are matched to a pending packet by identifier, sequence and the round's
-nonce; anything else is counted by kind, on the round it belongs to when it can be attributed
-and always in `foreign` (the channel's lifetime totals).
+The channel owns a raw or datagram ICMP socket and reads it in a loop reader (no task switch
+per packet). Times are CLOCK_REALTIME ns on both sides: the send time is the kernel's software
+TX timestamp (SO_TIMESTAMPING, read back from the error queue) when `tx_timestamps` is on, else
+`time.time_ns()` right before `sendto` (kept as the fallback); the receive time is the kernel
+receive timestamp (SO_TIMESTAMPNS). Replies are matched to a pending packet by identifier,
+sequence and the round's nonce; anything else is counted by kind — on the round it belongs to
+when it can be attributed, and always in `foreign` (the channel's lifetime totals).
 """
 
 from __future__ import annotations
@@ -16,192 +17,128 @@ import socket
 import struct
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from probes import _icmp_wire as wire
-from probes.base import Outcome
+from probes._icmp_match import Matcher
+from probes._icmp_round import Round
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+SO_TIMESTAMPING = getattr(socket, "SO_TIMESTAMPING", 37)
+# SOF_TIMESTAMPING_TX_SOFTWARE | _SOFTWARE (linux/net_tstamp.h). The stamped packet comes back
+# whole, so it is matched by its own identifier and sequence (OPT_ID's send counter would
+# desynchronise if the kernel counted a send that then failed).
+TX_FLAGS = (1 << 1) | (1 << 4)
+_TX_KEYS_MAX = 0x10000
+SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6, SO_EE_ORIGIN_TIMESTAMPING = 2, 3, 4
+_RECVERR = {(socket.IPPROTO_IP, 11), (socket.IPPROTO_IPV6, 25)}  # IP_RECVERR, IPV6_RECVERR
 _TIMESPEC = struct.Struct("@qq")
-_RECV_BATCH = 64  # datagrams drained per wake-up before yielding to the loop
-SocketFactory = Callable[[int, int, int], socket.socket]
-
-
-class Round:
-    """The packets of one round: what was sent, what came back, what did not belong."""
-
-    def __init__(self, address: str, nonce: int, count: int) -> None:
-        self.address = address
-        self.nonce = nonce
-        self.sent_ns: list[int | None] = [None] * count
-        self.received_ns: list[int | None] = [None] * count
-        self.outcomes: list[Outcome | None] = [None] * count
-        self.foreign: Counter[str] = Counter()
-        self.unresolved = 0
-        self.finished = False
-        self._waiter: asyncio.Future[None] | None = None
-
-    def resolve(self, index: int, outcome: Outcome, received_ns: int | None) -> None:
-        self.outcomes[index] = outcome
-        self.received_ns[index] = received_ns
-        self.unresolved -= 1
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def changed(self) -> None:
-        """Wait until some packet of this round resolves."""
-        self._waiter = asyncio.get_running_loop().create_future()
-        await self._waiter
-
-
-@dataclass(slots=True)
-class _Pending:
-    round: Round
-    index: int
-    timer: asyncio.TimerHandle | None
+_EXT_ERR = struct.Struct("=IBBBBII")  # sock_extended_err
+_RECV_BATCH = 256  # datagrams drained per wake-up before yielding to the loop
+_RCVBUF = 4 << 20
 
 
 class Channel:
     """One ICMP socket; `send` a packet of a round, replies resolve it via the loop reader."""
 
-    def __init__(self, sock: socket.socket, raw: bool, loop: asyncio.AbstractEventLoop) -> None:
-        self.sock = sock
-        self.family = sock.family
-        self.raw = raw
-        self.loop = loop
+    def __init__(
+        self, sock: socket.socket, raw: bool, loop: asyncio.AbstractEventLoop, tx_stamps: bool
+    ) -> None:
+        self.sock, self.family, self.raw, self.loop = sock, sock.family, raw, loop
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        if raw:
-            self.ident = int.from_bytes(os.urandom(2), "big")
-        else:  # the kernel rewrites the identifier of a ping socket to its (bound) local port
-            self.ident = sock.getsockname()[1]
-        self._ip_header = raw and self.family == socket.AF_INET
-        self._verify = self._ip_header  # kernel verifies ICMPv6 and ping-socket checksums
-        self.pending: dict[int, _Pending] = {}
-        self.recent: dict[int, tuple[Round, Outcome]] = {}  # resolved seq → (round, outcome)
-        self.foreign: Counter[str] = Counter()
-        self._next_seq = int.from_bytes(os.urandom(2), "big")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+        self.tx_stamps = tx_stamps and _enable_tx_stamps(sock)
+        if not raw:  # ICMP errors for a ping socket arrive on its error queue
+            v6 = self.family == socket.AF_INET6
+            sock.setsockopt(*((socket.IPPROTO_IPV6, 25) if v6 else (socket.IPPROTO_IP, 11)), 1)
+        # a ping socket's identifier is its bound local port (the kernel rewrites it)
+        self.ident = int.from_bytes(os.urandom(2), "big") if raw else sock.getsockname()[1]
+        first_seq = int.from_bytes(os.urandom(2), "big")
+        self.matcher = Matcher(
+            self.family, self.ident, raw and self.family == socket.AF_INET, first_seq
+        )
+        self._tx_keys: dict[int, tuple[Round, int]] = {}  # seq → (round, index) awaiting a stamp
         loop.add_reader(sock.fileno(), self._on_readable)
+
+    @property
+    def foreign(self) -> Counter[str]:
+        return self.matcher.foreign
 
     def close(self) -> None:
         self.loop.remove_reader(self.sock.fileno())
-        for p in self.pending.values():
-            if p.timer is not None:
-                p.timer.cancel()
-        self.pending.clear()
+        self.matcher.pending.clear()
         self.sock.close()
 
-    def send(
-        self, rnd: Round, index: int, body: bytes, sockaddr: tuple[object, ...], timeout_s: float
-    ) -> None:
-        """Send packet `index` of `rnd`; a failed send resolves it as ERROR at once."""
-        seq = self._allocate_seq()
-        packet = wire.echo_request(self.family, self.ident, seq, body)
-        rnd.unresolved += 1
+    def send(self, rnd: Round, index: int) -> int | None:
+        """Send packet `index` of `rnd`; its sequence number, or None if the send failed."""
+        seq = self.matcher.allocate()
+        packet = wire.echo_request_fast(self.family, self.ident, seq, rnd.body, rnd.body_sum)
         sent_ns = time.time_ns()
         try:
-            self.sock.sendto(packet, sockaddr)
+            self.sock.sendto(packet, rnd.sockaddr)
         except OSError:
             rnd.sent_ns[index] = sent_ns
-            rnd.resolve(index, Outcome.ERROR, None)
-            return
+            return None
         rnd.sent_ns[index] = sent_ns
-        timer = self.loop.call_later(timeout_s, self._expire, seq)
-        self.pending[seq] = _Pending(rnd, index, timer)
+        self.matcher.add(seq, rnd, index)
+        if self.tx_stamps:
+            if len(self._tx_keys) >= _TX_KEYS_MAX:  # stamps that never came: forget the oldest
+                del self._tx_keys[next(iter(self._tx_keys))]
+            self._tx_keys[seq] = (rnd, index)
+        return seq
 
-    def _allocate_seq(self) -> int:
-        for _ in range(0x10000):
-            seq = self._next_seq
-            self._next_seq = (seq + 1) & 0xFFFF
-            if seq not in self.pending:
-                self.recent.pop(seq, None)
-                return seq
-        raise RuntimeError("65536 ICMP echo requests in flight on one socket")
-
-    def _expire(self, seq: int) -> None:
-        p = self.pending.pop(seq, None)
-        if p is not None:
-            self.recent[seq] = (p.round, Outcome.TIMEOUT)
-            p.round.resolve(p.index, Outcome.TIMEOUT, None)
+    def expire(self, seq: int, rnd: Round) -> bool:
+        return self.matcher.expire(seq, rnd)
 
     def _on_readable(self) -> None:
+        if self._tx_keys or not self.raw:
+            self._drain_error_queue()
+        recvmsg = self.sock.recvmsg
         for _ in range(_RECV_BATCH):
             try:
-                data, ancdata, _flags, addr = self.sock.recvmsg(65535, 64)
+                data, ancdata, _flags, addr = recvmsg(65535, 128)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # an ICMP error reported on a ping socket; the next read goes on
                 continue
-            received_ns = _kernel_time_ns(ancdata)
-            self._handle(data, addr[0], received_ns)
+            self.matcher.on_datagram(data, addr[0], _kernel_time_ns(ancdata))
 
-    def _handle(self, data: bytes, source: str, received_ns: int) -> None:
-        parsed = wire.parse(data, self.family, self._ip_header, self._verify)
-        if parsed.kind == "ignore":
-            return
-        if parsed.ident is None or parsed.seq is None:
-            self._count(parsed.kind, None)
-            return
-        if parsed.ident != self.ident:
-            self._count("wrong_id", None)
-            return
-        if parsed.kind in ("reply", "error"):
-            self._match(parsed, source, received_ns)
-        else:
-            self._count(parsed.kind, self._owner(parsed.seq))
-
-    def _match(self, parsed: wire.Parsed, source: str, received_ns: int) -> None:
-        seq = parsed.seq
-        assert seq is not None
-        p = self.pending.get(seq)
-        if p is None:
-            self._match_resolved(parsed, seq)
-            return
-        rnd = p.round
-        if parsed.nonce is not None and parsed.nonce != rnd.nonce:
-            self._count("wrong_nonce", rnd)
-            return
-        if parsed.kind == "reply":
-            if parsed.nonce is None or source != rnd.address:
-                self._count("wrong_source" if parsed.nonce is not None else "truncated", rnd)
+    def _drain_error_queue(self) -> None:
+        """TX timestamps (matched by the looped packet's id and sequence) and, on ping sockets,
+        ICMP errors quoting one of our requests (IP_RECVERR)."""
+        for _ in range(_RECV_BATCH):
+            try:
+                data, ancdata, _flags, _addr = self.sock.recvmsg(2048, 512, socket.MSG_ERRQUEUE)
+            except OSError:  # BlockingIOError: drained
                 return
-            outcome = Outcome.OK
-        elif parsed.quoted_dst != rnd.address:
-            self._count("wrong_source", rnd)
+            stamp_ns, origin = None, None
+            for level, kind, payload in ancdata:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPING and len(payload) >= 16:
+                    sec, nsec = _TIMESPEC.unpack_from(payload)
+                    stamp_ns = int(sec) * 1_000_000_000 + int(nsec)
+                elif (level, kind) in _RECVERR and len(payload) >= _EXT_ERR.size:
+                    fields = _EXT_ERR.unpack_from(payload)
+                    origin = fields[1]
+            if origin == SO_EE_ORIGIN_TIMESTAMPING and stamp_ns is not None:
+                self._on_tx_stamp(data, stamp_ns)
+            elif origin in (SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6):
+                self.matcher.on_quoted(data, _kernel_time_ns(ancdata))
+
+    def _on_tx_stamp(self, looped: bytes, stamp_ns: int) -> None:
+        found = wire.looped_request(looped, self.family)
+        if found is None or found[0] != self.ident:
             return
-        else:
-            outcome = Outcome.UNREACHABLE
-        del self.pending[seq]
-        if p.timer is not None:
-            p.timer.cancel()
-        self.recent[seq] = (rnd, outcome)
-        rnd.resolve(p.index, outcome, received_ns)
+        entry = self._tx_keys.pop(found[1], None)
+        if entry is not None and not entry[0].finished:
+            entry[0].sent_ns[entry[1]] = stamp_ns
 
-    def _match_resolved(self, parsed: wire.Parsed, seq: int) -> None:
-        seen = self.recent.get(seq)
-        if seen is None:
-            self._count("wrong_seq", None)
-            return
-        rnd, outcome = seen
-        if parsed.nonce is not None and parsed.nonce != rnd.nonce:
-            self._count("wrong_nonce", rnd)
-        elif outcome is Outcome.TIMEOUT:
-            self._count("late", rnd)
-        else:
-            self._count("duplicate", rnd)
 
-    def _owner(self, seq: int) -> Round | None:
-        p = self.pending.get(seq)
-        if p is not None:
-            return p.round
-        seen = self.recent.get(seq)
-        return seen[0] if seen is not None else None
-
-    def _count(self, kind: str, rnd: Round | None) -> None:
-        self.foreign[kind] += 1
-        if rnd is not None and not rnd.finished:
-            rnd.foreign[kind] += 1
+def _enable_tx_stamps(sock: socket.socket) -> bool:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, TX_FLAGS)
+    except OSError:
+        return False
+    return True
 
 
 def _kernel_time_ns(ancdata: list[tuple[int, int, bytes]]) -> int:

@@ -48,6 +48,26 @@ def echo_request(family: int, ident: int, seq: int, body: bytes) -> bytes:
     return bytes(header) + body
 
 
+def body_sum(body: bytes) -> int:
+    """Ones-complement sum of the payload as big-endian words (once per round, fast path)."""
+    padded = body + b"\0" if len(body) % 2 else body
+    total: int = sum(struct.unpack(f"!{len(padded) // 2}H", padded))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def echo_request_fast(family: int, ident: int, seq: int, body: bytes, sum_be: int) -> bytes:
+    """`echo_request` with the payload's big-endian sum precomputed: RFC 1071 in network order,
+    packed network order (the same bytes as the native-order route)."""
+    if family == socket.AF_INET6:
+        return _HEADER.pack(ECHO_REQUEST_V6, 0, 0, ident, seq) + body
+    total = (ECHO_REQUEST_V4 << 8) + ident + seq + sum_be
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return _HEADER.pack(ECHO_REQUEST_V4, 0, ~total & 0xFFFF, ident, seq) + body
+
+
 @dataclass(frozen=True, slots=True)
 class Parsed:
     """What one received datagram says.
@@ -112,3 +132,39 @@ def _parse_error(quoted: bytes, v6: bool) -> Parsed:
     if kind_type != want:
         return Parsed("ignore")
     return Parsed("error", ident, seq, _nonce(inner[_HEADER.size :]), dst)
+
+
+def parse_request(data: bytes, family: int) -> Parsed:
+    """One of our echo requests as quoted back by the kernel (a ping socket's error queue)."""
+    if len(data) < _HEADER.size:
+        return Parsed("truncated")
+    kind_type, _code, _cksum, ident, seq = _HEADER.unpack_from(data)
+    if kind_type != (ECHO_REQUEST_V6 if family == socket.AF_INET6 else ECHO_REQUEST_V4):
+        return Parsed("ignore")
+    return Parsed("error", ident, seq, _nonce(data[_HEADER.size :]))
+
+
+def looped_request(data: bytes, family: int) -> tuple[int, int] | None:
+    """(identifier, sequence) of our echo request as looped back with a TX timestamp.
+
+    The error queue returns the packet with every header, link layer included: try the usual
+    link header lengths (Ethernet 14, none 0, Linux cooked 16) and keep the one whose IP length
+    field accounts for exactly the rest of the bytes.
+    """
+    for off in (14, 0, 16):
+        if family == socket.AF_INET6:
+            if len(data) < off + 48 or data[off] >> 4 != 6 or data[off + 6] != 58:
+                continue
+            if int.from_bytes(data[off + 4 : off + 6], "big") != len(data) - off - 40:
+                continue
+            icmp, want = off + 40, ECHO_REQUEST_V6
+        else:
+            if len(data) < off + 28 or data[off] >> 4 != 4:
+                continue
+            if int.from_bytes(data[off + 2 : off + 4], "big") != len(data) - off:
+                continue
+            icmp, want = off + (data[off] & 0x0F) * 4, ECHO_REQUEST_V4
+        if len(data) >= icmp + _HEADER.size and data[icmp] == want:
+            _t, _c, _ck, ident, seq = _HEADER.unpack_from(data, icmp)
+            return ident, seq
+    return None

@@ -15,16 +15,19 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 
 from probes import _icmp_wire as wire
-from probes._icmp_channel import Channel, Round, SocketFactory
-from probes.base import Outcome, ProbeOptions, ProbeResult, ProbeSetupError, Sample, Target
+from probes._icmp_channel import Channel
+from probes._icmp_round import Round
+from probes.base import ProbeOptions, ProbeResult, ProbeSetupError, Target
 
 ICMP_FILTER = 1  # <linux/icmp.h>, level SOL_RAW: a bitmask of ICMP types to *block*
 ICMP6_FILTER = 1  # <netinet/icmp6.h>, level IPPROTO_ICMPV6: 256-bit mask, set bit = block
 SOL_RAW = 255
 _PASS_V4 = (wire.ECHO_REPLY_V4, *wire.ERROR_TYPES_V4)
 _PASS_V6 = (wire.ECHO_REPLY_V6, *wire.ERROR_TYPES_V6)
+SocketFactory = Callable[[int, int, int], socket.socket]
 HOW_TO_GRANT = (
     "ICMP probes need a raw socket (run as root, or grant CAP_NET_RAW: "
     "`setcap cap_net_raw+ep $(readlink -f $(which python3))`) or unprivileged ICMP sockets "
@@ -39,32 +42,25 @@ class IcmpProber:
 
     kind = "icmp"
 
-    def __init__(self, socket_factory: SocketFactory | None = None) -> None:
+    def __init__(
+        self, socket_factory: SocketFactory | None = None, tx_timestamps: bool = True
+    ) -> None:
         self._factory: SocketFactory = socket_factory or socket.socket
+        self._tx_timestamps = tx_timestamps
         self._channels: dict[tuple[int, str | None, int], Channel] = {}
 
     async def probe(self, target: Target, options: ProbeOptions) -> ProbeResult:
         address, family = _parse_address(target.address)
         channel = self._channel(family, options.source, options.dscp)
-        nonce = int.from_bytes(os.urandom(8), "big")
-        body = wire.payload(nonce, options.size)
         sockaddr = (address, 0, 0, 0) if family == socket.AF_INET6 else (address, 0)
-        rnd = Round(address, nonce, options.count)
-        loop = asyncio.get_running_loop()
-        started_wall_ns, start = time.time_ns(), loop.time()
+        rnd = Round(address, sockaddr, int.from_bytes(os.urandom(8), "big"), options)
+        started_wall_ns = time.time_ns()
         try:
-            for i in range(options.count):
-                if i and options.interval_s > 0:
-                    await asyncio.sleep(max(0.0, start + i * options.interval_s - loop.time()))
-                elif i:
-                    while rnd.unresolved:
-                        await rnd.changed()
-                channel.send(rnd, i, body, sockaddr, options.timeout_s)
-            while rnd.unresolved:
-                await rnd.changed()
+            rnd.start(channel)
+            await rnd.done
         finally:
-            rnd.finished = True
-        return ProbeResult(self.kind, target, started_wall_ns, _samples(rnd), dict(rnd.foreign))
+            rnd.finish()
+        return ProbeResult(self.kind, target, started_wall_ns, rnd.samples(), dict(rnd.foreign))
 
     def foreign_totals(self) -> dict[str, int]:
         """Every reply that did not belong, by kind, over the prober's lifetime."""
@@ -93,7 +89,7 @@ class IcmpProber:
             except OSError:
                 sock.close()
                 raise
-            channel = self._channels[key] = Channel(sock, raw, loop)
+            channel = self._channels[key] = Channel(sock, raw, loop, self._tx_timestamps)
         return channel
 
     def _open(self, family: int) -> tuple[socket.socket, bool]:
@@ -132,15 +128,3 @@ def _configure(sock: socket.socket, family: int, raw: bool, source: str | None, 
             sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("=I", mask))
     if source is not None or not raw:  # a ping socket needs a bound port: it is the identifier
         sock.bind((source or ("::" if family == socket.AF_INET6 else "0.0.0.0"), 0))
-
-
-def _samples(rnd: Round) -> tuple[Sample, ...]:
-    samples = []
-    for i, outcome in enumerate(rnd.outcomes):
-        sent = rnd.sent_ns[i]
-        samples.append(
-            Sample(i, sent or 0, rnd.received_ns[i], outcome or Outcome.TIMEOUT)
-            if sent is not None
-            else Sample(i, 0, None, Outcome.ERROR)
-        )
-    return tuple(samples)

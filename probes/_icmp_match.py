@@ -1,0 +1,162 @@
+"""Which round does a received ICMP datagram belong to? (probe → **match** → sample)
+
+Sans-I/O: the channel feeds datagrams in, the matcher resolves packets of rounds or counts the
+datagram as foreign, by kind: ``truncated``, ``corrupt`` (bad checksum), ``wrong_id`` (another
+prober's identifier), ``wrong_seq`` (a sequence we never sent), ``wrong_nonce`` (right id and
+sequence, wrong round: spoofed or stale), ``wrong_source``, ``duplicate`` (a second reply),
+``late`` (after its timeout), ``stray_error`` (an ICMP error we cannot place). A foreign
+datagram is counted on the round it names when there is one, and always in `foreign`.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections import Counter
+from typing import Protocol
+
+from probes import _icmp_wire as wire
+from probes.base import Outcome
+
+_REPLY = struct.Struct("!BBHHHQ")  # echo header + the round's nonce
+
+
+class RoundLike(Protocol):
+    """What the matcher needs of a round (`probes._icmp_round.Round`)."""
+
+    address: str
+    nonce: int
+    finished: bool
+    foreign: Counter[str]
+
+    def resolve(self, index: int, outcome: Outcome, received_ns: int | None) -> None: ...
+
+
+class Matcher:
+    """Pending packets by sequence number, recent outcomes, foreign counts for one socket."""
+
+    def __init__(self, family: int, ident: int, ip_header: bool, first_seq: int) -> None:
+        self.family, self.ident = family, ident
+        self._ip_header = ip_header  # raw IPv4 sockets deliver the IP header too
+        self._verify = ip_header  # the kernel verifies ICMPv6 and ping-socket checksums
+        v6 = family == socket.AF_INET6
+        self._reply_type = wire.ECHO_REPLY_V6 if v6 else wire.ECHO_REPLY_V4
+        self.pending: dict[int, tuple[RoundLike, int]] = {}  # seq → (round, index)
+        self.recent: dict[int, tuple[RoundLike, Outcome]] = {}  # resolved seq → (round, outcome)
+        self.foreign: Counter[str] = Counter()
+        self._next_seq = first_seq & 0xFFFF
+
+    def allocate(self) -> int:
+        """A sequence number not in flight (wrapping at 16 bits)."""
+        for _ in range(0x10000):
+            seq = self._next_seq
+            self._next_seq = (seq + 1) & 0xFFFF
+            if seq not in self.pending:
+                self.recent.pop(seq, None)
+                return seq
+        raise RuntimeError("65536 ICMP echo requests in flight on one socket")
+
+    def add(self, seq: int, rnd: RoundLike, index: int) -> None:
+        self.pending[seq] = (rnd, index)
+
+    def expire(self, seq: int, rnd: RoundLike) -> bool:
+        """Time out `seq` if it is still pending for `rnd`; True if it was."""
+        entry = self.pending.get(seq)
+        if entry is None or entry[0] is not rnd:
+            return False
+        del self.pending[seq]
+        self.recent[seq] = (rnd, Outcome.TIMEOUT)
+        return True
+
+    def _resolve(self, seq: int, rnd: RoundLike, index: int, outcome: Outcome, at_ns: int) -> None:
+        del self.pending[seq]
+        self.recent[seq] = (rnd, outcome)
+        rnd.resolve(index, outcome, at_ns)
+
+    def on_quoted(self, request: bytes, received_ns: int) -> None:
+        """A ping socket's ICMP error: `request` is our echo request as sent."""
+        parsed = wire.parse_request(request, self.family)
+        if parsed.seq is None or parsed.ident != self.ident:
+            self._count("stray_error", None)
+            return
+        entry = self.pending.get(parsed.seq)
+        if entry is None or (parsed.nonce is not None and parsed.nonce != entry[0].nonce):
+            self._count("stray_error", entry[0] if entry else None)
+            return
+        self._resolve(parsed.seq, entry[0], entry[1], Outcome.UNREACHABLE, received_ns)
+
+    def on_datagram(self, data: bytes, source: str, received_ns: int) -> None:
+        # fast path: a well-formed echo reply for a pending packet of ours
+        off = (data[0] & 0x0F) * 4 if self._ip_header and data else 0
+        if (
+            len(data) >= off + _REPLY.size
+            and data[off] == self._reply_type
+            and (off >= 20 or not self._ip_header)
+        ):
+            _t, _c, _ck, ident, seq, nonce = _REPLY.unpack_from(data, off)
+            entry = self.pending.get(seq) if ident == self.ident else None
+            if (
+                entry is not None
+                and nonce == entry[0].nonce
+                and source == entry[0].address
+                and (not self._verify or wire.internet_sum(data[off:]) == 0xFFFF)
+            ):
+                self._resolve(seq, entry[0], entry[1], Outcome.OK, received_ns)
+                return
+        parsed = wire.parse(data, self.family, self._ip_header, self._verify)
+        if parsed.kind == "ignore":
+            return
+        if parsed.ident is None or parsed.seq is None:
+            self._count(parsed.kind, None)
+        elif parsed.ident != self.ident:
+            self._count("wrong_id", None)
+        elif parsed.kind in ("reply", "error"):
+            self._match(parsed, parsed.seq, source, received_ns)
+        else:
+            self._count(parsed.kind, self._owner(parsed.seq))
+
+    def _match(self, parsed: wire.Parsed, seq: int, source: str, received_ns: int) -> None:
+        entry = self.pending.get(seq)
+        if entry is None:
+            self._match_resolved(parsed, seq)
+            return
+        rnd, index = entry
+        if parsed.nonce is not None and parsed.nonce != rnd.nonce:
+            self._count("wrong_nonce", rnd)
+            return
+        if parsed.kind == "reply":
+            if source != rnd.address:
+                self._count("wrong_source", rnd)
+                return
+            outcome = Outcome.OK
+        elif parsed.quoted_dst != rnd.address:
+            self._count("wrong_source", rnd)
+            return
+        else:
+            outcome = Outcome.UNREACHABLE
+        self._resolve(seq, rnd, index, outcome, received_ns)
+
+    def _match_resolved(self, parsed: wire.Parsed, seq: int) -> None:
+        seen = self.recent.get(seq)
+        if seen is None:
+            self._count("wrong_seq", None)
+            return
+        rnd, outcome = seen
+        if parsed.nonce is not None and parsed.nonce != rnd.nonce:
+            self._count("wrong_nonce", rnd)
+        elif outcome is Outcome.TIMEOUT:
+            self._count("late", rnd)
+        else:
+            self._count("duplicate", rnd)
+
+    def _owner(self, seq: int) -> RoundLike | None:
+        entry = self.pending.get(seq)
+        if entry is not None:
+            return entry[0]
+        seen = self.recent.get(seq)
+        return seen[0] if seen is not None else None
+
+    def _count(self, kind: str, rnd: RoundLike | None) -> None:
+        self.foreign[kind] += 1
+        if rnd is not None and not rnd.finished:
+            rnd.foreign[kind] += 1

@@ -1,0 +1,127 @@
+"""One ICMP round in flight: its send schedule, its timeouts, its samples (probe → **round**).
+
+Everything runs as loop callbacks, not as a task per packet: packets leave on a fixed schedule
+(`interval_s > 0`, several in flight) or, in flood mode (`interval_s == 0`), the next one leaves
+from the reply callback of the previous one. Timeouts are one deque per round (deadlines are
+monotonic within a round) swept by a single timer, not a timer per packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, deque
+from typing import TYPE_CHECKING
+
+from probes import _icmp_wire as wire
+from probes.base import Outcome, ProbeOptions, Sample
+
+if TYPE_CHECKING:
+    from probes._icmp_channel import Channel
+
+
+class Round:
+    """The packets of one round to one address: what was sent, what came back, what did not
+    belong. `done` completes when every packet has an outcome."""
+
+    def __init__(self, address: str, sockaddr: tuple[object, ...], nonce: int, opts: ProbeOptions):
+        self.address, self.sockaddr, self.nonce = address, sockaddr, nonce
+        self.body = wire.payload(nonce, opts.size)
+        self.body_sum = wire.body_sum(self.body)
+        self.count, self.interval_s, self.timeout_s = opts.count, opts.interval_s, opts.timeout_s
+        self.sent_ns: list[int | None] = [None] * self.count
+        self.received_ns: list[int | None] = [None] * self.count
+        self.outcomes: list[Outcome | None] = [None] * self.count
+        self.foreign: Counter[str] = Counter()
+        self.finished = False
+        self._next = 0
+        self._unresolved = 0
+        self._deadlines: deque[tuple[float, int, int]] = deque()  # (deadline, seq, index)
+        self._sweep: asyncio.TimerHandle | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[None] = self._loop.create_future()
+        self._channel: Channel | None = None
+
+    def start(self, channel: Channel) -> None:
+        self._channel = channel
+        self._t0 = self._loop.time()
+        if self.count == 0:
+            self.done.set_result(None)
+        elif self.interval_s > 0:
+            self._tick()
+        else:
+            self._pump()
+
+    def resolve(self, index: int, outcome: Outcome, received_ns: int | None) -> None:
+        """A reply (or an ICMP error) for packet `index`; called by the channel."""
+        self.outcomes[index] = outcome
+        self.received_ns[index] = received_ns
+        self._unresolved -= 1
+        self._after_resolution()
+
+    def samples(self) -> tuple[Sample, ...]:
+        return tuple(
+            Sample(i, sent, self.received_ns[i], self.outcomes[i] or Outcome.TIMEOUT)
+            if sent is not None and self.outcomes[i] is not Outcome.ERROR
+            else Sample(i, sent or 0, None, Outcome.ERROR)
+            for i, sent in enumerate(self.sent_ns)
+        )
+
+    def finish(self) -> None:
+        """Stop: cancel timers and forget packets still pending (also on cancellation)."""
+        self.finished = True
+        for handle in (self._sweep, self._tick_handle):
+            if handle is not None:
+                handle.cancel()
+        if self._channel is not None:
+            for _deadline, seq, index in self._deadlines:
+                if self.outcomes[index] is None:
+                    self._channel.expire(seq, self)
+
+    def _tick(self) -> None:
+        self._tick_handle = None
+        self._send_one()
+        if self._next < self.count:
+            at = self._t0 + self._next * self.interval_s
+            self._tick_handle = self._loop.call_at(at, self._tick)
+
+    def _pump(self) -> None:
+        while self._next < self.count and self._unresolved == 0 and not self.finished:
+            self._send_one()
+
+    def _send_one(self) -> None:
+        assert self._channel is not None
+        index = self._next
+        self._next += 1
+        seq = self._channel.send(self, index)
+        if seq is None:
+            self.outcomes[index] = Outcome.ERROR
+            self._check_done()
+            return
+        self._unresolved += 1
+        deadline = self._loop.time() + self.timeout_s
+        self._deadlines.append((deadline, seq, index))
+        if self._sweep is None:
+            self._sweep = self._loop.call_at(deadline, self._expire_due)
+
+    def _expire_due(self) -> None:
+        assert self._channel is not None
+        self._sweep = None
+        now, queue = self._loop.time(), self._deadlines
+        while queue and (queue[0][0] <= now or self.outcomes[queue[0][2]] is not None):
+            _deadline, seq, index = queue.popleft()
+            if self.outcomes[index] is None and self._channel.expire(seq, self):
+                self.outcomes[index] = Outcome.TIMEOUT
+                self._unresolved -= 1
+        if queue:
+            self._sweep = self._loop.call_at(queue[0][0], self._expire_due)
+        self._after_resolution()
+
+    def _after_resolution(self) -> None:
+        if self.interval_s <= 0:
+            self._pump()
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if self._next >= self.count and self._unresolved == 0 and not self.done.done():
+            self.done.set_result(None)
