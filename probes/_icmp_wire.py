@@ -104,11 +104,11 @@ def parse(data: bytes, family: int, ip_header: bool, verify_checksum: bool) -> P
     kind_type, _code, _cksum, ident, seq = _HEADER.unpack_from(icmp)
     v6 = family == socket.AF_INET6
     if kind_type == (ECHO_REPLY_V6 if v6 else ECHO_REPLY_V4):
-        if verify_checksum and internet_sum(icmp) != 0xFFFF:
-            return Parsed("corrupt", ident, seq)
         body = icmp[_HEADER.size :]
         if len(body) < NONCE_BYTES:
             return Parsed("truncated", ident, seq)
+        if verify_checksum and internet_sum(icmp) != 0xFFFF:
+            return Parsed("corrupt", ident, seq)
         return Parsed("reply", ident, seq, _nonce(body))
     if kind_type in (ERROR_TYPES_V6 if v6 else ERROR_TYPES_V4):
         return _parse_error(icmp[_HEADER.size :], v6)

@@ -274,3 +274,33 @@ def late_ratio(ok: Sequence[Sample], sent: int, jitter_buffer_ms: float) -> floa
     )
     late = np.count_nonzero(delays - delays.min() > jitter_buffer_ms * _NS_PER_MS)
     return int(late) / sent
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverReport:
+    """The loss fields of an RTCP receiver report block (RFC 3550 §6.4.1, appendix A.3)."""
+
+    extended_highest_seq: int
+    cumulative_lost: int
+    fraction_lost: int  # lost / expected in 1/256 units, 0 when nothing (or less) was lost
+
+
+def receiver_report(seqs_in_arrival_order: Sequence[int]) -> ReceiverReport:
+    """Extended highest sequence (16-bit wrap counted in cycles), cumulative and fraction lost
+    for one reporting interval starting at the first packet received."""
+    if not seqs_in_arrival_order:
+        return ReceiverReport(0, 0, 0)
+    base = highest = seqs_in_arrival_order[0] & 0xFFFF
+    cycles = 0
+    for raw in seqs_in_arrival_order[1:]:
+        seq = raw & 0xFFFF
+        delta = (seq - highest) & 0xFFFF
+        if 0 < delta < 0x8000:  # in order (possibly after a gap); a wrap adds a cycle
+            if seq < highest:
+                cycles += 0x10000
+            highest = seq
+    extended = cycles + highest
+    expected = extended - base + 1
+    lost = expected - len(seqs_in_arrival_order)
+    fraction = (lost << 8) // expected if lost > 0 else 0
+    return ReceiverReport(extended, lost, fraction)

@@ -67,14 +67,19 @@ async def test_socket_factory_is_used() -> None:
     assert calls == [(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)]
 
 
+def _ping_group_range() -> tuple[int, int]:
+    with open("/proc/sys/net/ipv4/ping_group_range") as f:
+        lo, hi = (int(x) for x in f.read().split())
+    return lo, hi
+
+
 async def test_datagram_socket_when_raw_is_refused() -> None:
     def no_raw(family: int, type_: int, proto: int) -> socket.socket:
         if type_ == socket.SOCK_RAW:
             raise PermissionError(1, "Operation not permitted")
         return socket.socket(family, type_, proto)
 
-    with open("/proc/sys/net/ipv4/ping_group_range") as f:
-        lo, hi = (int(x) for x in f.read().split())
+    lo, hi = _ping_group_range()
     prober = IcmpProber(socket_factory=no_raw)
     try:
         if not lo <= os.getgid() <= hi:

@@ -41,9 +41,7 @@ def test_rfc3550_jitter_matches_shared_sequence() -> None:
 def test_summarize_jitter_is_the_last_value_of_the_sequence_in_ms() -> None:
     with shared_path("vectors/rfc3550_jitter_ms_sequence.csv").open() as f:
         rows = list(csv.DictReader(f))
-    samples = [
-        _ok(int(r["seq"]), float(r["sent_time_ms"]), float(r["recv_time_ms"])) for r in rows
-    ]
+    samples = [_ok(int(r["seq"]), float(r["sent_time_ms"]), float(r["recv_time_ms"])) for r in rows]
     stats = summarize(_result(samples[::-1]))  # order in the tuple must not matter
     assert stats.jitter_ms is not None
     assert round(stats.jitter_ms, 4) == float(rows[-1]["expected_jitter_ms_after_packet"])
@@ -128,3 +126,70 @@ def test_late_ratio_against_a_jitter_buffer() -> None:
     stats = summarize(_result(samples), jitter_buffer_ms=30)
     assert stats.late_ratio == pytest.approx(1 / 5)  # only the 75 ms one is > 10 + 30
     assert stats.to_json()["late_pct"] == pytest.approx(20.0)
+
+
+def _pion_cases() -> dict[str, dict[str, object]]:
+    import json
+
+    doc = json.loads(shared_path("vectors/rfc3550_receiver_report_pion.json").read_text())
+    return {c["name"]: c for c in doc["cases"]}
+
+
+def test_pion_receiver_report_loss_fields() -> None:
+    from probes.stats import receiver_report
+
+    checked = 0
+    for case in _pion_cases().values():
+        seqs = case.get("packets_seq_in_arrival_order")
+        if seqs is None:
+            continue
+        expected = case["expected"]
+        assert isinstance(seqs, list) and isinstance(expected, dict)
+        rr = receiver_report(seqs)
+        assert rr.extended_highest_seq == expected["extended_highest_seq"], case["name"]
+        assert rr.cumulative_lost == expected["cumulative_lost"], case["name"]
+        assert rr.fraction_lost == expected["fraction_lost"], case["name"]
+        checked += 1
+    assert checked == 5
+
+
+def test_pion_jitter_case_from_the_file() -> None:
+    from datetime import datetime
+
+    case = _pion_cases()["interarrival_jitter_two_packets"]
+    packets = case["packets"]
+    assert isinstance(packets, list)
+    rate = case["clock_rate_hz"]
+    assert isinstance(rate, int)
+    t0 = datetime.fromisoformat(packets[0]["arrival_utc"].replace("Z", "+00:00")).timestamp()
+    arrival = [
+        (datetime.fromisoformat(p["arrival_utc"].replace("Z", "+00:00")).timestamp() - t0) * rate
+        for p in packets
+    ]
+    series = rfc3550_jitter([p["rtp_timestamp"] for p in packets], arrival)
+    expected = case["expected"]
+    assert isinstance(expected, dict)
+    assert int(series[-1]) == expected["jitter_timestamp_units"]
+
+
+def test_pion_lsr_and_dlsr() -> None:
+    from datetime import datetime
+
+    from probes._ntp import dlsr_units, ntp_middle32
+
+    cases = _pion_cases()
+
+    def ns(text: str) -> int:
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()) * 10**9
+
+    first = cases["lsr_dlsr"]
+    sr, exp = first["sender_report"], first["expected"]
+    assert isinstance(sr, dict) and isinstance(exp, dict)
+    assert ntp_middle32(ns(sr["ntp_time_utc"])) == exp["last_sr_LSR"]
+    gen = first["receiver_report_generated_at_utc"]
+    assert isinstance(gen, str)
+    assert dlsr_units(ns(gen) - ns(sr["received_at_utc"])) == exp["delay_since_last_sr_DLSR"]
+    second = cases["lsr_for_sr_at_23_00_01"]
+    sr2, exp2 = second["sender_report"], second["expected"]
+    assert isinstance(sr2, dict) and isinstance(exp2, dict)
+    assert ntp_middle32(ns(sr2["ntp_time_utc"])) == exp2["last_sr_LSR"]
