@@ -15,8 +15,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from netopt import __version__
+from netopt.decide import TableEntry
 from netopt.openapi import openapi_document
-from netopt.routes import RouteEntry
 from topology.planner import Route
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def route_json(route: Route) -> dict[str, Any]:
     }
 
 
-def entry_json(entry: RouteEntry) -> dict[str, Any]:
+def entry_json(entry: TableEntry, decided_at_wall_s: float) -> dict[str, Any]:
     out: dict[str, Any] = {"region": entry.region, "dest": entry.dest}
     if entry.route is not None:
         out |= route_json(entry.route)
@@ -53,8 +53,9 @@ def entry_json(entry: RouteEntry) -> dict[str, Any]:
     out |= {
         "acceleration": entry.acceleration,
         "reason": entry.reason,
-        "decided_at": entry.decided_at_wall_s,
+        "decided_at": round(decided_at_wall_s, 3),
         "stale": entry.stale,
+        "default": entry.is_default,
         "fallbacks": [route_json(r) for r in entry.fallbacks],
     }
     return out
@@ -66,7 +67,7 @@ async def get_route(request: web.Request) -> web.Response:
     dest = request.query.get("dest")
     if not region:
         return _error(400, "missing query parameter 'region'")
-    if region not in daemon.table.default_dest:
+    if region not in daemon.config.region_ids:
         return _error(404, f"unknown region {region!r}")
     if dest is not None and dest not in daemon.config.destinations:
         return _error(404, f"unknown destination {dest!r}")
@@ -78,12 +79,13 @@ async def get_route(request: web.Request) -> web.Response:
             status=503,
             headers={"Retry-After": "1"},
         )
-    return web.json_response(entry_json(entry))
+    return web.json_response(entry_json(entry, daemon.wall_time(entry.decided_at)))
 
 
 async def get_routes(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
-    return web.json_response({"routes": [entry_json(e) for e in daemon.table]})
+    routes = [entry_json(e, daemon.wall_time(e.decided_at)) for e in daemon.table]
+    return web.json_response({"routes": routes})
 
 
 async def get_regions(request: web.Request) -> web.Response:

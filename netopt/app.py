@@ -14,15 +14,16 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from types import MappingProxyType
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from netopt.api import serve_api
 from netopt.config import Config
+from netopt.decide import Decider, RouteTable, TableEntry
 from netopt.metrics import Metrics
 from netopt.probing import ProbeJob, ProberPool, jobs_from_config, record_of, run_round
-from netopt.routes import RouteTable, table_from_plan
-from netopt.store import SqliteStore
+from netopt.store import RoundRecord, SqliteStore
 from netopt.window import WindowStats
 from topology.planner import PathStats, plan
 
@@ -30,26 +31,48 @@ log = logging.getLogger("netopt")
 
 
 class Daemon:
-    """The controller's state: config, store, metrics, window stats and the current table."""
+    """The controller's state: config, store, metrics, window stats, decider, current table.
 
-    def __init__(self, config: Config, *, wall_clock: Callable[[], float] = time.time) -> None:
+    Clocks are arguments: `wall_clock` (Unix seconds, for storage and display) and
+    `mono_clock` (monotonic seconds, for every interval and decision).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        mono_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self.wall_clock = wall_clock
+        self.mono_clock = mono_clock
         self.metrics = Metrics()
         self.metrics.config_ok.set(1)
         self.store = SqliteStore(config.store.sqlite_path)
         self.window = WindowStats(config.planner.window_s)
         self.topology = config.to_topology()
-        self.table = RouteTable(default_dest=self._default_dest())
+        self.decider = Decider(config.to_policy())
+        self.table = RouteTable(MappingProxyType({}), mono_clock())
+        self.publishers: list[Callable[[RouteTable], None]] = []
         self.pool = ProberPool(_socket_in())
+        self._regions = frozenset(r.id for r in config.regions)
+        self._fresh_at: dict[str, float] = {}
+        self._last_round: dict[tuple[str, str], RoundRecord] = {}
         self._dirty = asyncio.Event()
-        self._ready = asyncio.Event()
+        # the first plan waits for every path's first round (or two intervals), so no region
+        # is decided on half its candidates
+        jobs = jobs_from_config(config)
+        self._unmeasured = {(j.src, j.dst) for j in jobs}
+        self._warmup_s = 2 * max((j.interval_s for j in jobs), default=0.0)
+        self._started = mono_clock()
         self._stopping = False
         self._scheduler: AsyncIOScheduler | None = None
         self._main: asyncio.Task[None] | None = None
 
-    def _default_dest(self) -> dict[str, str]:
-        return {r.id: self.config.destinations[0] for r in self.config.regions}
+    def wall_time(self, mono_s: float) -> float:
+        """The Unix time of a monotonic instant (for display: decided_at in the API)."""
+        return self.wall_clock() - (self.mono_clock() - mono_s)
 
     # --- probe → store, window, metrics ---------------------------------------------------
     async def probe_job(self, job: ProbeJob) -> None:
@@ -58,29 +81,45 @@ class Daemon:
         except Exception as exc:  # our fault or a neighbour's: say so, keep probing
             log.error("probe_failed job=%s error=%r", job.job_id, exc)
             return
-        record = record_of(job, result, stats)
-        self.store.add(record)
-        self.window.add(record)
+        self.add_round(record_of(job, result, stats))
         rtts_s = [s.rtt_ns / 1e9 for s in result.samples if s.outcome == "ok" and s.rtt_ns]
         jitter_s = None if stats.jitter_ms is None else stats.jitter_ms / 1000
         self.metrics.observe_round(
             job.src, job.dst, job.kind, rtts_s, stats.sent, stats.received,
             result.outcome_counts(), jitter_s,
         )  # fmt: skip
+
+    def add_round(self, record: RoundRecord) -> None:
+        """A round measured here or by an agent: into the store, the window, the next plan."""
+        self.store.add(record)
+        self.window.add(record)
+        self._last_round[(record.src, record.dst)] = record
+        self._unmeasured.discard((record.src, record.dst))
+        now = self.mono_clock()
+        for site in (record.src, record.dst):
+            if site in self._regions:
+                self._fresh_at[site] = now
         self._dirty.set()
 
     # --- stats → plan → decide → table ---------------------------------------------------
     def path_stats(self) -> list[PathStats]:
         """Window stats, with PoP→region measurements turned to region→PoP (RTT is symmetric)."""
-        regions = {r.id for r in self.config.regions}
         best: dict[tuple[str, str], PathStats] = {}
         for s in self.window.stats(int(self.wall_clock() * 1e9)):
-            if s.src not in regions and s.dst in regions:
+            if s.src not in self._regions and s.dst in self._regions:
                 s = PathStats(s.dst, s.src, s.rtt_ms, s.jitter_ms, s.loss_pct, s.samples)
             key = (s.src, s.dst)
             if key not in best or s.samples > best[key].samples:
                 best[key] = s
         return list(best.values())
+
+    def pop_alive(self) -> dict[str, bool]:
+        """A PoP is dead when the latest round of every path towards it got no answer."""
+        alive: dict[str, bool] = {}
+        for (src, dst), rec in self._last_round.items():
+            pop = dst if dst not in self._regions else src
+            alive[pop] = alive.get(pop, False) or rec.received > 0
+        return alive
 
     def replan(self) -> RouteTable:
         stats = self.path_stats()
@@ -91,47 +130,51 @@ class Daemon:
         new_plan = plan(
             self.topology, stats, target_mos=p.target_mos, margin_mos=p.margin_mos, codec=p.codec
         )
-        table = table_from_plan(new_plan, self.table, self.wall_clock(), self._default_dest())
+        table, decisions = self.decider.update(
+            new_plan, self.mono_clock(), fresh_at=self._fresh_at, pop_alive=self.pop_alive()
+        )
+        for d in decisions:
+            log.info(
+                "decision region=%s dest=%s action=%s from=%s to=%s old_mos=%s new_mos=%s "
+                "streak=%d penalty=%.0f reason=%r", d.region, d.dest, d.action,
+                d.old_entry or "direct", d.new_entry or "direct", _num(d.old_mos),
+                _num(d.new_mos), d.consecutive, d.penalty, d.reason,
+            )  # fmt: skip
         self._publish(table)
         self.metrics.plans.inc()
         return table
 
     def _publish(self, table: RouteTable) -> None:
-        old = self.table
-        m = self.metrics
+        old, m = self.table, self.metrics
         for entry in table:
             before = old.get(entry.region, entry.dest)
             if before is not None and before.route is not None:
-                m.route_info.remove(entry.region, entry.dest, before.route.kind,
-                                    before.route.entry_pop or entry.dest)  # fmt: skip
+                with contextlib.suppress(KeyError):
+                    m.route_info.remove(*_route_labels(before))
             if entry.route is None:
                 continue
-            pop = entry.route.entry_pop or entry.dest
-            m.route_info.labels(entry.region, entry.dest, entry.route.kind, pop).set(1)
+            m.route_info.labels(*_route_labels(entry)).set(1)
             m.route_mos.labels(entry.region, entry.dest).set(entry.route.expected.mos)
-            m.acceleration.labels(entry.region, entry.dest).set(
-                1 if entry.acceleration == "needed" else 0
-            )
-            if (
-                before is not None
-                and before.route is not None
-                and (before.route.path != entry.route.path)
-            ):
+            needed = 1 if entry.acceleration == "needed" else 0
+            m.acceleration.labels(entry.region, entry.dest).set(needed)
+            moved = before is not None and before.route is not None
+            if moved and before.route.path != entry.route.path:  # type: ignore[union-attr]
                 m.route_changes.labels(entry.region).inc()
-                log.info(
-                    "route_change region=%s dest=%s from=%s to=%s reason=%r", entry.region,
-                    entry.dest, ">".join(before.route.path), ">".join(entry.route.path),
-                    entry.reason,
-                )  # fmt: skip
         self.table = table
-        if any(e.route is not None for e in table):
-            self._ready.set()
+        for publish in self.publishers:
+            try:
+                publish(table)
+            except Exception as exc:  # a neighbour's fault must never stop planning
+                log.error("publish_failed publisher=%r error=%r", publish, exc)
 
     async def plan_loop(self) -> None:
         interval = self.config.planner.min_replan_interval_s
         while True:
             await self._dirty.wait()
             self._dirty.clear()
+            warming = self.mono_clock() - self._started < self._warmup_s
+            if self._unmeasured and warming:
+                continue
             try:
                 self.replan()
             except Exception as exc:
@@ -192,6 +235,15 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await self.store.flush()
             self.store.close()
+
+
+def _route_labels(entry: TableEntry) -> tuple[str, str, str, str]:
+    assert entry.route is not None
+    return (entry.region, entry.dest, entry.route.kind, entry.route.entry_pop or entry.dest)
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def _datetime(wall_s: float):  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from netopt.decide import Policy
 from netopt.errors import ConfigError
 from netopt.validation import load_model, parse_model
 from probes.base import PROBERS
@@ -185,6 +186,29 @@ class PlannerConfig(_Model):
     codec: str = "g711"
 
 
+class DecideConfig(_Model):
+    """Stability of decisions (see netopt/decide.py): hysteresis, hold-down, damping, staleness."""
+
+    windows_to_switch: int = Field(default=3, ge=1)
+    hold_down_s: float = Field(default=60.0, ge=0)
+    flap_penalty: float = Field(default=1000.0, ge=0)
+    suppress_threshold: float = Field(default=2000.0, gt=0)
+    reuse_threshold: float = Field(default=750.0, gt=0)
+    half_life_s: float = Field(default=900.0, gt=0)
+    max_suppress_s: float = Field(default=3600.0, ge=0)
+    stale_after_s: float = Field(default=30.0, gt=0)
+    expire_after_s: float = Field(default=300.0, gt=0)
+    default_entry: dict[str, Id | None] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _order(self) -> DecideConfig:
+        if self.reuse_threshold >= self.suppress_threshold:
+            raise ValueError("reuse_threshold must be below suppress_threshold")
+        if self.expire_after_s < self.stale_after_s:
+            raise ValueError("expire_after_s must not be shorter than stale_after_s")
+        return self
+
+
 class Config(_Model):
     regions: tuple[RegionConfig, ...] = ()
     pops: tuple[PopConfig, ...] = Field(min_length=1)
@@ -194,6 +218,7 @@ class Config(_Model):
     store: StoreConfig = StoreConfig()
     api: ApiConfig = ApiConfig()
     planner: PlannerConfig = PlannerConfig()
+    decide: DecideConfig = DecideConfig()
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -203,6 +228,10 @@ class Config(_Model):
         return self
 
     # --- views ---------------------------------------------------------------------------
+    @property
+    def region_ids(self) -> frozenset[str]:
+        return frozenset(r.id for r in self.regions)
+
     def sites(self) -> tuple[RegionConfig | PopConfig, ...]:
         return (*self.regions, *self.pops)
 
@@ -211,6 +240,14 @@ class Config(_Model):
             if s.id == site_id:
                 return s
         raise KeyError(site_id)
+
+    def to_policy(self) -> Policy:
+        d = self.decide
+        return Policy(
+            margin_mos=self.planner.margin_mos,
+            **d.model_dump(exclude={"default_entry"}),
+            default_entry=dict(d.default_entry),
+        )
 
     def to_topology(self) -> Topology:
         return Topology(
@@ -255,6 +292,11 @@ def _reference_problems(cfg: Config) -> list[str]:
             ref = getattr(link, end)
             if ref not in pop_ids:
                 problems.append(f"backbone[{i}].{end}: unknown pop {ref!r}")
+    for region, entry in cfg.decide.default_entry.items():
+        if region != "*" and region not in {r.id for r in cfg.regions}:
+            problems.append(f"decide.default_entry.{region}: unknown region {region!r}")
+        if entry is not None and entry not in pop_ids:
+            problems.append(f"decide.default_entry.{region}: unknown pop {entry!r}")
     for i, probe in enumerate(cfg.probes):
         if probe.from_ not in seen:
             problems.append(f"probes[{i}].from: unknown site {probe.from_!r}")
