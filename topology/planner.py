@@ -48,6 +48,7 @@ from topology.scoring import (
     Scorer,
     TopK,
     build_backbone,
+    scorer_for,
 )
 
 NEEDED, NOT_NEEDED, INSUFFICIENT, UNMEASURED, UNREACHABLE = range(5)
@@ -267,7 +268,7 @@ def plan_matrix(
 ) -> Plan:
     """`plan` from an access matrix [regions, pops] (NaN rtt = not measured): the fast entry
     point for large worlds. The backbone is computed once per (topology, overrides)."""
-    scorer = Scorer(codec)
+    scorer = scorer_for(codec)
     bb = _backbone(topology, overrides)
     pop_index = {p.id: i for i, p in enumerate(topology.pops)}
     dest_pops = [pop_index[d] for d in topology.destinations]

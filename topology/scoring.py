@@ -24,6 +24,7 @@ without a separate mask.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Mapping
@@ -126,8 +127,20 @@ class TopK:
     r: F32  # [dests, regions, k]
 
 
+@functools.lru_cache(maxsize=16)
+def scorer_for(
+    codec: str, jb: quality.JitterBuffer = quality.DEFAULT_JB, burst_r: float = 1.0
+) -> Scorer:
+    """A Scorer built once per (codec, jitter buffer, BurstR): its tables take ~0.1 s."""
+    return Scorer(codec, jb, burst_r)
+
+
 class Scorer:
-    """Scores candidate routes with the E-model for one codec and jitter buffer (see module)."""
+    """Scores candidate routes with the E-model for one codec and jitter buffer (see module).
+
+    Limits: jitter above 250 ms is scored as 250 ms and each leg's one-way delay is capped at
+    10 s (such paths are far below any target either way; the order among them is kept where
+    it can be, never inverted)."""
 
     def __init__(
         self,
