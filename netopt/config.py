@@ -159,6 +159,8 @@ class StoreConfig(_Model):
 
 class ApiConfig(_Model):
     listen: str = "127.0.0.1:8080"
+    read_token: str | None = Field(default=None, min_length=16, repr=False)  # None: open reads
+    admin_token: str | None = Field(default=None, min_length=16, repr=False)  # None: no admin
 
     @field_validator("listen")
     @classmethod
