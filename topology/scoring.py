@@ -17,9 +17,9 @@ formulas of `topology.quality`, rearranged so each candidate costs a few float32
 Ta, in table units of 0.1 ms, is access + backbone + codec + jitter-buffer depth; the delay part
 of R is a table lookup; with s the packet survival ratio, Ie,eff = Ie + (95 − Ie)·Br·(1 − s) /
 ((1 − s) + Br·b), b = Bpl/100, which is const − C / (1 + Br·b − s). The jitter terms (buffer
-depth and late loss) are looked up by jitter² on a 1 ms² grid. Unmeasured or unreachable
-candidates get a huge delay that lands on a sentinel entry of the table, so they rank last
-without a separate mask.
+depth and late loss) are looked up by the composed jitter on a 0.01 ms grid. Unmeasured or
+unreachable candidates get a huge delay that lands on a sentinel entry of the table, so they
+rank last without a separate mask.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ SENTINEL_R = -1.0e4  # R of an impossible candidate (well below any real R)
 MAX_REAL_TA_MS = 25_000.0  # table covers Ta up to here; valid delays are clamped below it
 MAX_LEG_OWD_MS = 10_000.0
 INVALID_OWD = 1.0e8  # in table units: lands on the sentinel
-MAX_JITTER2 = 250.0**2
+MAX_JITTER_MS = 250.0
+_JIT_STEP_MS = 0.01
 _STEP_MS = 0.1
 
 
@@ -159,8 +160,9 @@ class Scorer:
         delay = quality.DelayTable(_STEP_MS, MAX_REAL_TA_MS).values[:n]
         self.delay_tab = np.append(delay - np.float32(self.r_const), np.float32(SENTINEL_R))
         self.delay_tab = self.delay_tab.astype(np.float32)
-        j2 = np.arange(0.0, MAX_JITTER2 + 1)
-        jit = np.sqrt(j2)
+        # entry i covers jitter [i, i + 1) steps and holds the value at its middle
+        jit = (np.arange(0, round(MAX_JITTER_MS / _JIT_STEP_MS) + 1) + 0.5) * _JIT_STEP_MS
+        jit[-1] = MAX_JITTER_MS
         depth = jb.depth_ms(jit) + c.codec_delay_ms
         self.depth_tab = (depth / _STEP_MS).astype(np.float32)
         self.survive_tab = (1 - quality.late_loss_ratio(jit, jb)).astype(np.float32)
@@ -169,10 +171,10 @@ class Scorer:
         return quality.mos_from_r(np.asarray(r, dtype=np.float64))
 
     def prepare_access(self, access: AccessMatrix) -> tuple[F32, F32, F32]:
-        """Access arrays in engine units: one-way delay (table units), jitter², survival."""
+        """Access arrays in engine units: one-way delay (0.1 ms), jitter² (0.01 ms), survival."""
         valid = access.valid
         owd = np.where(valid, np.minimum(access.rtt_ms / 2, MAX_LEG_OWD_MS) / _STEP_MS, INVALID_OWD)
-        j2 = np.where(valid, np.minimum(access.jitter_ms**2, MAX_JITTER2), 0.0)
+        j2 = np.where(valid, (np.minimum(access.jitter_ms, MAX_JITTER_MS) / _JIT_STEP_MS) ** 2, 0.0)
         surv = np.where(valid, 1 - access.loss_pct / 100, 1.0)
         return owd.astype(np.float32), j2.astype(np.float32), surv.astype(np.float32)
 
@@ -180,11 +182,11 @@ class Scorer:
         """Backbone column k in engine units (+0.5 folded in for rounding to the grid)."""
         ok = bb.reachable[:, k]
         owd = np.where(ok, np.minimum(bb.rtt_ms[:, k] / 2, MAX_LEG_OWD_MS) / _STEP_MS, INVALID_OWD)
-        j2 = np.where(ok, np.minimum(bb.jitter_ms[:, k] ** 2, MAX_JITTER2), 0.0)
+        j2 = np.where(ok, (np.minimum(bb.jitter_ms[:, k], MAX_JITTER_MS) / _JIT_STEP_MS) ** 2, 0.0)
         surv = np.where(ok, 1 - bb.loss_pct[:, k] / 100, 1.0)
         return (
             (owd + 0.5).astype(np.float32),
-            (j2 + 0.5).astype(np.float32),
+            j2.astype(np.float32),
             surv.astype(np.float32),
         )
 
@@ -203,6 +205,7 @@ class Scorer:
         f = np.empty(shape, dtype=np.float32)
         r = out if out is not None else np.empty(shape, dtype=np.float32)
         np.add(a_j2, b_j2, out=f)
+        np.sqrt(f, out=f)  # composed jitter, in steps of 0.01 ms
         np.copyto(i, f, casting="unsafe")
         np.take(self.survive_tab, i, mode="clip", out=r)  # r = late-packet survival (scratch)
         np.take(self.depth_tab, i, mode="clip", out=f)  # f = buffer depth + codec (table units)

@@ -147,5 +147,5 @@ def test_fast_scorer_matches_the_exact_formula(rows: list[tuple[float, float, fl
         bb = Backbone(zero, zero, zero, np.ones((1, 1), dtype=bool), {})
         fast = scorer.score(acc, scorer.prepare_backbone(bb, 0))[:, 0]
         exact = q.path_r(rtt[0], jit[0], loss[0], codec)
-        # delay grid 0.1 ms (slope < 0.14 R/ms) and jitter² grid 1 ms² keep R within 0.02
+        # delay grid 0.1 ms (slope < 0.14 R/ms) and jitter grid 0.01 ms keep R within 0.02
         assert np.max(np.abs(fast - exact)) < 0.02
