@@ -100,7 +100,11 @@ def _ip_batch(commands: list[str], netns_name: str | None = None) -> None:
 
 
 def _router_commands(layout: Layout) -> list[str]:
-    cmds = ["link set lo up", f"tuntap add dev {TUN_NAME} mode tun", f"link set {TUN_NAME} up"]
+    cmds = [
+        "link set lo up",
+        f"tuntap add dev {TUN_NAME} mode tun",
+        f"link set {TUN_NAME} up txqueuelen 10000",  # room for bursts while the stage catches up
+    ]
     for i, node in enumerate(layout.nodes):
         veth = f"r{i}"
         cmds += [
@@ -165,6 +169,7 @@ def start_stage(layout: Layout, state_dir: Path) -> int:
     log = open(state_dir / "stage.log", "ab")  # noqa: SIM115 - handed to the child
     argv = ["ip", "netns", "exec", layout.router_ns, sys.executable, "-m", "netopt.lab.stage"]
     argv += ["--state-dir", str(state_dir), "--tun", TUN_NAME]
+    argv += ["--priority", os.environ.get("NETOPT_LAB_STAGE_PRIORITY", "rr")]
     with log:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True

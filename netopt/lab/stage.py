@@ -40,6 +40,9 @@ PR_SET_TIMERSLACK = 29
 IDLE_WAIT_S = 0.25
 HOUSEKEEP_NS = 500_000_000
 READ_BATCH = 256
+# select() wakes ~0.1 ms after the asked time here (2-core VM); releasing that much earlier
+# keeps an emulated delay's mean within ~0.1 ms of its set value (see bench/lab_capacity.py).
+WAKE_LEAD_NS = 80_000
 
 
 def open_tun(name: str) -> int:
@@ -48,11 +51,25 @@ def open_tun(name: str) -> int:
     return fd
 
 
-def _tight_timers() -> None:
-    """Ask for 1 µs timer slack so select() wakes close to the next due time."""
+def _tight_timers(policy: str) -> None:
+    """Wake close to the next due time even on a busy machine.
+
+    1 µs timer slack for select(); then either a low real-time priority (``rr``: SCHED_RR 10,
+    still bounded by the kernel's RT throttling, and the loop sleeps between packets) or the
+    highest nice level (``nice``). Failures are ignored: the stage still works, less exactly.
+    """
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.prctl(PR_SET_TIMERSLACK, 1000, 0, 0, 0)
+    if policy == "rr":
+        try:
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(10))
+            return
+        except OSError:
+            pass
+    if policy in ("rr", "nice"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, -20)
 
 
 class Stage:
@@ -124,7 +141,7 @@ class Stage:
         next_check = mono() + HOUSEKEEP_NS
         while True:
             now = mono()
-            while heap and heap[0][0] <= now:
+            while heap and heap[0][0] <= now + WAKE_LEAD_NS:
                 item = pop(heap)
                 try:
                     write(tun, item[2])
@@ -135,7 +152,7 @@ class Stage:
                 if not alive():
                     return
                 next_check = now + HOUSEKEEP_NS
-            timeout = (heap[0][0] - now) / 1e9 if heap else IDLE_WAIT_S
+            timeout = (heap[0][0] - now - WAKE_LEAD_NS) / 1e9 if heap else IDLE_WAIT_S
             ready = wait(rlist, (), (), timeout if timeout < IDLE_WAIT_S else IDLE_WAIT_S)[0]
             if not ready:
                 continue
@@ -201,10 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--tun", default="imp0")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--priority", choices=("rr", "nice", "normal"), default="rr")
     args = parser.parse_args(argv)
     state = json.loads((args.state_dir / "state.json").read_text())
     stage = Stage(state, seed=args.seed)
-    _tight_timers()
+    _tight_timers(args.priority)
     tun = open_tun(args.tun)
     sock_path = args.state_dir / "ctl.sock"
     with contextlib.suppress(FileNotFoundError):

@@ -1,0 +1,131 @@
+"""Fixtures for tests that run against a real emulated WAN (root + network namespaces).
+
+``lab_world(profile)`` brings a lab up for the calling module under a name unique to that
+module and process, and always tears it down at the end of the module. Everything skips with
+a clear reason when this machine cannot build a lab (not root, no /dev/net/tun, no `ip netns`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netopt.lab import Lab
+from netopt.lab.profile import Profile
+
+
+def lab_skip_reason() -> str | None:
+    """Why a lab cannot be built here, or None."""
+    if os.geteuid() != 0:
+        return "lab tests need root (network namespaces, veth, TUN); CI runs them as root"
+    if not os.path.exists("/dev/net/tun"):
+        return "lab tests need /dev/net/tun (TUN support)"
+    if shutil.which("ip") is None:
+        return "lab tests need `ip` (Debian iproute2)"
+    done = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    if done.returncode != 0:
+        return f"`ip netns` does not work here: {done.stderr.strip()}"
+    return None
+
+
+def unique_lab_name(module: str, index: int) -> str:
+    digest = hashlib.sha1(f"{module}:{os.getpid()}".encode()).hexdigest()[:8]
+    return f"t{digest}{index}"
+
+
+LabFactory = Callable[..., Lab]
+
+
+@pytest.fixture(scope="module")
+def lab_world(request: pytest.FixtureRequest) -> Iterator[LabFactory]:
+    """A factory ``lab_world(profile) -> Lab`` (dict, path, model); down after the module."""
+    reason = lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    names: list[str] = []
+
+    def up(profile: dict[str, Any] | str | Path | Profile) -> Lab:
+        names.append(unique_lab_name(request.module.__name__, len(names)))
+        return Lab.up(profile, name=names[-1])
+
+    try:
+        yield up
+    finally:
+        for name in names:
+            Lab.teardown(name)
+
+
+def need_program(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"needs `{name}` (see DEBIAN_TEST in the Makefile)")
+    return path
+
+
+# --- measuring helpers shared by the accuracy tests ---------------------------------------
+
+PING_LINE = re.compile(
+    r"^(?:\[(?P<ts>[\d.]+)\] )?\d+ bytes from [\d.]+: "
+    r"icmp_seq=(?P<seq>\d+) .*time=(?P<rtt>[\d.]+) ms"
+)
+
+
+@dataclass(frozen=True)
+class PingReply:
+    seq: int
+    rtt_ms: float
+    received_unix_s: float | None
+
+
+def parse_ping(output: str) -> list[PingReply]:
+    """Replies from iputils ping output (with -D the receive time too); duplicates ignored."""
+    seen: set[int] = set()
+    replies = []
+    for line in output.splitlines():
+        m = PING_LINE.match(line)
+        if m and "DUP!" not in line and int(m["seq"]) not in seen:
+            seen.add(int(m["seq"]))
+            ts = float(m["ts"]) if m["ts"] else None
+            replies.append(PingReply(int(m["seq"]), float(m["rtt"]), ts))
+    return replies
+
+
+def binomial_interval(n: int, p: float, level: float = 0.99) -> tuple[int, int]:
+    """Equal-tailed interval [lo, hi] holding a Binomial(n, p) count with probability ≥ level."""
+    tail = (1.0 - level) / 2.0
+    pmf = [math.comb(n, k) * p**k * (1.0 - p) ** (n - k) for k in range(n + 1)]
+    cdf = 0.0
+    lo = 0
+    for k, q in enumerate(pmf):
+        if cdf + q > tail:
+            lo = k
+            break
+        cdf += q
+    cdf = 0.0
+    hi = n
+    for k in range(n, -1, -1):
+        if cdf + pmf[k] > tail:
+            hi = k
+            break
+        cdf += pmf[k]
+    return lo, hi
+
+
+def ping(lab: Lab, node: str, target: str, count: int, interval_s: float, *extra: str) -> str:
+    need_program("ping")
+    argv = ["ping", "-n", "-c", str(count), "-i", f"{interval_s:g}", "-W", "1", *extra]
+    timeout = count * interval_s + 15
+    done = lab.exec(
+        node, [*argv, lab.address(target)], capture_output=True, text=True, timeout=timeout
+    )
+    return done.stdout
