@@ -4,7 +4,6 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-CONFIG ?= deploy/netopt.example.yaml
 
 # Debian programs the tests and the demo run for real (iproute2 is on every Debian machine).
 DEBIAN_RUNTIME = iproute2 iputils-ping fping nftables
@@ -14,7 +13,7 @@ DEBIAN_TEST    = $(DEBIAN_RUNTIME) kamailio kamailio-extra-modules kamailio-util
 .PHONY: help demo test lint typecheck pytest venv deps-runtime deps-test clean
 
 help:
-	@echo "make demo   - install what it needs, start netopt serve on the example config"
+	@echo "make demo   - install what it needs, bring up the lab world, run netopt on it"
 	@echo "make test   - install what the tests need, run ruff, mypy and pytest"
 
 # --- installation -----------------------------------------------------------------------
@@ -39,7 +38,7 @@ deps-test:
 # --- the two commands -------------------------------------------------------------------
 
 demo: deps-runtime venv
-	$(BIN)/netopt serve --config $(CONFIG)
+	$(BIN)/netopt demo $(DEMO_ARGS)
 
 test: deps-test venv lint typecheck pytest
 

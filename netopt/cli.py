@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from netopt import __version__, commands, probe_cli
+from netopt import __version__, commands, demo, probe_cli
 from netopt.errors import ConfigError, NetoptError
 from netopt.lab import cli as lab_cli
 
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     # --- each area registers its own subcommands here (one line each) ---
     lab_cli.register(sub)
     commands.register(sub)
+    demo.register(sub)
     probe_cli.register(sub)
     return parser
 
