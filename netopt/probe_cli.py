@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import json
 import os
+import signal
 from typing import Any
 
 from netopt.errors import NetoptError
@@ -199,11 +201,27 @@ def render(stats: RoundStats, options: ProbeOptions, mos: float | None) -> str:
 
 
 def run_reflector(args: argparse.Namespace) -> int:
-    from probes.stamp import serve_reflector
-
-    target = parse_target(args.listen, 862 if args.mode == "stamp" else 7)
+    default_port = 862 if args.mode == "stamp" else 7
+    target = parse_target(args.listen, default_port)
     try:
-        asyncio.run(serve_reflector(target.address, target.port or 862, mode=args.mode))
+        asyncio.run(_reflect(target.address, target.port or default_port, args.mode))
     except OSError as exc:
         raise NetoptError(f"reflector cannot listen on {args.listen}: {exc.strerror}") from None
     return 0
+
+
+async def _reflect(address: str, port: int, mode: str) -> None:
+    """Serve until SIGINT/SIGTERM, then return quietly."""
+    from probes.stamp import serve_reflector
+
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+
+    def ready(sockname: tuple[str, int]) -> None:
+        print(f"netopt reflector ({mode}) listening on {sockname[0]}:{sockname[1]}", flush=True)
+
+    with contextlib.suppress(asyncio.CancelledError):
+        await serve_reflector(address, port, mode=mode, ready=ready)

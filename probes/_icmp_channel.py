@@ -20,7 +20,7 @@ from collections import Counter
 
 from probes import _icmp_wire as wire
 from probes._icmp_match import Matcher
-from probes._icmp_round import Round
+from probes._round import Round
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SO_TIMESTAMPING = getattr(socket, "SO_TIMESTAMPING", 37)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from probes import _icmp_wire as wire
 from probes._icmp_channel import Channel
-from probes._icmp_round import Round
+from probes._round import Round
 from probes.base import ProbeOptions, ProbeResult, ProbeSetupError, Target
 
 ICMP_FILTER = 1  # <linux/icmp.h>, level SOL_RAW: a bitmask of ICMP types to *block*
@@ -53,7 +53,9 @@ class IcmpProber:
         address, family = _parse_address(target.address)
         channel = self._channel(family, options.source, options.dscp)
         sockaddr = (address, 0, 0, 0) if family == socket.AF_INET6 else (address, 0)
-        rnd = Round(address, sockaddr, int.from_bytes(os.urandom(8), "big"), options)
+        nonce = int.from_bytes(os.urandom(8), "big")
+        body = wire.payload(nonce, options.size)
+        rnd = Round(address, sockaddr, nonce, options, body, wire.body_sum(body))
         started_wall_ns = time.time_ns()
         try:
             rnd.start(channel)

@@ -1,4 +1,7 @@
-"""One ICMP round in flight: its send schedule, its timeouts, its samples (probe → **round**).
+"""One round in flight: its send schedule, its timeouts, its samples (probe → **round**).
+
+Shared by the ICMP and the UDP probers (icmp, udp_echo, stamp, voice): a *channel* sends packet
+`index` and later calls `resolve`; the round decides when to send and when a packet times out.
 
 Everything runs as loop callbacks, not as a task per packet: packets leave on a fixed schedule
 (`interval_s > 0`, several in flight) or, in flood mode (`interval_s == 0`), the next one leaves
@@ -10,27 +13,39 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, deque
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from probes import _icmp_wire as wire
 from probes.base import Outcome, ProbeOptions, Sample
 
-if TYPE_CHECKING:
-    from probes._icmp_channel import Channel
+
+class Channel(Protocol):
+    """What a round needs of its socket side."""
+
+    def send(self, rnd: Round, index: int) -> int | None: ...
+
+    def expire(self, seq: int, rnd: Round) -> bool: ...
 
 
 class Round:
     """The packets of one round to one address: what was sent, what came back, what did not
     belong. `done` completes when every packet has an outcome."""
 
-    def __init__(self, address: str, sockaddr: tuple[object, ...], nonce: int, opts: ProbeOptions):
+    def __init__(
+        self,
+        address: str,
+        sockaddr: tuple[object, ...],
+        nonce: int,
+        opts: ProbeOptions,
+        body: bytes = b"",
+        body_sum: int = 0,
+    ) -> None:
         self.address, self.sockaddr, self.nonce = address, sockaddr, nonce
-        self.body = wire.payload(nonce, opts.size)
-        self.body_sum = wire.body_sum(self.body)
+        self.body, self.body_sum = body, body_sum  # the payload, for channels that reuse it
         self.count, self.interval_s, self.timeout_s = opts.count, opts.interval_s, opts.timeout_s
         self.sent_ns: list[int | None] = [None] * self.count
         self.received_ns: list[int | None] = [None] * self.count
         self.outcomes: list[Outcome | None] = [None] * self.count
+        self.one_way_ns: dict[int, tuple[int | None, int | None]] = {}  # index → (fwd, back)
         self.foreign: Counter[str] = Counter()
         self.finished = False
         self._next = 0
@@ -54,18 +69,22 @@ class Round:
 
     def resolve(self, index: int, outcome: Outcome, received_ns: int | None) -> None:
         """A reply (or an ICMP error) for packet `index`; called by the channel."""
+        if self.outcomes[index] is not None:
+            return
         self.outcomes[index] = outcome
         self.received_ns[index] = received_ns
         self._unresolved -= 1
         self._after_resolution()
 
     def samples(self) -> tuple[Sample, ...]:
-        return tuple(
-            Sample(i, sent, self.received_ns[i], self.outcomes[i] or Outcome.TIMEOUT)
-            if sent is not None and self.outcomes[i] is not Outcome.ERROR
-            else Sample(i, sent or 0, None, Outcome.ERROR)
-            for i, sent in enumerate(self.sent_ns)
-        )
+        return tuple(self._sample(i, sent) for i, sent in enumerate(self.sent_ns))
+
+    def _sample(self, i: int, sent: int | None) -> Sample:
+        if sent is None or self.outcomes[i] is Outcome.ERROR:
+            return Sample(i, sent or 0, None, Outcome.ERROR)
+        outcome = self.outcomes[i] or Outcome.TIMEOUT
+        fwd, back = self.one_way_ns.get(i, (None, None))
+        return Sample(i, sent, self.received_ns[i], outcome, forward_ns=fwd, backward_ns=back)
 
     def finish(self) -> None:
         """Stop: cancel timers and forget packets still pending (also on cancellation)."""
