@@ -272,7 +272,7 @@ def plan_matrix(
     bb = _backbone(topology, overrides)
     pop_index = {p.id: i for i, p in enumerate(topology.pops)}
     dest_pops = [pop_index[d] for d in topology.destinations]
-    top = scorer.top_k(access, bb, 1, dest_pops)
+    top = scorer.top_k(access, bb, 1, len(dest_pops))
     run = _Run(topology, access, bb, scorer, top, dest_pops, target_mos, margin_mos, max_routes)
     return Plan(_run=run)
 
@@ -302,7 +302,7 @@ class _Run:
         self.dest_pops, self.target, self.margin, self.max_routes = (
             dest_pops, target_mos, margin_mos, max_routes,
         )  # fmt: skip
-        self.acc = scorer.prepare_access(access)
+        self.valid = ~np.isnan(access.rtt_ms)
         self.unreachable = tuple(
             (self.pops[p], d)
             for k, d in enumerate(self.dests)
@@ -317,12 +317,12 @@ class _Run:
         self.choices: dict[tuple[int, int], CapacityChoice] = apply_capacity(self)
 
     def _direct_r(self, k: int, dp: int) -> np.ndarray:
-        a = (self.acc[0][:, dp], self.acc[1][:, dp], self.acc[2][:, dp])
+        a = self.scorer.prepare_access(self.access, (slice(None), dp))
         b = tuple(x[dp : dp + 1] for x in self.scorer.prepare_backbone(self.bb, k))
         return self.scorer.score(a, b)  # type: ignore[arg-type]
 
     def row_r(self, rows: slice | int, k: int) -> np.ndarray:
-        a = (self.acc[0][rows], self.acc[1][rows], self.acc[2][rows])
+        a = self.scorer.prepare_access(self.access, rows)
         return self.scorer.score(a, self.scorer.prepare_backbone(self.bb, k))
 
     def _verdicts(self) -> tuple[np.ndarray, np.ndarray]:
@@ -340,7 +340,7 @@ class _Run:
         direct_poor = (direct_mos < self.target) | flags
         relay_best = self.best_p != np.asarray(dp, dtype=np.int32)[:, None]
         gain_ok = best_mos - direct_mos >= self.margin - 1e-9
-        measured = np.asarray(a.valid.any(axis=1))[None, :]
+        measured = np.asarray(self.valid.any(axis=1))[None, :]
         codes = np.full(self.best_r.shape, NOT_NEEDED, dtype=np.int8)
         needed = relay_best & (~direct_ok | (direct_poor & gain_ok))
         codes[needed] = NEEDED
@@ -382,14 +382,14 @@ class _Run:
         routes = tuple(self.route(r, k, p, row[p]) for p in order[: self.max_routes])
         skipped = tuple(
             Skipped(self.pops[p], f"not measured from {region}")
-            if not self.access.valid[r, p]
+            if not self.valid[r, p]
             else Skipped(self.pops[p], f"no backbone path to {dest}")
             for p in range(len(self.pops))
-            if row[p] <= SENTINEL_R / 2 and (p != dp or not self.access.valid[r, p])
+            if row[p] <= SENTINEL_R / 2 and (p != dp or not self.valid[r, p])
         )
         code = int(self.codes[k, r])
         direct = next((x for x in routes if x.kind == "direct"), None)
-        if direct is None and self.access.valid[r, dp]:
+        if direct is None and self.valid[r, dp]:
             direct = self.route(r, k, dp, row[dp])
         reason = reason_for(
             ACCELERATIONS[code], region, dest, routes, direct, self.target, self.margin,

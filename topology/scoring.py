@@ -29,6 +29,7 @@ import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -170,13 +171,25 @@ class Scorer:
     def r_to_mos(self, r: ArrayLike) -> NDArray[np.float64]:
         return quality.mos_from_r(np.asarray(r, dtype=np.float64))
 
-    def prepare_access(self, access: AccessMatrix) -> tuple[F32, F32, F32]:
-        """Access arrays in engine units: one-way delay (0.1 ms), jitter² (0.01 ms), survival."""
-        valid = access.valid
-        owd = np.where(valid, np.minimum(access.rtt_ms / 2, MAX_LEG_OWD_MS) / _STEP_MS, INVALID_OWD)
-        j2 = np.where(valid, (np.minimum(access.jitter_ms, MAX_JITTER_MS) / _JIT_STEP_MS) ** 2, 0.0)
-        surv = np.where(valid, 1 - access.loss_pct / 100, 1.0)
-        return owd.astype(np.float32), j2.astype(np.float32), surv.astype(np.float32)
+    def prepare_access(self, access: AccessMatrix, index: Any = ...) -> tuple[F32, F32, F32]:
+        """Access terms in engine units — one-way delay (0.1 ms), jitter² (0.01 ms), survival —
+        for `access.*[index]` (rows, one row, one column...), in float32."""
+        rtt = np.asarray(access.rtt_ms[index])
+        invalid = np.isnan(rtt)
+        owd = rtt.astype(np.float32)
+        np.multiply(owd, np.float32(0.5 / _STEP_MS), out=owd)
+        np.minimum(owd, np.float32(MAX_LEG_OWD_MS / _STEP_MS), out=owd)
+        np.putmask(owd, invalid, np.float32(INVALID_OWD))
+        j2 = np.asarray(access.jitter_ms[index]).astype(np.float32)
+        np.minimum(j2, np.float32(MAX_JITTER_MS), out=j2)
+        np.multiply(j2, np.float32(1 / _JIT_STEP_MS), out=j2)
+        np.multiply(j2, j2, out=j2)
+        np.putmask(j2, invalid, np.float32(0))
+        surv = np.asarray(access.loss_pct[index]).astype(np.float32)
+        np.multiply(surv, np.float32(-0.01), out=surv)
+        np.add(surv, np.float32(1), out=surv)
+        np.putmask(surv, invalid, np.float32(1))
+        return owd, j2, surv
 
     def prepare_backbone(self, bb: Backbone, k: int) -> tuple[F32, F32, F32]:
         """Backbone column k in engine units (+0.5 folded in for rounding to the grid)."""
@@ -195,14 +208,17 @@ class Scorer:
         a: tuple[F32, F32, F32],
         b: tuple[F32, F32, F32],
         out: F32 | None = None,
+        scratch: tuple[I32, F32] | None = None,
     ) -> F32:
         """R of candidates from access terms `a` and backbone terms `b` (engine units, as from
         `prepare_access` / `prepare_backbone`), broadcast elementwise; float32."""
         a_owd, a_j2, a_s = a
         b_owd, b_j2, b_s = b
         shape = np.broadcast_shapes(a_owd.shape, b_owd.shape)
-        i = np.empty(shape, dtype=np.int32)
-        f = np.empty(shape, dtype=np.float32)
+        if scratch is None:
+            i, f = np.empty(shape, dtype=np.int32), np.empty(shape, dtype=np.float32)
+        else:
+            i, f = scratch
         r = out if out is not None else np.empty(shape, dtype=np.float32)
         np.add(a_j2, b_j2, out=f)
         np.sqrt(f, out=f)  # composed jitter, in steps of 0.01 ms
@@ -225,29 +241,33 @@ class Scorer:
         access: AccessMatrix,
         bb: Backbone,
         k: int,
-        dest_pop_idx: list[int],
-        chunk_rows: int = 64,
+        n_dests: int,
+        chunk_rows: int = 256,
     ) -> TopK:
-        """The k best candidates for every region and destination (R includes the constant)."""
-        acc = self.prepare_access(access)
-        n_r = access.rtt_ms.shape[0]
-        k = max(1, min(k, access.rtt_ms.shape[1]))
-        pop_idx = np.full((len(dest_pop_idx), n_r, k), -1, dtype=np.int32)
-        r_out = np.full((len(dest_pop_idx), n_r, k), SENTINEL_R, dtype=np.float32)
-        buf = np.empty((chunk_rows, access.rtt_ms.shape[1]), dtype=np.float32)
-        for col in range(len(dest_pop_idx)):
-            bbk = self.prepare_backbone(bb, col)
-            for start in range(0, n_r, chunk_rows):
-                rows = slice(start, min(start + chunk_rows, n_r))
-                n = rows.stop - rows.start
-                a = (acc[0][rows], acc[1][rows], acc[2][rows])
-                r = self.score(a, bbk, out=buf[:n])
-                ar = np.arange(n)
+        """The k best candidates for every region and destination column. Row chunks outer,
+        destinations inner: each access chunk is read from memory and converted once, and
+        stays in cache for every destination."""
+        n_r, n_p = access.rtt_ms.shape
+        k = max(1, min(k, n_p))
+        pop_idx = np.full((n_dests, n_r, k), -1, dtype=np.int32)
+        r_out = np.full((n_dests, n_r, k), SENTINEL_R, dtype=np.float32)
+        buf = np.empty((chunk_rows, n_p), dtype=np.float32)
+        fbuf = np.empty((chunk_rows, n_p), dtype=np.float32)
+        ibuf = np.empty((chunk_rows, n_p), dtype=np.int32)
+        bbs = [self.prepare_backbone(bb, col) for col in range(n_dests)]
+        for start in range(0, n_r, chunk_rows):
+            rows = slice(start, min(start + chunk_rows, n_r))
+            n = rows.stop - start
+            a = self.prepare_access(access, rows)
+            ar = np.arange(n)
+            for col in range(n_dests):
+                r = self.score(a, bbs[col], out=buf[:n], scratch=(ibuf[:n], fbuf[:n]))
                 for j in range(k):
                     best = np.argmax(r, axis=1)
                     pop_idx[col, rows, j] = best
                     r_out[col, rows, j] = r[ar, best]
-                    r[ar, best] = -np.inf
+                    if j + 1 < k:
+                        r[ar, best] = -np.inf
         invalid = r_out < SENTINEL_R / 2
         pop_idx[invalid] = -1
         return TopK(pop_idx, r_out)
