@@ -1,4 +1,4 @@
-"""The row the store keeps for one probe round: the round's summary, not its packets."""
+"""The rows the store keeps: probe rounds (summaries, not packets) and logged decisions."""
 
 from __future__ import annotations
 
@@ -25,3 +25,41 @@ class RoundRecord:
     @property
     def loss_ratio(self) -> float:
         return 0.0 if self.sent == 0 else 1.0 - self.received / self.sent
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """One decision of the daemon with its reason and the inputs it rested on (JSON text)."""
+
+    at_wall_ns: int
+    region: str
+    dest: str
+    action: str
+    old_entry: str | None
+    new_entry: str | None
+    old_mos: float | None
+    new_mos: float | None
+    consecutive: int
+    penalty: float
+    reason: str
+    inputs: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What storing an agent's batch did: `duplicate` when the batch id was already stored."""
+
+    batch_id: str
+    rounds: int
+    stored: tuple[RoundRecord, ...]
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long each resolution is kept, in days."""
+
+    raw_days: float = 7.0
+    minute_days: float = 31.0
+    hour_days: float = 400.0
+    batch_ids_days: float = 31.0

@@ -1,92 +1,249 @@
-"""SQLite store (default): one row per probe round, WAL mode, one writer.
+"""SQLite store (default): raw rounds, 1-minute and 1-hour rollups, decisions, batch ids.
 
-probe → sample → **store** → stats. Writes are batched: `add()` only queues, and the writer
-task started by `run()` inserts whatever has queued in one transaction, off the event loop.
+probe → sample → **store** → stats. One writer: `add()` / `add_decision()` only queue, and
+`write_batch()` queues an agent's batch with a future; the writer task started by `run()`
+writes whatever has queued in one transaction, in a thread, and resolves the futures only
+after the commit (WAL, synchronous=FULL), so an acknowledged batch is on disk. A failed write
+(read-only file, full disk) keeps the queued rounds (bounded, oldest dropped first), reports
+through `on_error`, and is retried on the next tick; reads use their own connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
-from collections.abc import Sequence
-from dataclasses import astuple, fields
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 from netopt.errors import StoreError
-from netopt.store.model import RoundRecord
+from netopt.store.model import BatchOutcome, DecisionRecord, Retention, RoundRecord
+from netopt.store.schema import ROUND_COLUMNS, migrate
 
-_COLUMNS = [f.name for f in fields(RoundRecord)]
+log = logging.getLogger("netopt.store")
 
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS rounds (
-    id INTEGER PRIMARY KEY,
-    {", ".join(f"{c} {'TEXT' if c in ('src', 'dst', 'kind') else 'REAL'}" for c in _COLUMNS)}
-);
-CREATE INDEX IF NOT EXISTS rounds_path_time ON rounds (src, dst, started_wall_ns);
-"""
+_INSERT_ROUND = (
+    f"INSERT OR IGNORE INTO rounds ({', '.join(ROUND_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(ROUND_COLUMNS))})"
+)
+_DECISION_COLUMNS = (
+    "at_wall_ns", "region", "dest", "action", "old_entry", "new_entry", "old_mos", "new_mos",
+    "consecutive", "penalty", "reason", "inputs",
+)  # fmt: skip
+_INSERT_DECISION = (
+    f"INSERT INTO decisions ({', '.join(_DECISION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_DECISION_COLUMNS))})"
+)
+TABLES = ("rounds", "rounds_1m", "rounds_1h", "decisions", "batches")
+
+
+@dataclass
+class _Batch:
+    batch_id: str
+    agent: str
+    records: Sequence[RoundRecord]
+    done: asyncio.Future[BatchOutcome]
+
+
+@dataclass
+class _Pending:
+    rounds: deque[RoundRecord] = field(default_factory=deque)
+    decisions: deque[DecisionRecord] = field(default_factory=deque)
+    batches: list[_Batch] = field(default_factory=list)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, check_same_thread=False, timeout=10.0, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    return db
 
 
 class SqliteStore:
-    """A SQLite file in WAL mode. Safe to call from one event loop; writes go through a queue."""
+    """A SQLite file in WAL mode, written by one writer task; see the module docstring."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        retention: Retention | None = None,
+        max_pending_rounds: int = 100_000,
+        wall_clock: Callable[[], float] = time.time,
+        on_error: Callable[[Exception], None] | None = None,
+        on_drop: Callable[[int], None] | None = None,
+    ) -> None:
         self.path = str(path)
+        self.retention = retention or Retention()
+        self.max_pending_rounds = max_pending_rounds
+        self._clock = wall_clock
+        self._on_error = on_error
+        self._on_drop = on_drop
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-        except sqlite3.Error as exc:
+            self._db = _connect(self.path)
+            self.version = migrate(self._db, self.path)
+            self._read = self._db if self.path == ":memory:" else _connect(self.path)
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
-        self._queue: asyncio.Queue[RoundRecord] = asyncio.Queue()
+        self._pending = _Pending()
+        self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self.write_errors = 0
+        self.dropped_rounds = 0
+        self.last_error: str | None = None
 
+    # --- queueing (never blocks) ---------------------------------------------------------
     def add(self, record: RoundRecord) -> None:
-        """Queue a round for the writer; never blocks."""
-        self._queue.put_nowait(record)
+        """Queue a round for the writer; past `max_pending_rounds` the oldest are dropped."""
+        q = self._pending.rounds
+        q.append(record)
+        if len(q) > self.max_pending_rounds:
+            q.popleft()
+            self.dropped_rounds += 1
+            if self._on_drop is not None:
+                self._on_drop(1)
 
-    def insert(self, records: Sequence[RoundRecord]) -> None:
-        """Insert rounds in one transaction (blocking; the writer calls it in a thread)."""
-        marks = ", ".join("?" * len(_COLUMNS))
-        sql = f"INSERT INTO rounds ({', '.join(_COLUMNS)}) VALUES ({marks})"
-        with self._db:
-            self._db.executemany(sql, [astuple(r) for r in records])
+    def add_decision(self, decision: DecisionRecord) -> None:
+        self._pending.decisions.append(decision)
+        if len(self._pending.decisions) > self.max_pending_rounds:
+            self._pending.decisions.popleft()
+
+    async def write_batch(
+        self, batch_id: str, agent: str, records: Sequence[RoundRecord], timeout_s: float = 10.0
+    ) -> BatchOutcome:
+        """Store an agent's batch; returns once it is committed (or raises `StoreError`)."""
+        done: asyncio.Future[BatchOutcome] = asyncio.get_running_loop().create_future()
+        self._pending.batches.append(_Batch(batch_id, agent, records, done))
+        self._wake.set()
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await asyncio.shield(done)
+        except TimeoutError:
+            raise StoreError(f"batch {batch_id} not committed within {timeout_s} s") from None
+
+    # --- the writer ----------------------------------------------------------------------
+    def _write(
+        self, rounds: list[RoundRecord], decisions: list[DecisionRecord], batches: list[_Batch]
+    ) -> list[BatchOutcome]:
+        """One transaction: local rounds, decisions, then each batch unless already stored."""
+        db, now_ns = self._db, int(self._clock() * 1e9)
+        outcomes = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for r in rounds:
+                db.execute(_INSERT_ROUND, astuple(r))
+            db.executemany(_INSERT_DECISION, [astuple(d) for d in decisions])
+            for b in batches:
+                seen = db.execute("SELECT 1 FROM batches WHERE batch_id = ?", (b.batch_id,))
+                if seen.fetchone() is not None:
+                    outcomes.append(BatchOutcome(b.batch_id, len(b.records), (), True))
+                    continue
+                stored = tuple(r for r in b.records if _inserted(db, r))
+                db.execute(
+                    "INSERT INTO batches VALUES (?, ?, ?, ?, ?)",
+                    (b.batch_id, b.agent, now_ns, len(b.records), len(stored)),
+                )
+                outcomes.append(BatchOutcome(b.batch_id, len(b.records), stored, False))
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        return outcomes
 
     async def flush(self) -> int:
-        """Write everything queued so far; returns how many rounds were written."""
+        """Write everything queued so far; returns how many local rounds were written."""
         async with self._lock:
-            batch: list[RoundRecord] = []
-            while not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            if not batch:
+            p = self._pending
+            rounds, decisions, batches = list(p.rounds), list(p.decisions), p.batches
+            if not (rounds or decisions or batches):
                 return 0
+            p.rounds.clear()
+            p.decisions.clear()
+            p.batches = []
             try:
-                await asyncio.to_thread(self.insert, batch)
-            except sqlite3.Error:
-                # keep the rounds for the next try; the caller logs and counts
-                for r in batch:
-                    self._queue.put_nowait(r)
+                outcomes = await asyncio.to_thread(self._write, rounds, decisions, batches)
+            except sqlite3.Error as exc:
+                self._requeue(rounds, decisions)
                 self.write_errors += 1
+                if self.last_error is None:
+                    log.error("store_write_failed path=%s error=%r (retrying)", self.path, exc)
+                self.last_error = str(exc)
+                if self._on_error is not None:
+                    self._on_error(exc)
+                for b in batches:
+                    if not b.done.done():
+                        b.done.set_exception(StoreError(f"store write failed: {exc}"))
                 raise
-            return len(batch)
+            if self.last_error is not None:
+                log.warning("store_write_resumed path=%s after=%r", self.path, self.last_error)
+                self.last_error = None
+            for b, outcome in zip(batches, outcomes, strict=True):
+                if not b.done.done():
+                    b.done.set_result(outcome)
+            return len(rounds)
 
-    async def run(self, interval_s: float = 0.5) -> None:
-        """The writer task: flush every `interval_s` until cancelled, then flush once more."""
+    def _requeue(self, rounds: list[RoundRecord], decisions: list[DecisionRecord]) -> None:
+        p = self._pending
+        p.rounds.extendleft(reversed(rounds))
+        p.decisions.extendleft(reversed(decisions))
+        excess = len(p.rounds) - self.max_pending_rounds
+        for _ in range(max(0, excess)):
+            p.rounds.popleft()
+        if excess > 0:
+            self.dropped_rounds += excess
+            log.warning("store_dropped_rounds count=%d (store unwritable too long)", excess)
+            if self._on_drop is not None:
+                self._on_drop(excess)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending.rounds)
+
+    async def run(self, interval_s: float = 0.5, prune_interval_s: float = 300.0) -> None:
+        """The writer task: flush every `interval_s` (at once for batches), prune now and then."""
+        next_prune = 0.0
         try:
             while True:
-                await asyncio.sleep(interval_s)
-                try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(interval_s):
+                        await self._wake.wait()
+                self._wake.clear()
+                with contextlib.suppress(sqlite3.Error):
                     await self.flush()
-                except sqlite3.Error:
-                    continue
+                if time.monotonic() >= next_prune and self.last_error is None:
+                    next_prune = time.monotonic() + prune_interval_s
+                    try:
+                        await asyncio.to_thread(self.prune)
+                    except sqlite3.Error as exc:
+                        log.error("store_prune_failed error=%r", exc)
         finally:
             with contextlib.suppress(sqlite3.Error):
                 await asyncio.shield(self.flush())
 
+    def prune(self, now_wall_s: float | None = None) -> dict[str, int]:
+        """Delete what is past its retention; returns rows deleted per table."""
+        now = self._clock() if now_wall_s is None else now_wall_s
+        ret, day = self.retention, 86400.0
+        plan = (
+            ("rounds", "started_wall_ns", int((now - ret.raw_days * day) * 1e9)),
+            ("rounds_1m", "bucket_s", int(now - ret.minute_days * day)),
+            ("rounds_1h", "bucket_s", int(now - ret.hour_days * day)),
+            ("batches", "received_wall_ns", int((now - ret.batch_ids_days * day) * 1e9)),
+            ("decisions", "at_wall_ns", int((now - ret.minute_days * day) * 1e9)),
+        )
+        deleted = {}
+        for table, column, cutoff in plan:
+            cur = self._db.execute(f"DELETE FROM {table} WHERE {column} < ?", (cutoff,))
+            deleted[table] = cur.rowcount
+        return deleted
+
+    # --- reads (own connection) ----------------------------------------------------------
     def rounds(
         self, src: str | None = None, dst: str | None = None, since_wall_ns: int = 0
     ) -> list[RoundRecord]:
@@ -97,22 +254,83 @@ class SqliteStore:
         if dst is not None:
             where.append("dst = ?")
             args.append(dst)  # type: ignore[arg-type]
-        rows = self._db.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM rounds WHERE {' AND '.join(where)} "
+        rows = self._read.execute(
+            f"SELECT {', '.join(ROUND_COLUMNS)} FROM rounds WHERE {' AND '.join(where)} "
             "ORDER BY started_wall_ns",
             args,
         ).fetchall()
         return [_record(row) for row in rows]
 
-    def count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM rounds").fetchone()[0])
+    def rollup(self, resolution: str = "1m", since_s: int = 0) -> list[dict[str, object]]:
+        """Aggregates per path and bucket ('1m' or '1h'), oldest first."""
+        table = {"1m": "rounds_1m", "1h": "rounds_1h"}[resolution]
+        cur = self._read.execute(
+            f"SELECT * FROM {table} WHERE bucket_s >= ? ORDER BY bucket_s, src, dst", (since_s,)
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def decisions(self, since_wall_ns: int = 0) -> list[DecisionRecord]:
+        rows = self._read.execute(
+            f"SELECT {', '.join(_DECISION_COLUMNS)} FROM decisions WHERE at_wall_ns >= ? "
+            "ORDER BY id",
+            (since_wall_ns,),
+        ).fetchall()
+        return [DecisionRecord(*row) for row in rows]
+
+    def count(self, table: str = "rounds") -> int:
+        if table not in TABLES:
+            raise ValueError(f"unknown table {table!r}")
+        return int(self._read.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
     def close(self) -> None:
-        self._db.close()
+        for db in {id(self._read): self._read, id(self._db): self._db}.values():
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+
+
+def _inserted(db: sqlite3.Connection, r: RoundRecord) -> bool:
+    """Insert one round unless already stored; True when it was new (rowcount lies here)."""
+    before = db.total_changes
+    db.execute(_INSERT_ROUND, astuple(r))
+    return db.total_changes != before
 
 
 def _record(row: tuple[object, ...]) -> RoundRecord:
-    values = dict(zip(_COLUMNS, row, strict=True))
+    values = dict(zip(ROUND_COLUMNS, row, strict=True))
     for k in ("started_wall_ns", "sent", "received"):
         values[k] = int(values[k])  # type: ignore[call-overload]
     return RoundRecord(**values)  # type: ignore[arg-type]
+
+
+def store_stats(path: str | Path) -> dict[str, object]:
+    """Sizes and row counts of a store file, for `netopt db stats` (opens it read-only)."""
+    p = Path(path)
+    if not p.exists():
+        raise StoreError(f"no store at {p}")
+    files = {s: Path(f"{p}{s}") for s in ("", "-wal", "-shm")}
+    sizes = {f"file{s or ''}_bytes": f.stat().st_size for s, f in files.items() if f.exists()}
+    try:
+        db = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+        try:
+            version = db.execute("SELECT version FROM schema_version").fetchone()
+            counts = {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
+            span = db.execute("SELECT MIN(started_wall_ns), MAX(started_wall_ns) FROM rounds")
+            oldest, newest = span.fetchone()
+            page = db.execute("PRAGMA page_size").fetchone()[0]
+            pages = db.execute("PRAGMA page_count").fetchone()[0]
+            free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read store {p}: {exc}") from None
+    return {
+        "path": str(p),
+        "schema_version": version[0] if version else 0,
+        **sizes,
+        "pages_bytes": page * pages,
+        "free_bytes": page * free,
+        "rows": counts,
+        "oldest_round_wall_s": None if oldest is None else oldest / 1e9,
+        "newest_round_wall_s": None if newest is None else newest / 1e9,
+    }

@@ -1,0 +1,146 @@
+"""The SQLite store: migrations, rollups, dedupe, retention, batches, failures and recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from netopt.errors import StoreError
+from netopt.store import DecisionRecord, Retention, RoundRecord, SqliteStore, store_stats
+from netopt.store.schema import MIGRATIONS
+
+T0 = 1_700_000_000  # a fixed wall-clock second (2023-11-14)
+
+
+def rec(t_s: float, src: str = "lagos", dst: str = "fra", p50: float | None = 10.0) -> RoundRecord:
+    return RoundRecord(
+        started_wall_ns=int(t_s * 1e9), src=src, dst=dst, kind="icmp", sent=5,
+        received=4 if p50 is not None else 0, rtt_min_ms=p50, rtt_avg_ms=p50, rtt_p50_ms=p50,
+        rtt_p90_ms=p50, rtt_max_ms=p50 and p50 * 2, jitter_ms=p50 and 1.0,
+    )  # fmt: skip
+
+
+def test_skeleton_store_is_migrated_and_its_rounds_rolled_up(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    MIGRATIONS[0](db)  # what the walking skeleton wrote, without a schema_version table
+    r = rec(T0)
+    db.execute(
+        "INSERT INTO rounds (started_wall_ns, src, dst, kind, sent, received) VALUES (?,?,?,?,?,?)",
+        (r.started_wall_ns, "lagos", "fra", "icmp", 5, 5),
+    )
+    db.execute(
+        "INSERT INTO rounds (started_wall_ns, src, dst, kind, sent, received) VALUES (?,?,?,?,?,?)",
+        (r.started_wall_ns, "lagos", "fra", "icmp", 5, 5),
+    )  # a duplicate the unique index would refuse: the migration keeps one
+    db.commit()
+    db.close()
+    store = SqliteStore(path)
+    assert store.version == len(MIGRATIONS)
+    assert store.count("rounds") == 1
+    (row,) = store.rollup("1m")
+    assert row["sent"] == 5 and row["rounds"] == 1
+    store.close()
+    assert store_stats(path)["schema_version"] == len(MIGRATIONS)
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    SqliteStore(tmp_path / "s.db").close()
+    db = sqlite3.connect(tmp_path / "s.db")
+    db.execute("UPDATE schema_version SET version = 99")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="schema version 99"):
+        SqliteStore(tmp_path / "s.db")
+
+
+async def test_rollups_aggregate_minutes_and_hours(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    base = 3600 * (T0 // 3600)
+    for i in range(120):  # two minutes of one round per second, one path
+        store.add(rec(base + i, p50=10.0 if i % 2 else 20.0))
+    store.add(rec(base + 5, dst="jnb", p50=None))  # a dead round on another path
+    assert await store.flush() == 121
+    minutes = [r for r in store.rollup("1m") if r["dst"] == "fra"]
+    assert [m["bucket_s"] for m in minutes] == [base, base + 60]
+    assert all(m["rounds"] == 60 and m["sent"] == 300 for m in minutes)
+    assert minutes[0]["rtt_p50_sum_ms"] / minutes[0]["rtt_p50_n"] == pytest.approx(15.0)
+    assert minutes[0]["rtt_max_ms"] == 40.0 and minutes[0]["rtt_min_ms"] == 10.0
+    hours = {r["dst"]: r for r in store.rollup("1h")}
+    assert hours["fra"]["rounds"] == 120 and hours["fra"]["received"] == 480
+    assert hours["jnb"]["received"] == 0 and hours["jnb"]["rtt_p50_n"] == 0
+    store.close()
+
+
+async def test_batches_are_stored_once_and_rounds_never_twice(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db", wall_clock=lambda: T0)  # retention is from T0
+    writer = asyncio.create_task(store.run(interval_s=0.05))
+    rounds = [rec(T0 + i) for i in range(10)]
+    first = await store.write_batch("a-1", "agent-a", rounds)
+    again = await store.write_batch("a-1", "agent-a", rounds)
+    overlap = await store.write_batch("a-2", "agent-a", [*rounds[5:], rec(T0 + 10)])
+    writer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writer
+    assert not first.duplicate and len(first.stored) == 10
+    assert again.duplicate and again.stored == ()
+    assert not overlap.duplicate and overlap.stored == (rec(T0 + 10),)
+    assert store.count("rounds") == 11 and store.count("batches") == 2
+    assert sum(r["rounds"] for r in store.rollup("1m")) == 11  # rollups count each round once
+    store.close()
+
+
+async def test_unwritable_store_keeps_rounds_and_resumes(tmp_path: Path) -> None:
+    errors: list[Exception] = []
+    store = SqliteStore(tmp_path / "s.db", max_pending_rounds=5, on_error=errors.append)
+    store._db.execute("PRAGMA query_only = ON")  # the writer's file turns read-only
+    for i in range(8):
+        store.add(rec(T0 + i))
+    with pytest.raises(sqlite3.Error):
+        await store.flush()
+    assert errors and "readonly" in str(errors[0]).replace("-", "")
+    assert store.pending == 5 and store.dropped_rounds == 3  # bounded: oldest dropped
+    assert store.last_error is not None
+    with pytest.raises(StoreError):
+        task = asyncio.create_task(store.write_batch("b", "agent", [rec(T0 + 100)], 5))
+        await asyncio.sleep(0)
+        with pytest.raises(sqlite3.Error):
+            await store.flush()
+        await task
+    store._db.execute("PRAGMA query_only = OFF")  # writable again
+    assert await store.flush() == 5
+    assert store.last_error is None
+    assert [r.started_wall_ns for r in store.rounds()] == [int((T0 + i) * 1e9) for i in range(3, 8)]
+    store.close()
+
+
+async def test_retention_prunes_each_resolution(tmp_path: Path) -> None:
+    now = float(T0)
+    ret = Retention(raw_days=1, minute_days=2, hour_days=3, batch_ids_days=1)
+    store = SqliteStore(tmp_path / "s.db", retention=ret, wall_clock=lambda: now)
+    for age_days in (0.5, 1.5, 2.5, 3.5):
+        store.add(rec(now - age_days * 86400))
+    await store.flush()
+    deleted = store.prune()
+    assert deleted["rounds"] == 3
+    assert store.count("rounds") == 1
+    assert store.count("rounds_1m") == 2 and store.count("rounds_1h") == 3
+    store.close()
+
+
+async def test_decisions_are_logged_with_inputs(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    d = DecisionRecord(int(T0 * 1e9), "lagos", "fra", "switch", None, "jnb", 3.1, 4.2, 3, 0.0,
+                       "challenger better by 1.1 for 3 windows", '{"paths": []}')  # fmt: skip
+    store.add_decision(d)
+    store.add_decision(replace(d, action="hold_down"))
+    await store.flush()
+    assert [x.action for x in store.decisions()] == ["switch", "hold_down"]
+    assert store.decisions()[0] == d
+    stats = store_stats(tmp_path / "s.db")
+    assert stats["rows"]["decisions"] == 2  # type: ignore[index]
+    store.close()
