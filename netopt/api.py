@@ -1,105 +1,124 @@
 """The route API: ... decide → RouteTable → **API** (HTTP/JSON for SIP proxies and people).
 
 Served from the in-memory RouteTable snapshot: no database on the request path. aiohttp is
-the server (see README: fastest of the asyncio options measured here). Errors are JSON:
-``{"error": "..."}`` with 400 for a malformed parameter and 404 for an unknown region.
+the server (see README: fastest of the asyncio options measured here). Every answer that
+depends only on the table is rendered to bytes once per table (`netopt.push.answers`): a request
+is a region resolution (`netopt.resolve`) plus a dict lookup. Errors are JSON
+``{"error": "..."}``: 400 for a malformed parameter, 401/403 for a missing or wrong token,
+404 for an unknown region, address or destination, 503 (with Retry-After) before a route
+is known.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from netopt import __version__
-from netopt.decide import TableEntry
 from netopt.openapi import openapi_document
-from topology.planner import Route
+from netopt.push.answers import Answers, Rendered, error_body, paths_json
 
 if TYPE_CHECKING:
     from netopt.app import Daemon
 
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+ANSWERS: web.AppKey[Answers] = web.AppKey("answers")
+JSON = "application/json"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ADMIN_PATHS = frozenset({"/v1/admin/publish"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=error_body(message), status=status, content_type=JSON,
+                        headers=headers)  # fmt: skip
 
 
-def route_json(route: Route) -> dict[str, Any]:
-    e = route.expected
-    return {
-        "kind": route.kind,
-        "path": list(route.path),
-        "entry_pop": route.entry_pop,
-        "expected": {
-            "rtt_ms": round(e.rtt_ms, 3),
-            "jitter_ms": round(e.jitter_ms, 3),
-            "loss_pct": round(e.loss_pct, 4),
-            "mos": round(e.mos, 3),
-        },
-    }
+def _rendered(r: Rendered) -> web.Response:
+    headers = {"Retry-After": "1"} if r.status == 503 else None
+    return web.Response(body=r.body, status=r.status, content_type=JSON, headers=headers)
 
 
-def entry_json(entry: TableEntry, decided_at_wall_s: float) -> dict[str, Any]:
-    out: dict[str, Any] = {"region": entry.region, "dest": entry.dest}
-    if entry.route is not None:
-        out |= route_json(entry.route)
-    else:
-        out |= {"kind": None, "path": [], "entry_pop": None, "expected": None}
-    out |= {
-        "acceleration": entry.acceleration,
-        "reason": entry.reason,
-        "decided_at": round(decided_at_wall_s, 3),
-        "stale": entry.stale,
-        "default": entry.is_default,
-        "fallbacks": [route_json(r) for r in entry.fallbacks],
-    }
-    return out
+def _bearer_ok(request: web.Request, token: str) -> bool:
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), b"Bearer " + token.encode())
+
+
+def auth_middleware(read_token: str | None, admin_token: str | None) -> Middleware:
+    """Reads are open unless `read_token` is set; admin endpoints always need `admin_token`."""
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if path in ADMIN_PATHS:
+            if admin_token is None:
+                return _error(403, "admin endpoints are disabled (set api.admin_token)")
+            if not _bearer_ok(request, admin_token):
+                return _error(401, "admin endpoint: missing or wrong bearer token",
+                              {"WWW-Authenticate": "Bearer"})  # fmt: skip
+        elif read_token is not None and path not in OPEN_PATHS:
+            ok = _bearer_ok(request, read_token)
+            if not ok and admin_token is not None:
+                ok = _bearer_ok(request, admin_token)
+            if not ok:
+                return _error(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    return auth
 
 
 async def get_route(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    region = request.query.get("region")
-    dest = request.query.get("dest")
-    if not region:
-        return _error(400, "missing query parameter 'region'")
-    if region not in daemon.config.region_ids:
-        return _error(404, f"unknown region {region!r}")
-    if dest is not None and dest not in daemon.config.destinations:
-        return _error(404, f"unknown destination {dest!r}")
-    entry = daemon.table.get(region, dest)
-    if entry is None or entry.route is None:
-        why = entry.reason if entry is not None else "no measurements yet"
-        return web.json_response(
-            {"error": f"no route for region {region!r} yet: {why}"},
-            status=503,
-            headers={"Retry-After": "1"},
-        )
-    return web.json_response(entry_json(entry, daemon.wall_time(entry.decided_at)))
+    answers = request.app[ANSWERS]
+    q = request.query
+    fmt = q.get("format", "json")
+    if fmt not in ("json", "rtjson"):
+        return _error(400, f"format must be 'json' or 'rtjson', not {fmt!r}")
+    try:
+        region = answers.region_of(q)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    except LookupError as exc:
+        return _error(404, str(exc.args[0]))
+    dest = q.get("dest")
+    found = answers.route(region, dest, rtjson=fmt == "rtjson")
+    if found is None:
+        if dest is not None and dest not in answers.destinations:
+            return _error(404, f"unknown destination {dest!r}")
+        return _error(503, f"no route for region {region!r} yet: no measurements yet",
+                      {"Retry-After": "1"})  # fmt: skip
+    return _rendered(found)
 
 
 async def get_routes(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    routes = [entry_json(e, daemon.wall_time(e.decided_at)) for e in daemon.table]
-    return web.json_response({"routes": routes})
+    return _rendered(request.app[ANSWERS].routes)
 
 
 async def get_regions(request: web.Request) -> web.Response:
-    cfg = request.app[DAEMON].config
-    return web.json_response(
-        {"regions": [r.model_dump(mode="json", exclude_none=True) for r in cfg.regions]}
-    )
+    return _rendered(request.app[ANSWERS].regions)
 
 
 async def get_pops(request: web.Request) -> web.Response:
-    cfg = request.app[DAEMON].config
-    return web.json_response(
-        {"pops": [p.model_dump(mode="json", exclude_none=True) for p in cfg.pops]}
-    )
+    return _rendered(request.app[ANSWERS].pops)
+
+
+async def get_paths(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    answers = request.app[ANSWERS]
+    try:
+        region = answers.region_of(request.query)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    except LookupError as exc:
+        return _error(404, str(exc.args[0]))
+    body = paths_json(region, daemon.path_stats(), daemon.table, answers.region_ids)
+    return web.json_response(body)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -119,16 +138,31 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.Response(text=json.dumps(openapi_document()), content_type="application/json")
+    return web.Response(text=json.dumps(openapi_document()), content_type=JSON)
 
 
-def make_app(daemon: Daemon) -> web.Application:
-    app = web.Application()
+async def admin_publish(request: web.Request) -> web.Response:
+    """Hand the current table to every publisher again (e.g. after fixing a proxy)."""
+    daemon = request.app[DAEMON]
+    for publish in daemon.publishers:
+        publish(daemon.table)
+    return web.json_response({"published": len(daemon.publishers), "entries": len(daemon.table)})
+
+
+def make_app(daemon: Daemon, answers: Answers | None = None) -> web.Application:
+    api = daemon.config.api
+    app = web.Application(middlewares=[auth_middleware(api.read_token, api.admin_token)])
+    if answers is None:
+        answers = Answers(daemon.config, daemon.wall_time)
+        answers.publish(daemon.table)
     app[DAEMON] = daemon
+    app[ANSWERS] = answers
     app.router.add_get("/v1/route", get_route)
     app.router.add_get("/v1/routes", get_routes)
     app.router.add_get("/v1/regions", get_regions)
     app.router.add_get("/v1/pops", get_pops)
+    app.router.add_get("/v1/paths", get_paths)
+    app.router.add_post("/v1/admin/publish", admin_publish)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -137,10 +171,14 @@ def make_app(daemon: Daemon) -> web.Application:
 
 
 async def serve_api(daemon: Daemon, on_listening: Callable[[str], None] | None = None) -> None:
-    """Serve until cancelled; `on_listening` gets the base URL once the port is bound."""
-    import asyncio
+    """Serve until cancelled; `on_listening` gets the base URL once the port is bound.
 
-    runner = web.AppRunner(make_app(daemon), access_log=None)
+    Registers the API's answer cache as a publisher, so each new table is rendered once.
+    """
+    answers = Answers(daemon.config, daemon.wall_time)
+    answers.publish(daemon.table)
+    daemon.publishers.append(answers.publish)
+    runner = web.AppRunner(make_app(daemon, answers), access_log=None)
     await runner.setup()
     try:
         api = daemon.config.api
@@ -154,4 +192,6 @@ async def serve_api(daemon: Daemon, on_listening: Callable[[str], None] | None =
             on_listening(f"http://{host}:{port}")
         await asyncio.Event().wait()
     finally:
+        if answers.publish in daemon.publishers:
+            daemon.publishers.remove(answers.publish)
         await runner.cleanup()

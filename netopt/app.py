@@ -23,6 +23,7 @@ from netopt.config import Config
 from netopt.decide import Decider, RouteTable, TableEntry
 from netopt.metrics import Metrics
 from netopt.probing import ProbeJob, ProberPool, jobs_from_config, record_of, run_round
+from netopt.push.pusher import make_pushers
 from netopt.store import RoundRecord, SqliteStore
 from netopt.window import WindowStats
 from topology.planner import PathStats, plan
@@ -55,6 +56,8 @@ class Daemon:
         self.decider = Decider(config.to_policy())
         self.table = RouteTable(MappingProxyType({}), mono_clock())
         self.publishers: list[Callable[[RouteTable], None]] = []
+        self.pushers = make_pushers(config, self.metrics.registry)
+        self.publishers += [p.publish for p in self.pushers]
         self.pool = ProberPool(_socket_in())
         self._regions = frozenset(r.id for r in config.regions)
         self._fresh_at: dict[str, float] = {}
@@ -226,6 +229,8 @@ class Daemon:
                 tg.create_task(self.store.run())
                 tg.create_task(self.plan_loop())
                 tg.create_task(serve_api(self, on_listening))
+                for pusher in self.pushers:
+                    tg.create_task(pusher.run())
         finally:
             self._stopping = True
             if self._scheduler is not None:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from netopt.decide import Policy
 from netopt.errors import ConfigError
+from netopt.push.config import ProxyConfig
 from netopt.validation import load_model, parse_model
 from probes.base import PROBERS
 from topology.model import Link, Pop, Region, Topology
@@ -221,6 +222,7 @@ class Config(_Model):
     api: ApiConfig = ApiConfig()
     planner: PlannerConfig = PlannerConfig()
     decide: DecideConfig = DecideConfig()
+    proxies: tuple[ProxyConfig, ...] = ()
 
     @model_validator(mode="after")
     def _references(self) -> Config:

@@ -1,0 +1,214 @@
+"""The route API's answers, rendered once per table: ... RouteTable → **answers** → API.
+
+The table changes about once a second; proxies ask thousands of times a second. So every
+answer that depends only on the table (one per region × destination, plus one per region for
+"its first destination", in JSON and in Kamailio's rtjson shape, and the `/v1/routes` list) is
+rendered to bytes when a table is published, and a request is a resolution plus a dict lookup.
+`Answers.publish` builds the new dicts aside and swaps them in with one assignment each, so a
+request never sees half a table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from netopt.config import Config
+from netopt.decide import RouteTable, TableEntry
+from netopt.push.ranking import PopTarget, pop_of, ranked_routes
+from netopt.resolve import Resolver
+from topology.planner import PathStats, Route
+
+SELECTORS = ("region", "src_ip", "caller", "country")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    status: int
+    body: bytes
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+
+
+def error_body(message: str) -> bytes:
+    return dumps({"error": message})
+
+
+def _num(value: float, digits: int) -> float | None:
+    return None if math.isnan(value) else round(value, digits)
+
+
+def expected_json(route: Route) -> dict[str, float | None]:
+    e = route.expected
+    return {
+        "mos": _num(e.mos, 3),
+        "rtt_ms": _num(e.rtt_ms, 3),
+        "jitter_ms": _num(e.jitter_ms, 3),
+        "loss_pct": _num(e.loss_pct, 4),
+    }
+
+
+def target_json(target: PopTarget) -> dict[str, Any]:
+    return {
+        "pop": target.pop,
+        "sip_uri": target.sip_uri,
+        "media_addr": target.media_addr,
+        "rtpengine_set": target.rtpengine_set,
+    }
+
+
+def route_json(route: Route, pops: Mapping[str, PopTarget]) -> dict[str, Any]:
+    pop = pop_of(route)
+    return {
+        **target_json(pops.get(pop, PopTarget(pop))),
+        "kind": route.kind,
+        "path": list(route.path),
+        "entry_pop": route.entry_pop,
+        "expected": expected_json(route),
+    }
+
+
+def entry_json(
+    entry: TableEntry, pops: Mapping[str, PopTarget], decided_at_wall_s: float
+) -> dict[str, Any]:
+    """The `/v1/route` answer for one table entry (the route must be set)."""
+    assert entry.route is not None
+    ranked = ranked_routes(entry)
+    primary = route_json(ranked[0], pops)
+    return {
+        "region": entry.region,
+        "dest": entry.dest,
+        "kind": primary["kind"],
+        "path": primary["path"],
+        "entry_pop": primary["entry_pop"],
+        "primary": {k: primary[k] for k in ("pop", "sip_uri", "media_addr", "rtpengine_set")},
+        "fallbacks": [route_json(r, pops) for r in ranked[1:]],
+        "expected": primary["expected"],
+        "acceleration": entry.acceleration,
+        "reason": entry.reason,
+        "decided_at": round(decided_at_wall_s, 3),
+        "stale": entry.stale,
+        "default": entry.is_default,
+    }
+
+
+def rtjson(entry: TableEntry, pops: Mapping[str, PopTarget]) -> dict[str, Any] | None:
+    """Kamailio rtjson (serial routing: primary, then each fallback); None if no SIP URI.
+
+    Only `dst_uri` is set per route, so the request URI is kept and the call is sent through
+    the PoP. Extra keys (ignored by rtjson) carry the PoPs and rtpengine sets in the same
+    order, for a config that selects media relays with `set_rtpengine_set`.
+    """
+    targets = [pops[p] for p in map(pop_of, ranked_routes(entry)) if p in pops]
+    targets = [t for t in targets if t.sip_uri]
+    if not targets:
+        return None
+    return {
+        "version": "1.0",
+        "routing": "serial",
+        "routes": [{"dst_uri": t.sip_uri} for t in targets],
+        "region": entry.region,
+        "dest": entry.dest,
+        "pops": [t.pop for t in targets],
+        "rtpengine_sets": [t.rtpengine_set for t in targets],
+        "stale": entry.stale,
+    }
+
+
+def pop_targets(config: Config) -> dict[str, PopTarget]:
+    return {p.id: PopTarget(p.id, p.sip_uri, p.media_addr, p.rtpengine_set) for p in config.pops}
+
+
+class Answers:
+    """Per-table rendered answers plus the config-derived resolver (one per config)."""
+
+    def __init__(self, config: Config, wall_time: Callable[[float], float]) -> None:
+        self.resolver = Resolver.build(config.regions)
+        self.region_ids = config.region_ids
+        self.destinations = frozenset(config.destinations)
+        self.pop_targets = pop_targets(config)
+        self._wall_time = wall_time
+        regions = [r.model_dump(mode="json", exclude_none=True) for r in config.regions]
+        pops = [p.model_dump(mode="json", exclude_none=True) for p in config.pops]
+        self.regions = Rendered(200, dumps({"regions": regions}))
+        self.pops = Rendered(200, dumps({"pops": pops}))
+        self.routes = Rendered(200, dumps({"routes": []}))
+        self._json: dict[tuple[str, str | None], Rendered] = {}
+        self._rtjson: dict[tuple[str, str | None], Rendered] = {}
+
+    def publish(self, table: RouteTable) -> None:
+        """Render every answer of `table` (a daemon publisher: called with each new table)."""
+        as_json: dict[tuple[str, str | None], Rendered] = {}
+        as_rtjson: dict[tuple[str, str | None], Rendered] = {}
+        listed = []
+        for entry in table:
+            keys: Iterable[tuple[str, str | None]] = [(entry.region, entry.dest)]
+            if (entry.region, None) not in as_json:
+                keys = [(entry.region, entry.dest), (entry.region, None)]
+            j, r = self._render(entry)
+            for key in keys:
+                as_json[key], as_rtjson[key] = j, r
+            if entry.route is not None:
+                listed.append(json.loads(j.body))
+        self._json, self._rtjson = as_json, as_rtjson
+        self.routes = Rendered(200, dumps({"routes": listed}))
+
+    def _render(self, entry: TableEntry) -> tuple[Rendered, Rendered]:
+        if entry.route is None:
+            gone = Rendered(503, error_body(f"no route for region {entry.region!r} yet: "
+                                            f"{entry.reason}"))  # fmt: skip
+            return gone, gone
+        body = entry_json(entry, self.pop_targets, self._wall_time(entry.decided_at))
+        doc = rtjson(entry, self.pop_targets)
+        if doc is None:
+            why = f"no PoP on the routes of region {entry.region!r} has a sip_uri"
+            rt = Rendered(503, error_body(why))
+        else:
+            rt = Rendered(200, dumps(doc))
+        return Rendered(200, dumps(body)), rt
+
+    def route(self, region: str, dest: str | None, *, rtjson: bool = False) -> Rendered | None:
+        return (self._rtjson if rtjson else self._json).get((region, dest))
+
+    def region_of(self, query: Mapping[str, str]) -> str:
+        """The region a request names: ValueError → 400, LookupError → 404."""
+        given = [k for k in SELECTORS if k in query]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of region, src_ip, caller, country"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        key = given[0]
+        value = query[key]
+        if key == "region":
+            if value not in self.region_ids:
+                raise LookupError(f"unknown region {value!r}")
+            return value
+        r = self.resolver
+        found = {"src_ip": r.by_ip, "caller": r.by_e164, "country": r.by_country}[key](value)
+        if found is None:
+            raise LookupError(f"no region matches {key}={value!r}")
+        return found
+
+
+def paths_json(
+    region: str, stats: Iterable[PathStats], table: RouteTable, region_ids: frozenset[str]
+) -> dict[str, Any]:
+    """`/v1/paths`: the region's measured paths (window stats) and its candidate routes."""
+    paths = [
+        {"src": s.src, "dst": s.dst, "rtt_ms": round(s.rtt_ms, 3),
+         "jitter_ms": round(s.jitter_ms, 3), "loss_pct": round(s.loss_pct, 4),
+         "samples": s.samples}
+        for s in stats if s.src == region
+    ]  # fmt: skip
+    routes = [
+        {"dest": e.dest, "routes": [{"kind": r.kind, "path": list(r.path),
+                                     "expected": expected_json(r)} for r in ranked_routes(e)]}
+        for e in table if e.region == region
+    ]  # fmt: skip
+    return {"region": region, "paths": paths, "candidates": routes}
