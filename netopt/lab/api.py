@@ -250,7 +250,14 @@ class Lab:
     def status(self) -> dict[str, Any]:
         """``{"nodes": [...], "links": [...]}``; a symmetric link sums both directions."""
         reply = self._control({"op": "status"})
-        return summarize(self.state, self.profile, reply["directions"])
+        out = summarize(self.state, self.profile, reply["directions"])
+        out["stage"] = {k: reply.get(k, 0) for k in ("unmatched", "late", "late_max_us")}
+        return out
+
+    def stage_counters(self) -> dict[str, int]:
+        """The stage's own health: packets with no lab link, packets released > 1 ms late."""
+        reply = self._control({"op": "status"})
+        return {k: int(reply.get(k, 0)) for k in ("unmatched", "late", "late_max_us")}
 
 
 def _validated_params(data: dict[str, Any], source: str) -> LinkParams:
