@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import MappingProxyType
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from aiohttp import web
 
-from netopt.api import serve_api
-from netopt.config import Config
-from netopt.decide import Decider, RouteTable, TableEntry
+from netopt.api import make_app
+from netopt.config import Config, load_config
+from netopt.decide import Decider, Decision, RouteTable, TableEntry
+from netopt.errors import ConfigError
+from netopt.ingest import add_routes
 from netopt.metrics import Metrics
 from netopt.probing import ProbeJob, ProberPool, jobs_from_config, record_of, run_round
+from netopt.push.answers import Answers
 from netopt.push.pusher import make_pushers
-from netopt.store import RoundRecord, SqliteStore
+from netopt.schedule import Scheduler
+from netopt.store import DecisionRecord, RoundRecord, SqliteStore
 from netopt.window import WindowStats
 from topology.planner import PathStats, plan
 
@@ -44,13 +50,21 @@ class Daemon:
         *,
         wall_clock: Callable[[], float] = time.time,
         mono_clock: Callable[[], float] = time.monotonic,
+        config_path: str | Path | None = None,
     ) -> None:
         self.config = config
+        self.config_path = config_path
         self.wall_clock = wall_clock
         self.mono_clock = mono_clock
         self.metrics = Metrics()
         self.metrics.config_ok.set(1)
-        self.store = SqliteStore(config.store.sqlite_path)
+        self.metrics.store_writable.set(1)
+        sc = config.store
+        self.store = SqliteStore(
+            sc.sqlite_path, retention=sc.retention(), max_pending_rounds=sc.max_pending_rounds,
+            wall_clock=wall_clock, on_error=self._store_failed,
+            on_drop=self.metrics.store_dropped.inc,
+        )  # fmt: skip
         self.window = WindowStats(config.planner.window_s)
         self.topology = config.to_topology()
         self.decider = Decider(config.to_policy())
@@ -70,8 +84,19 @@ class Daemon:
         self._warmup_s = 2 * max((j.interval_s for j in jobs), default=0.0)
         self._started = mono_clock()
         self._stopping = False
-        self._scheduler: AsyncIOScheduler | None = None
+        self._scheduler: Scheduler | None = None
         self._main: asyncio.Task[None] | None = None
+        self._prime()
+
+    def _prime(self) -> None:
+        """Refill the window from the store, so a restart does not forget the last minutes."""
+        now_wall, now_mono = self.wall_clock(), self.mono_clock()
+        since = int((now_wall - self.config.planner.window_s) * 1e9)
+        rounds = self.store.rounds(since_wall_ns=since)
+        for r in rounds:
+            self._account(r, at_mono=now_mono - (now_wall - r.started_wall_ns / 1e9))
+        if rounds:
+            log.info("window_primed rounds=%d paths=%d", len(rounds), len(self._last_round))
 
     def wall_time(self, mono_s: float) -> float:
         """The Unix time of a monotonic instant (for display: decided_at in the API)."""
@@ -93,16 +118,40 @@ class Daemon:
         )  # fmt: skip
 
     def add_round(self, record: RoundRecord) -> None:
-        """A round measured here or by an agent: into the store, the window, the next plan."""
+        """A round measured here: into the store (queued), the window, the next plan."""
         self.store.add(record)
+        self._account(record)
+
+    def account_ingested(self, agent: str, stored: tuple[RoundRecord, ...], depth: int) -> None:
+        """An agent's batch, already durable in the store: into the window and the next plan."""
+        m = self.metrics
+        m.agent_last_seen.labels(agent).set(self.wall_clock())
+        m.spool_depth.labels(agent).set(depth)
+        m.ingest_rounds.labels(agent).inc(len(stored))
+        for r in stored:
+            self._account(r)
+            m.sent.labels(r.src, r.dst, r.kind).inc(r.sent)
+            m.received.labels(r.src, r.dst, r.kind).inc(r.received)
+            if r.jitter_ms is not None:
+                m.jitter.labels(r.src, r.dst, r.kind).set(r.jitter_ms / 1000)
+
+    def _account(self, record: RoundRecord, at_mono: float | None = None) -> None:
         self.window.add(record)
-        self._last_round[(record.src, record.dst)] = record
-        self._unmeasured.discard((record.src, record.dst))
-        now = self.mono_clock()
-        for site in (record.src, record.dst):
-            if site in self._regions:
+        key = (record.src, record.dst)
+        last = self._last_round.get(key)
+        if last is not None and last.started_wall_ns > record.started_wall_ns:
+            return  # a replayed old round: in the window, but not the latest word on the path
+        self._last_round[key] = record
+        self._unmeasured.discard(key)
+        now = self.mono_clock() if at_mono is None else at_mono
+        for site in key:
+            if site in self._regions and self._fresh_at.get(site, -1e18) < now:
                 self._fresh_at[site] = now
         self._dirty.set()
+
+    def _store_failed(self, exc: Exception) -> None:
+        self.metrics.store_errors.inc()
+        self.metrics.store_writable.set(0)
 
     # --- stats → plan → decide → table ---------------------------------------------------
     def path_stats(self) -> list[PathStats]:
@@ -136,7 +185,9 @@ class Daemon:
         table, decisions = self.decider.update(
             new_plan, self.mono_clock(), fresh_at=self._fresh_at, pop_alive=self.pop_alive()
         )
+        at_wall_ns = int(self.wall_clock() * 1e9)
         for d in decisions:
+            self.store.add_decision(_decision_record(d, at_wall_ns, stats))
             log.info(
                 "decision region=%s dest=%s action=%s from=%s to=%s old_mos=%s new_mos=%s "
                 "streak=%d penalty=%.0f reason=%r", d.region, d.dest, d.action,
@@ -184,40 +235,91 @@ class Daemon:
                 log.error("plan_failed error=%r", exc)
             await asyncio.sleep(interval)
 
-    # --- the whole daemon ----------------------------------------------------------------
-    def start_scheduler(self, tg: asyncio.TaskGroup) -> AsyncIOScheduler:
-        """One interval job per probe job; each run launches a round as a task of `tg`.
+    # --- reconfiguration -----------------------------------------------------------------
+    def reload(self) -> tuple[bool, list[str]]:
+        """Re-read the config file; validate all of it, then swap (SIGHUP, admin API).
 
-        Rounds are tasks of the daemon's task group (not APScheduler's), so shutdown cancels
-        them like everything else; a round still running when its next start comes is skipped.
+        Returns (ok, problems or changes). A bad file keeps the old config, logs why and sets
+        netopt_config_last_reload_successful to 0. Probe jobs are rescheduled in place.
         """
-        scheduler = AsyncIOScheduler()
-        now = self.wall_clock()
-        running: set[str] = set()
+        m = self.metrics
+        if self.config_path is None:
+            return False, ["no config file to reload from"]
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            m.config_ok.set(0)
+            m.config_reloads.labels("invalid").inc()
+            log.error("config_reload_failed file=%s problems=%r (old config kept)",
+                      self.config_path, exc.problems)  # fmt: skip
+            return False, exc.problems
+        changes = self._apply(new)
+        m.config_ok.set(1)
+        m.config_reloads.labels("ok").inc()
+        log.info("config_reloaded file=%s %s", self.config_path, " ".join(changes))
+        return True, changes
 
-        async def launch(job: ProbeJob) -> None:
-            if self._stopping or job.job_id in running:
-                return
-            running.add(job.job_id)
-            task = tg.create_task(self.probe_job(job))
-            task.add_done_callback(lambda _t: running.discard(job.job_id))
+    def _apply(self, new: Config) -> list[str]:
+        old, changes = self.config, []
+        for key in ("store", "api", "proxies"):
+            if getattr(old, key) != getattr(new, key):
+                log.warning("config_needs_restart key=%s (the running value is kept)", key)
+                changes.append(f"restart_needed={key}")
+                new = new.model_copy(update={key: getattr(old, key)})
+        self.config = new
+        self.topology = new.to_topology()
+        self.decider.policy = new.to_policy()
+        self._regions = frozenset(r.id for r in new.regions)
+        self.window.window_ns = int(new.planner.window_s * 1e9)
+        jobs = jobs_from_config(new)
+        wanted = {(j.src, j.dst) for j in jobs}
+        self._unmeasured = {k for k in wanted if k not in self._last_round}
+        if self._scheduler is not None:
+            added, removed, changed = self._scheduler.sync(jobs)
+            changes.append(f"jobs_added={added} jobs_removed={removed} jobs_changed={changed}")
+        self._dirty.set()
+        return changes
 
-        for job in jobs_from_config(self.config):
-            scheduler.add_job(
-                launch, "interval", args=[job], id=job.job_id,
-                seconds=job.interval_s, coalesce=True,
-                misfire_grace_time=max(1, int(job.interval_s)),
-                next_run_time=_datetime(now + job.start_offset_s()),
-            )  # fmt: skip
-        scheduler.start()
-        return scheduler
+    # --- the whole daemon ----------------------------------------------------------------
+    async def _housekeeping(self) -> None:
+        """Export the store's and scheduler's health once a second."""
+        m, skipped = self.metrics, 0
+        while True:
+            await asyncio.sleep(1.0)
+            m.store_writable.set(1 if self.store.last_error is None else 0)
+            m.store_pending.set(self.store.pending)
+            if self._scheduler is not None:
+                m.schedule_skipped.inc(self._scheduler.skipped - skipped)
+                skipped = self._scheduler.skipped
+
+    async def _serve(self, on_listening: Callable[[str], None] | None) -> None:
+        """The route API (netopt.api) plus the ingest and admin routes, until cancelled."""
+        answers = Answers(self.config, self.wall_time)
+        answers.publish(self.table)
+        self.publishers.append(answers.publish)
+        app = add_routes(make_app(self, answers), self)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            api = self.config.api
+            site = web.TCPSite(runner, api.host, api.port, reuse_address=True)
+            await site.start()
+            host = f"[{api.host}]" if ":" in api.host else api.host
+            sockets = getattr(site._server, "sockets", None) or []
+            port = sockets[0].getsockname()[1] if sockets else api.port
+            if on_listening is not None:
+                on_listening(f"http://{host}:{port}")
+            await asyncio.Event().wait()
+        finally:
+            if answers.publish in self.publishers:
+                self.publishers.remove(answers.publish)
+            await runner.cleanup()
 
     def request_stop(self) -> None:
         """Stop launching rounds and cancel the daemon (the signal handlers call this)."""
         self._stopping = True
         if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
+            self._scheduler.shutdown()
         if self._main is not None:
             self._main.cancel()
 
@@ -225,21 +327,41 @@ class Daemon:
         self._main = asyncio.current_task()
         try:
             async with asyncio.TaskGroup() as tg:
-                self._scheduler = self.start_scheduler(tg)
-                tg.create_task(self.store.run())
+                self._scheduler = Scheduler(self.probe_job, tg.create_task, self.wall_clock)
+                self._scheduler.start(jobs_from_config(self.config))
+                tg.create_task(self.store.run(self.config.store.flush_interval_s))
                 tg.create_task(self.plan_loop())
-                tg.create_task(serve_api(self, on_listening))
+                tg.create_task(self._housekeeping())
+                tg.create_task(self._serve(on_listening))
                 for pusher in self.pushers:
                     tg.create_task(pusher.run())
         finally:
             self._stopping = True
             if self._scheduler is not None:
-                self._scheduler.shutdown(wait=False)
-                self._scheduler = None
+                self._scheduler.shutdown()
             await self.pool.close()
             with contextlib.suppress(Exception):
                 await self.store.flush()
             self.store.close()
+
+
+def _decision_record(d: Decision, at_wall_ns: int, stats: list[PathStats]) -> DecisionRecord:
+    """A decision with the window stats of its region's paths (the inputs it rested on)."""
+    paths = [
+        {"src": s.src, "dst": s.dst, "rtt_ms": _finite(s.rtt_ms), "jitter_ms": s.jitter_ms,
+         "loss_pct": s.loss_pct, "samples": s.samples}
+        for s in stats if d.region in (s.src, s.dst)
+    ]  # fmt: skip
+    return DecisionRecord(
+        at_wall_ns=at_wall_ns, region=d.region, dest=d.dest, action=d.action,
+        old_entry=d.old_entry, new_entry=d.new_entry, old_mos=d.old_mos, new_mos=d.new_mos,
+        consecutive=d.consecutive, penalty=d.penalty, reason=d.reason,
+        inputs=json.dumps({"paths": paths}, separators=(",", ":")),
+    )  # fmt: skip
+
+
+def _finite(v: float) -> float | None:
+    return v if v == v and abs(v) != float("inf") else None
 
 
 def _route_labels(entry: TableEntry) -> tuple[str, str, str, str]:
@@ -251,12 +373,6 @@ def _num(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def _datetime(wall_s: float):  # type: ignore[no-untyped-def]
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(wall_s).astimezone()
-
-
 def _socket_in() -> Callable[..., socket.socket]:
     from netopt.lab.netns import socket_in
 
@@ -264,12 +380,13 @@ def _socket_in() -> Callable[..., socket.socket]:
 
 
 def run_until_signalled(daemon: Daemon, on_listening: Callable[[str], None] | None = None) -> int:
-    """Run the daemon until SIGTERM or SIGINT; then shut down cleanly and return 0."""
+    """Run the daemon until SIGTERM or SIGINT (SIGHUP reloads the config); return 0."""
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, daemon.reload)
         await daemon.run(on_listening)
 
     with contextlib.suppress(asyncio.CancelledError):

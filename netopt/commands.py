@@ -24,7 +24,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     config = load_config(args.config)
-    daemon = Daemon(config)
+    daemon = Daemon(config, config_path=args.config)
 
     def listening(url: str) -> None:
         print(f"netopt serving: route API {url}/v1/route?region=ID  metrics {url}/metrics",

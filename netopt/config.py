@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from netopt.decide import Policy
 from netopt.errors import ConfigError
 from netopt.push.config import ProxyConfig
+from netopt.store.model import Retention
 from netopt.validation import load_model, parse_model
 from probes.base import PROBERS
 from topology.model import Link, Pop, Region, Topology
@@ -145,6 +146,11 @@ class ProbeConfig(_Model):
 
 class StoreConfig(_Model):
     url: str = "sqlite:///netopt.db"
+    raw_retention_days: float = Field(default=7.0, gt=0)  # raw rounds
+    minute_retention_days: float = Field(default=31.0, gt=0)  # 1-minute rollups, decisions
+    hour_retention_days: float = Field(default=400.0, gt=0)  # 1-hour rollups
+    flush_interval_s: float = Field(default=0.5, gt=0, le=60)
+    max_pending_rounds: int = Field(default=100_000, ge=100)  # kept while the disk refuses
 
     @field_validator("url")
     @classmethod
@@ -156,6 +162,28 @@ class StoreConfig(_Model):
     @property
     def sqlite_path(self) -> str:
         return self.url.removeprefix("sqlite:///")
+
+    def retention(self) -> Retention:
+        return Retention(
+            raw_days=self.raw_retention_days,
+            minute_days=self.minute_retention_days,
+            hour_days=self.hour_retention_days,
+            batch_ids_days=max(self.raw_retention_days, 31.0),
+        )
+
+
+class AgentAuth(_Model):
+    """An agent the controller accepts batches from: its id, its site, its bearer token."""
+
+    id: Id
+    site: Id  # every round it sends must start at this site
+    token: str = Field(min_length=16, repr=False)
+
+
+class IngestConfig(_Model):
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)  # compressed, as sent
+    max_inflated_bytes: int = Field(default=16 << 20, ge=1024)  # after gunzip
+    max_rounds_per_batch: int = Field(default=10_000, ge=1)
 
 
 class ApiConfig(_Model):
@@ -223,6 +251,8 @@ class Config(_Model):
     planner: PlannerConfig = PlannerConfig()
     decide: DecideConfig = DecideConfig()
     proxies: tuple[ProxyConfig, ...] = ()
+    agents: tuple[AgentAuth, ...] = ()
+    ingest: IngestConfig = IngestConfig()
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -301,6 +331,17 @@ def _reference_problems(cfg: Config) -> list[str]:
             problems.append(f"decide.default_entry.{region}: unknown region {region!r}")
         if entry is not None and entry not in pop_ids:
             problems.append(f"decide.default_entry.{region}: unknown pop {entry!r}")
+    agent_ids: set[str] = set()
+    tokens: set[str] = set()
+    for i, agent in enumerate(cfg.agents):
+        if agent.id in agent_ids:
+            problems.append(f"agents[{i}].id: duplicate agent id {agent.id!r}")
+        if agent.token in tokens:
+            problems.append(f"agents[{i}].token: same token as another agent")
+        if agent.site not in seen:
+            problems.append(f"agents[{i}].site: unknown site {agent.site!r}")
+        agent_ids.add(agent.id)
+        tokens.add(agent.token)
     for i, probe in enumerate(cfg.probes):
         if probe.from_ not in seen:
             problems.append(f"probes[{i}].from: unknown site {probe.from_!r}")

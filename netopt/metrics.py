@@ -71,6 +71,42 @@ class Metrics:
             "netopt_config_last_reload_successful", "1 if the last config load succeeded.",
             registry=r,
         )  # fmt: skip
+        self.config_reloads = Counter(
+            "netopt_config_reloads_total", "Config reloads by outcome (ok, invalid).",
+            ("outcome",), registry=r,
+        )  # fmt: skip
+        self.store_writable = Gauge(
+            "netopt_store_writable", "0 while the store refuses writes (rounds are kept).",
+            registry=r,
+        )  # fmt: skip
+        self.store_pending = Gauge(
+            "netopt_store_pending_rounds", "Rounds waiting for the store writer.", registry=r
+        )
+        self.store_dropped = Counter(
+            "netopt_store_dropped_rounds_total",
+            "Rounds dropped because the store stayed unwritable past its queue bound.",
+            registry=r,
+        )  # fmt: skip
+        self.agent_last_seen = Gauge(
+            "netopt_agent_last_seen_timestamp_seconds", "When an agent's last batch arrived.",
+            ("agent",), registry=r,
+        )  # fmt: skip
+        self.ingest_batches = Counter(
+            "netopt_ingest_batches_total",
+            "Ingest requests by outcome (stored, duplicate, unauthorized, forbidden, invalid, "
+            "too_large, unavailable).", ("outcome",), registry=r,
+        )  # fmt: skip
+        self.ingest_rounds = Counter(
+            "netopt_ingest_rounds_total", "Rounds stored from agents.", ("agent",), registry=r
+        )
+        self.spool_depth = Gauge(
+            "netopt_spool_depth", "Rounds waiting in an agent's spool (as last reported).",
+            ("agent",), registry=r,
+        )  # fmt: skip
+        self.schedule_skipped = Counter(
+            "netopt_schedule_skipped_runs_total",
+            "Runs skipped because the job's previous round was still running.", registry=r,
+        )  # fmt: skip
 
     def observe_round(
         self, src: str, dst: str, kind: str, rtts_s: Iterable[float], sent: int, received: int,
@@ -85,6 +121,36 @@ class Metrics:
             self.outcomes.labels(src, dst, kind, outcome).inc(n)
         if jitter_s is not None:
             self.jitter.labels(src, dst, kind).set(jitter_s)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class AgentMetrics:
+    """The agent's own registry (served on its optional metrics port)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.spool_depth = Gauge(
+            "netopt_spool_depth", "Rounds waiting in this agent's spool.", ("agent",), registry=r
+        )
+        self.spool_dropped = Counter(
+            "netopt_spool_dropped_total", "Rounds dropped from a full spool (oldest first).",
+            ("agent",), registry=r,
+        )  # fmt: skip
+        self.batches = Counter(
+            "netopt_agent_batches_total", "Batches shipped by outcome (acked, duplicate, "
+            "rejected, unreachable).", ("agent", "outcome"), registry=r,
+        )  # fmt: skip
+        self.sent = Counter(
+            "netopt_probe_packets_sent_total", "Probe packets sent.", ("src", "dst", "kind"),
+            registry=r,
+        )  # fmt: skip
+        self.received = Counter(
+            "netopt_probe_packets_received_total", "Probe packets answered in time.",
+            ("src", "dst", "kind"), registry=r,
+        )  # fmt: skip
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,0 +1,235 @@
+"""Agents' results in: agent → `POST /v1/ingest` → **store** (durable) → window → plan.
+
+A batch is gzip-compressed JSON ``{"agent", "batch_id", "spool_depth", "rounds": [...]}``
+sent with ``Authorization: Bearer <the agent's token>``. The answer comes only after the
+batch is committed to the store, so an acknowledged batch survives a crash; a batch id seen
+before is acknowledged again without being stored twice (and rounds are unique per path and
+start time, so an overlapping re-send cannot count twice either). Errors are JSON
+``{"error": ...}``: 401 missing or wrong token, 403 unknown agent or a round from another
+site, 400 malformed (naming the field), 413 too large, 503 store unwritable (retry later).
+
+Also here: `POST /v1/admin/reload` (admin token) — validate the config file, then swap.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import math
+import zlib
+from typing import TYPE_CHECKING, Annotated, Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from netopt.errors import StoreError
+from netopt.store.model import RoundRecord
+from netopt.validation import format_validation_error
+
+if TYPE_CHECKING:
+    from netopt.app import Daemon
+    from netopt.config import AgentAuth
+
+log = logging.getLogger("netopt.ingest")
+
+INGEST_DAEMON: web.AppKey[Daemon] = web.AppKey("ingest_daemon")
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+Ms = Annotated[float | None, Field(default=None, ge=0, le=600_000)]
+
+
+class IngestRound(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    started_wall_ns: int = Field(ge=0, le=2**63 - 1)
+    src: Id
+    dst: Id
+    kind: Id
+    sent: int = Field(ge=0, le=1_000_000)
+    received: int = Field(ge=0, le=1_000_000)
+    rtt_min_ms: Ms
+    rtt_avg_ms: Ms
+    rtt_p50_ms: Ms
+    rtt_p90_ms: Ms
+    rtt_max_ms: Ms
+    jitter_ms: Ms
+
+    @field_validator("received")
+    @classmethod
+    def _received(cls, v: int, info: Any) -> int:
+        sent = info.data.get("sent")
+        if sent is not None and v > sent:
+            raise ValueError(f"received ({v}) cannot exceed sent ({sent})")
+        return v
+
+    def record(self) -> RoundRecord:
+        return RoundRecord(**self.model_dump())
+
+
+class IngestBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agent: Id
+    batch_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    spool_depth: int = Field(default=0, ge=0)
+    rounds: tuple[IngestRound, ...]
+
+
+def encode_batch(agent: str, batch_id: str, rounds: list[RoundRecord], spool_depth: int) -> bytes:
+    """The agent side: a batch as gzip-compressed JSON."""
+    body = {
+        "agent": agent,
+        "batch_id": batch_id,
+        "spool_depth": spool_depth,
+        "rounds": [_round_json(r) for r in rounds],
+    }
+    return zlib.compress(json.dumps(body, separators=(",", ":")).encode(), wbits=31)
+
+
+def _round_json(r: RoundRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k in RoundRecord.__slots__:
+        v = getattr(r, k)
+        out[k] = None if isinstance(v, float) and not math.isfinite(v) else v
+    return out
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, outcome: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.outcome, self.message = status, outcome, message
+
+
+def _agent_by_token(agents: tuple[AgentAuth, ...], header: str) -> AgentAuth:
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise _Reject(401, "unauthorized", "missing bearer token (Authorization: Bearer ...)")
+    found = None
+    for agent in agents:  # compare against every token, in constant time each
+        if hmac.compare_digest(agent.token.encode(), token.encode()):
+            found = agent
+    if found is None:
+        raise _Reject(401, "unauthorized", "wrong token")
+    return found
+
+
+async def _read_body(request: web.Request, max_bytes: int) -> bytes:
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise _Reject(413, "too_large", f"body larger than {max_bytes} bytes")
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > max_bytes:
+            raise _Reject(413, "too_large", f"body larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _inflate(body: bytes, encoding: str, max_bytes: int) -> bytes:
+    if encoding in ("", "identity"):
+        if len(body) > max_bytes:
+            raise _Reject(413, "too_large", f"body larger than {max_bytes} bytes")
+        return body
+    if encoding != "gzip":
+        raise _Reject(400, "invalid", f"unsupported Content-Encoding {encoding!r}; use gzip")
+    d = zlib.decompressobj(wbits=31)
+    try:
+        out = d.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise _Reject(400, "invalid", f"body is not valid gzip: {exc}") from None
+    if len(out) > max_bytes:
+        raise _Reject(413, "too_large", f"body inflates past {max_bytes} bytes")
+    if not d.eof:
+        raise _Reject(400, "invalid", "body is truncated gzip")
+    return out
+
+
+def _parse(raw: bytes, max_rounds: int) -> IngestBatch:
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _Reject(400, "invalid", f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise _Reject(400, "invalid", "(top level): expected a JSON object")
+    rounds = data.get("rounds")
+    if isinstance(rounds, list) and len(rounds) > max_rounds:
+        raise _Reject(413, "too_large", f"rounds: more than {max_rounds} in one batch")
+    try:
+        return IngestBatch.model_validate(data)
+    except ValidationError as exc:
+        raise _Reject(400, "invalid", "; ".join(format_validation_error(exc)[:10])) from None
+
+
+def _authorize(agent: AgentAuth, known: set[str], batch: IngestBatch) -> None:
+    if batch.agent not in known:
+        raise _Reject(403, "forbidden", f"unknown agent {batch.agent!r}")
+    if batch.agent != agent.id:
+        raise _Reject(403, "forbidden", f"this token is not agent {batch.agent!r}'s")
+    for i, r in enumerate(batch.rounds):
+        if r.src != agent.site:
+            raise _Reject(
+                403, "forbidden",
+                f"rounds[{i}].src: agent {agent.id!r} reports for site {agent.site!r} only",
+            )  # fmt: skip
+
+
+async def post_ingest(request: web.Request) -> web.Response:
+    daemon = request.app[INGEST_DAEMON]
+    cfg, m = daemon.config, daemon.metrics
+    try:
+        agent = _agent_by_token(cfg.agents, request.headers.get("Authorization", ""))
+        body = await _read_body(request, cfg.ingest.max_body_bytes)
+        raw = _inflate(
+            body, request.headers.get("Content-Encoding", "").lower(),
+            cfg.ingest.max_inflated_bytes,
+        )  # fmt: skip
+        batch = _parse(raw, cfg.ingest.max_rounds_per_batch)
+        _authorize(agent, {a.id for a in cfg.agents}, batch)
+    except _Reject as rej:
+        m.ingest_batches.labels(rej.outcome).inc()
+        log.info("ingest_rejected status=%d reason=%r", rej.status, rej.message)
+        return web.json_response({"error": rej.message}, status=rej.status)
+    records = [r.record() for r in batch.rounds]
+    try:
+        outcome = await daemon.store.write_batch(batch.batch_id, agent.id, records)
+    except StoreError as exc:
+        m.ingest_batches.labels("unavailable").inc()
+        return web.json_response(
+            {"error": f"store unavailable, retry later: {exc}"}, status=503,
+            headers={"Retry-After": "1"},
+        )  # fmt: skip
+    daemon.account_ingested(agent.id, outcome.stored, batch.spool_depth)
+    m.ingest_batches.labels("duplicate" if outcome.duplicate else "stored").inc()
+    return web.json_response(
+        {
+            "batch_id": batch.batch_id,
+            "rounds": outcome.rounds,
+            "stored": len(outcome.stored),
+            "duplicate": outcome.duplicate,
+        }
+    )
+
+
+async def post_reload(request: web.Request) -> web.Response:
+    daemon = request.app[INGEST_DAEMON]
+    admin = daemon.config.api.admin_token
+    if admin is None:
+        return web.json_response({"error": "admin API disabled (no api.admin_token)"}, status=403)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), admin.encode()):
+        return web.json_response({"error": "missing or wrong admin token"}, status=401)
+    ok, detail = daemon.reload()
+    if not ok:
+        return web.json_response({"error": "config rejected; old config kept", "problems": detail},
+                                 status=400)  # fmt: skip
+    return web.json_response({"reloaded": True, "changes": detail})
+
+
+def add_routes(app: web.Application, daemon: Daemon) -> web.Application:
+    """Add the ingest and admin routes to the API's aiohttp application."""
+    app[INGEST_DAEMON] = daemon
+    app.router.add_post("/v1/ingest", post_ingest)
+    app.router.add_post("/v1/admin/reload", post_reload)
+    return app
+
+
