@@ -49,7 +49,13 @@ def register(sub: Any) -> None:
     p.add_argument("--source", default=None, help="source address")
     p.add_argument("--transport", default="udp", choices=("udp", "tcp", "icmp"))
     p.add_argument("--duration", type=float, default=None, metavar="S", help="voice: stream length")
-    p.add_argument("--codec", default=None, help="voice: G711, G729, OPUS")
+    p.add_argument("--codec", default=None, help="voice: G711 (default), G729, OPUS")
+    p.add_argument(
+        "--reflector",
+        default="stamp",
+        choices=("stamp", "echo"),
+        help="voice: the far end is a STAMP (default) or UDP echo reflector",
+    )
     p.add_argument(
         "--jitter-buffer",
         type=float,
@@ -116,8 +122,10 @@ def options_from(args: argparse.Namespace) -> ProbeOptions:
     )
 
 
-async def _probe_all(kind: str, targets: list[Target], options: ProbeOptions) -> list[ProbeResult]:
-    prober = make_prober(kind)
+async def _probe_all(
+    kind: str, targets: list[Target], options: ProbeOptions, **kwargs: Any
+) -> list[ProbeResult]:
+    prober = make_prober(kind, **kwargs)
     try:
         return list(await asyncio.gather(*(prober.probe(t, options) for t in targets)))
     finally:
@@ -128,7 +136,7 @@ def run_probe(args: argparse.Namespace) -> int:
     targets = [parse_target(t, DEFAULT_PORTS.get(args.kind)) for t in args.targets]
     options = options_from(args)
     try:
-        results = asyncio.run(_probe_all(args.kind, targets, options))
+        results = asyncio.run(_probe_all(args.kind, targets, options, **_prober_kwargs(args)))
     except ProbeSetupError as exc:
         raise NetoptError(str(exc)) from None
     buffer_ms = args.jitter_buffer if args.kind == "voice" else None
@@ -143,6 +151,18 @@ def run_probe(args: argparse.Namespace) -> int:
         else:
             print(render(stats, options, mos))
     return 0 if all(r.received for r in results) else 1
+
+
+def _prober_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    if args.kind != "voice":
+        return {}
+    from probes.voice import codec_key
+
+    try:
+        codec_key(args.codec)
+    except ValueError as exc:
+        raise NetoptError(str(exc)) from None
+    return {"reflector": args.reflector}
 
 
 def voice_mos(stats: RoundStats, codec: str | None) -> float | None:
@@ -195,6 +215,15 @@ def render(stats: RoundStats, options: ProbeOptions, mos: float | None) -> str:
             f"MOS {mos:.2f}" if mos is not None else "MOS n/a (topology.quality has no MOS yet)"
         )
     lines.append("outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.outcomes.items())))
+    if stats.statuses:
+        lines.append(
+            "status codes: " + ", ".join(f"{k} ×{v}" for k, v in sorted(stats.statuses.items()))
+        )
+    if stats.forward_ms is not None and stats.backward_ms is not None:
+        fwd, back = stats.forward_ms, stats.backward_ms
+        lines.append(
+            f"one-way p50 forward/backward = {fwd.p50:.3f}/{back.p50:.3f} ms (clocks synced)"
+        )
     if stats.foreign:
         lines.append("foreign: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.foreign.items())))
     return "\n".join(lines)

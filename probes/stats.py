@@ -118,6 +118,7 @@ class RoundStats:
     forward_ms: RttSummary | None = None
     backward_ms: RttSummary | None = None
     late_ratio: float | None = None  # later than the jitter buffer (voice), share of sent
+    statuses: dict[str, int] = field(default_factory=dict)  # protocol status codes (SIP)
 
     def to_json(self) -> dict[str, Any]:
         """The `netopt probe --json` keys (loss and its interval in percent)."""
@@ -142,6 +143,8 @@ class RoundStats:
             out["backward_ms"] = self.backward_ms.to_json() if self.backward_ms else None
         if self.late_ratio is not None:
             out["late_pct"] = round(100 * self.late_ratio, 4)
+        if self.statuses:
+            out["statuses"] = dict(self.statuses)
         return out
 
 
@@ -175,7 +178,16 @@ def summarize(result: ProbeResult, jitter_buffer_ms: float | None = None) -> Rou
         forward_ms=RttSummary.of_ms(np.asarray(forward, dtype=np.float64) / _NS_PER_MS),
         backward_ms=RttSummary.of_ms(np.asarray(backward, dtype=np.float64) / _NS_PER_MS),
         late_ratio=None if jitter_buffer_ms is None else late_ratio(ok, sent, jitter_buffer_ms),
+        statuses=_status_counts(result.samples),
     )
+
+
+def _status_counts(samples: Sequence[Sample]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for s in samples:
+        if s.status is not None:
+            counts[str(s.status)] = counts.get(str(s.status), 0) + 1
+    return counts
 
 
 def _arrival(s: Sample) -> tuple[int, int]:
@@ -225,7 +237,9 @@ def wilson_interval(failures: int, trials: int, z: float = Z95) -> tuple[float, 
     denom = 1 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denom
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    lo = 0.0 if failures <= 0 else max(0.0, centre - half)
+    hi = 1.0 if failures >= trials else min(1.0, centre + half)
+    return (lo, hi)
 
 
 def burst_summary(lost_in_seq_order: Sequence[bool]) -> BurstSummary:
