@@ -113,6 +113,7 @@ class Lab:
                 "nodes": layout.nodes,
                 "profile": model.model_dump(mode="json"),
                 "digest": _digest(model),
+                "owner_pid": os.getpid(),
                 "stage_pid": None,
             }
             try:

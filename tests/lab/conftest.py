@@ -8,6 +8,7 @@ a clear reason when this machine cannot build a lab (not root, no /dev/net/tun, 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import re
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 from netopt.lab import Lab
+from netopt.lab.api import run_dir
 from netopt.lab.profile import Profile
 
 
@@ -38,6 +40,31 @@ def lab_skip_reason() -> str | None:
     return None
 
 
+TEST_LAB_NAME = re.compile(r"^t[0-9a-f]{8}\d+$")
+
+
+def reap_stale_test_labs() -> None:
+    """Tear down test labs whose creating process is gone (a killed pytest run)."""
+    root = run_dir()
+    if not root.is_dir():
+        return
+    for state_dir in root.iterdir():
+        if not (state_dir.is_dir() and TEST_LAB_NAME.match(state_dir.name)):
+            continue
+        try:
+            owner = int(json.loads((state_dir / "state.json").read_text())["owner_pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # being built right now, or not ours to judge
+        if not Path(f"/proc/{owner}").exists():
+            teardown_test_lab(state_dir.name)
+
+
+def teardown_test_lab(name: str) -> None:
+    """Down, and drop its lock file too (test lab names are unique to one run)."""
+    Lab.teardown(name)
+    (run_dir() / f"{name}.lock").unlink(missing_ok=True)
+
+
 def unique_lab_name(module: str, index: int) -> str:
     digest = hashlib.sha1(f"{module}:{os.getpid()}".encode()).hexdigest()[:8]
     return f"t{digest}{index}"
@@ -52,6 +79,7 @@ def lab_world(request: pytest.FixtureRequest) -> Iterator[LabFactory]:
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
+    reap_stale_test_labs()
     names: list[str] = []
 
     def up(profile: dict[str, Any] | str | Path | Profile) -> Lab:
@@ -62,7 +90,7 @@ def lab_world(request: pytest.FixtureRequest) -> Iterator[LabFactory]:
         yield up
     finally:
         for name in names:
-            Lab.teardown(name)
+            teardown_test_lab(name)
 
 
 def need_program(name: str) -> str:

@@ -16,8 +16,9 @@ import pytest
 
 from netopt.errors import ConfigError
 from netopt.lab import Lab, netns
+from netopt.lab.api import run_dir
 from netopt.lab.build import lab_namespaces
-from tests.lab.conftest import LabFactory, lab_skip_reason, unique_lab_name
+from tests.lab.conftest import LabFactory, lab_skip_reason, teardown_test_lab, unique_lab_name
 
 pytestmark = pytest.mark.lab
 
@@ -158,7 +159,7 @@ def test_up_cleans_a_stale_lab_and_down_removes_everything() -> None:
         assert sleeper.wait(timeout=5) is not None  # processes inside the nodes are stopped
         assert not second.state_dir.exists()
     finally:
-        Lab.teardown(name)
+        teardown_test_lab(name)
 
 
 def test_stage_stops_when_its_namespace_is_deleted() -> None:
@@ -174,7 +175,7 @@ def test_stage_stops_when_its_namespace_is_deleted() -> None:
             time.sleep(0.05)
         assert not _pid_alive(pid)
     finally:
-        Lab.teardown(name)
+        teardown_test_lab(name)
 
 
 def test_bad_profile_builds_nothing() -> None:
@@ -185,3 +186,4 @@ def test_bad_profile_builds_nothing() -> None:
     with pytest.raises(ConfigError):
         Lab.up(bad, name=name)
     assert lab_namespaces(name) == []
+    assert not (run_dir() / name).exists()
