@@ -24,6 +24,9 @@ Rules, per region × destination (`Policy` holds the numbers):
    streak, hold-down and damping (a flap penalty is still charged).
 2. A challenger (the plan's preferred usable route, if different from the incumbent) must beat
    the incumbent's current MOS by `margin_mos` for `windows_to_switch` consecutive windows.
+   Releasing acceleration is the one exception: when the plan says acceleration is
+   `not_needed`, the direct route wins back once it is within `margin_mos` of the incumbent
+   relay for `windows_to_switch` windows (relays cost capacity; a good direct path is preferred).
 3. After a change, no further change for `hold_down_s` (failover excepted).
 4. Flap damping, as BGP route-flap damping (RFC 2439): every change adds `flap_penalty`; the
    penalty halves every `half_life_s`; above `suppress_threshold` changes are suppressed until
@@ -221,13 +224,16 @@ class Decider:
             state.challenger, state.streak = None, 0
             return self._entry(rp, state, usable, route=current)
         gain = challenger.expected.mos - inc_mos
-        if gain < pol.margin_mos:
+        release = challenger.kind == "direct" and rp.acceleration == "not_needed"
+        if gain < (-pol.margin_mos if release else pol.margin_mos):
             state.challenger, state.streak = None, 0
             return self._entry(rp, state, usable, route=current)
         if new_window:
             same = state.challenger == _key(challenger)
             state.challenger, state.streak = _key(challenger), state.streak + 1 if same else 1
         why = f"{_key(challenger)} beats {_key(state.route)} by {gain:+.2f} MOS"
+        if release:
+            why = f"acceleration not needed (direct {gain:+.2f} MOS against {_key(state.route)})"
         if state.streak < pol.windows_to_switch:
             log.append(
                 self._log(

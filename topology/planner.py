@@ -205,15 +205,17 @@ def plan(
     margin_mos: float = 0.2,
     codec: str = "g711",
     max_routes: int = 4,
+    prefer_direct: bool = True,
 ) -> Plan:
     """Plan every region × destination from measured window stats (see module docstring).
+    `prefer_direct=False` ranks routes purely by MOS, even when acceleration is not needed.
 
     Raises ValueError for a PathStats naming an unknown id, a region → region pair, or a PoP
     to itself."""
     access, overrides = collect_paths(topology, paths)
     return plan_matrix(
         topology, access, overrides, target_mos=target_mos, margin_mos=margin_mos,
-        codec=codec, max_routes=max_routes,
+        codec=codec, max_routes=max_routes, prefer_direct=prefer_direct,
     )  # fmt: skip
 
 
@@ -265,6 +267,7 @@ def plan_matrix(
     margin_mos: float = 0.2,
     codec: str = "g711",
     max_routes: int = 4,
+    prefer_direct: bool = True,
 ) -> Plan:
     """`plan` from an access matrix [regions, pops] (NaN rtt = not measured): the fast entry
     point for large worlds. The backbone is computed once per (topology, overrides)."""
@@ -274,6 +277,8 @@ def plan_matrix(
     dest_pops = [pop_index[d] for d in topology.destinations]
     top = scorer.top_k(access, bb, 1, len(dest_pops))
     run = _Run(topology, access, bb, scorer, top, dest_pops, target_mos, margin_mos, max_routes)
+    if not prefer_direct:
+        run.prefer_direct[:] = False
     return Plan(_run=run)
 
 
