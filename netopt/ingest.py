@@ -21,6 +21,8 @@ import zlib
 from typing import TYPE_CHECKING, Annotated, Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from netopt.errors import StoreError
@@ -113,35 +115,25 @@ def _agent_by_token(agents: tuple[AgentAuth, ...], header: str) -> AgentAuth:
     return found
 
 
-async def _read_body(request: web.Request, max_bytes: int) -> bytes:
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise _Reject(413, "too_large", f"body larger than {max_bytes} bytes")
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(1 << 16):
-        size += len(chunk)
-        if size > max_bytes:
-            raise _Reject(413, "too_large", f"body larger than {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _inflate(body: bytes, encoding: str, max_bytes: int) -> bytes:
-    if encoding in ("", "identity"):
-        if len(body) > max_bytes:
-            raise _Reject(413, "too_large", f"body larger than {max_bytes} bytes")
-        return body
-    if encoding != "gzip":
+async def _read_body(request: web.Request, max_wire: int, max_inflated: int) -> bytes:
+    """The body, inflated (aiohttp gunzips as it reads), capped on the wire and inflated."""
+    encoding = request.headers.get("Content-Encoding", "").lower()
+    if encoding not in ("", "identity", "gzip"):
         raise _Reject(400, "invalid", f"unsupported Content-Encoding {encoding!r}; use gzip")
-    d = zlib.decompressobj(wbits=31)
+    if request.content_length is not None and request.content_length > max_wire:
+        raise _Reject(413, "too_large", f"body larger than {max_wire} bytes")
+    limit = max_inflated if encoding == "gzip" else min(max_wire, max_inflated)
+    chunks, size = [], 0
     try:
-        out = d.decompress(body, max_bytes + 1)
-    except zlib.error as exc:
+        async for chunk in request.content.iter_chunked(1 << 16):
+            size += len(chunk)
+            if size > limit:
+                what = "inflates past" if encoding == "gzip" else "larger than"
+                raise _Reject(413, "too_large", f"body {what} {limit} bytes")
+            chunks.append(chunk)
+    except (ContentEncodingError, RequestPayloadError, ValueError) as exc:
         raise _Reject(400, "invalid", f"body is not valid gzip: {exc}") from None
-    if len(out) > max_bytes:
-        raise _Reject(413, "too_large", f"body inflates past {max_bytes} bytes")
-    if not d.eof:
-        raise _Reject(400, "invalid", "body is truncated gzip")
-    return out
+    return b"".join(chunks)
 
 
 def _parse(raw: bytes, max_rounds: int) -> IngestBatch:
@@ -178,17 +170,17 @@ async def post_ingest(request: web.Request) -> web.Response:
     cfg, m = daemon.config, daemon.metrics
     try:
         agent = _agent_by_token(cfg.agents, request.headers.get("Authorization", ""))
-        body = await _read_body(request, cfg.ingest.max_body_bytes)
-        raw = _inflate(
-            body, request.headers.get("Content-Encoding", "").lower(),
-            cfg.ingest.max_inflated_bytes,
-        )  # fmt: skip
-        batch = _parse(raw, cfg.ingest.max_rounds_per_batch)
+        ing = cfg.ingest
+        raw = await _read_body(request, ing.max_body_bytes, ing.max_inflated_bytes)
+        batch = _parse(raw, ing.max_rounds_per_batch)
         _authorize(agent, {a.id for a in cfg.agents}, batch)
     except _Reject as rej:
         m.ingest_batches.labels(rej.outcome).inc()
         log.info("ingest_rejected status=%d reason=%r", rej.status, rej.message)
-        return web.json_response({"error": rej.message}, status=rej.status)
+        resp = web.json_response({"error": rej.message}, status=rej.status)
+        if not request.content.at_eof():
+            resp.force_close()  # the rest of the body is not worth reading
+        return resp
     records = [r.record() for r in batch.rounds]
     try:
         outcome = await daemon.store.write_batch(batch.batch_id, agent.id, records)
@@ -231,5 +223,3 @@ def add_routes(app: web.Application, daemon: Daemon) -> web.Application:
     app.router.add_post("/v1/ingest", post_ingest)
     app.router.add_post("/v1/admin/reload", post_reload)
     return app
-
-

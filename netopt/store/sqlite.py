@@ -17,14 +17,17 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from netopt.errors import StoreError
 from netopt.store.model import BatchOutcome, DecisionRecord, Retention, RoundRecord
 from netopt.store.schema import ROUND_COLUMNS, migrate
 
 log = logging.getLogger("netopt.store")
+_T = TypeVar("_T")
 
 _INSERT_ROUND = (
     f"INSERT OR IGNORE INTO rounds ({', '.join(ROUND_COLUMNS)}) "
@@ -91,6 +94,8 @@ class SqliteStore:
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
         self._pending = _Pending()
+        # every write runs on this one thread, so close() can wait for the one in flight
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netopt-store")
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self.write_errors = 0
@@ -167,7 +172,7 @@ class SqliteStore:
             p.decisions.clear()
             p.batches = []
             try:
-                outcomes = await asyncio.to_thread(self._write, rounds, decisions, batches)
+                outcomes = await self._in_thread(self._write, rounds, decisions, batches)
             except sqlite3.Error as exc:
                 self._requeue(rounds, decisions)
                 self.write_errors += 1
@@ -187,6 +192,9 @@ class SqliteStore:
                 if not b.done.done():
                     b.done.set_result(outcome)
             return len(rounds)
+
+    async def _in_thread(self, fn: Callable[..., _T], *args: object) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     def _requeue(self, rounds: list[RoundRecord], decisions: list[DecisionRecord]) -> None:
         p = self._pending
@@ -219,7 +227,7 @@ class SqliteStore:
                 if time.monotonic() >= next_prune and self.last_error is None:
                     next_prune = time.monotonic() + prune_interval_s
                     try:
-                        await asyncio.to_thread(self.prune)
+                        await self._in_thread(self.prune)
                     except sqlite3.Error as exc:
                         log.error("store_prune_failed error=%r", exc)
         finally:
@@ -284,6 +292,7 @@ class SqliteStore:
         return int(self._read.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
     def close(self) -> None:
+        self._thread.shutdown(wait=True)  # a write still in flight finishes first
         for db in {id(self._read): self._read, id(self._db): self._db}.values():
             with contextlib.suppress(sqlite3.Error):
                 db.close()
