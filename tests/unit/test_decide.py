@@ -248,3 +248,26 @@ def test_incumbent_outside_the_ranked_few_is_kept_not_withdrawn() -> None:
     table, decisions = d.update(plan(world, later, max_routes=2), now=1.0)
     assert chosen(table) == "p5"  # still measured, just not in the top two: no failover
     assert all(x.action != "failover" for x in decisions)
+
+
+def test_acceleration_is_released_when_direct_is_good_again_without_a_gain() -> None:
+    d = Decider(POLICY)
+    d.update(plan_of(route(None, 3.5), route("jnb", 4.2)), now=0.0)
+    good_again = Plan(
+        [RegionPlan(R, D, (route(None, 4.15), route("jnb", 4.2)), "not_needed", "direct good")]
+    )
+    t1, dec = d.update(good_again, now=100.0)
+    assert chosen(t1) == "jnb" and dec[0].action == "pending"
+    assert "acceleration not needed" in dec[0].reason
+    for t in (101.0, 102.0):
+        table, _ = d.update(good_again, now=t)
+    assert chosen(table) is None
+    # a much worse direct route is not "good again": no release
+    d2 = Decider(POLICY)
+    d2.update(plan_of(route(None, 3.5), route("jnb", 4.4)), now=0.0)
+    worse = Plan(
+        [RegionPlan(R, D, (route(None, 4.1), route("jnb", 4.4)), "not_needed", "direct ok")]
+    )
+    for t in (100.0, 101.0, 102.0):
+        table, _ = d2.update(worse, now=t)
+    assert chosen(table) == "jnb"
