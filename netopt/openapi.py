@@ -34,13 +34,43 @@ _ROUTE = {
     },
 }
 
+_TARGET = {
+    "type": "object",
+    "description": "Where a proxy sends the call: the PoP, its SIP URI and media relay",
+    "properties": {
+        "pop": {"type": "string"},
+        "sip_uri": {"type": ["string", "null"]},
+        "media_addr": {"type": ["string", "null"]},
+        "rtpengine_set": {"type": ["integer", "null"]},
+    },
+}
+
+_FALLBACK = {
+    "type": "object",
+    "properties": {**_TARGET["properties"], **_ROUTE["properties"]},  # type: ignore[dict-item]
+}
+
 _ENTRY = {
     "type": "object",
-    "required": ["region", "dest", "kind", "path", "entry_pop", "expected", "decided_at"],
+    "required": [
+        "region",
+        "dest",
+        "kind",
+        "path",
+        "entry_pop",
+        "primary",
+        "fallbacks",
+        "expected",
+        "acceleration",
+        "decided_at",
+        "stale",
+    ],
     "properties": {
         "region": {"type": "string"},
         "dest": {"type": "string"},
         **_ROUTE["properties"],  # type: ignore[dict-item]
+        "primary": _TARGET,
+        "default": {"type": "boolean", "description": "the configured default route"},
         "acceleration": {
             "type": "string",
             "enum": ["needed", "not_needed", "insufficient", "unmeasured"],
@@ -48,9 +78,35 @@ _ENTRY = {
         "reason": {"type": "string"},
         "decided_at": {"type": "number", "description": "Unix time the route was chosen"},
         "stale": {"type": "boolean"},
-        "fallbacks": {"type": "array", "items": _ROUTE},
+        "fallbacks": {"type": "array", "items": _FALLBACK},
     },
 }
+
+_RTJSON = {
+    "type": "object",
+    "description": "Kamailio rtjson document (serial routing: primary, then fallbacks)",
+    "required": ["version", "routing", "routes"],
+    "properties": {
+        "version": {"const": "1.0"},
+        "routing": {"const": "serial"},
+        "routes": {
+            "type": "array",
+            "items": {"type": "object", "properties": {"dst_uri": {"type": "string"}}},
+        },
+        "region": {"type": "string"},
+        "dest": {"type": "string"},
+        "pops": {"type": "array", "items": {"type": "string"}},
+        "rtpengine_sets": {"type": "array", "items": {"type": ["integer", "null"]}},
+        "stale": {"type": "boolean"},
+    },
+}
+
+_SELECTORS = [
+    ("region", "a region id"),
+    ("src_ip", "the caller's source address: longest prefix among the regions' prefixes"),
+    ("caller", "the caller's E.164 number: longest of the regions' e164 prefixes"),
+    ("country", "ISO 3166 alpha-2 code: the first region with that country"),
+]
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -62,16 +118,32 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "netopt route API", "version": __version__},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "paths": {
             "/v1/route": {
                 "get": {
-                    "summary": "The route in force for one region",
+                    "summary": "The route in force for one region (give exactly one selector)",
                     "parameters": [
-                        {"name": "region", "required": True, **query},
+                        *(
+                            {"name": n, "required": False, "description": d, **query}
+                            for n, d in _SELECTORS
+                        ),
                         {"name": "dest", "required": False, **query},
+                        {
+                            "name": "format",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"enum": ["json", "rtjson"], "default": "json"},
+                        },
                     ],
                     "responses": {
-                        "200": _json(_ENTRY),
+                        "200": {
+                            "description": "OK",
+                            "content": {
+                                "application/json": {"schema": {"oneOf": [_ENTRY, _RTJSON]}}
+                            },
+                        },
+                        "401": _ERROR,
                         "400": _ERROR,
                         "404": _ERROR,
                         "503": _ERROR,
@@ -88,6 +160,27 @@ def openapi_document() -> dict[str, Any]:
                                 "properties": {"routes": {"type": "array", "items": _ENTRY}},
                             }
                         )
+                    },
+                }
+            },
+            "/v1/paths": {
+                "get": {
+                    "summary": "A region's measured paths and candidate routes",
+                    "parameters": [
+                        {"name": n, "required": False, "description": d, **query}
+                        for n, d in _SELECTORS
+                    ],
+                    "responses": {"200": _json({"type": "object"}), "400": _ERROR, "404": _ERROR},
+                }
+            },
+            "/v1/admin/publish": {
+                "post": {
+                    "summary": "Hand the current table to every publisher again (admin token)",
+                    "security": [{"bearer": []}],
+                    "responses": {
+                        "200": _json({"type": "object"}),
+                        "401": _ERROR,
+                        "403": _ERROR,
                     },
                 }
             },
