@@ -135,6 +135,8 @@ async def _probe_all(
 def run_probe(args: argparse.Namespace) -> int:
     targets = [parse_target(t, DEFAULT_PORTS.get(args.kind)) for t in args.targets]
     options = options_from(args)
+    if args.kind == "traceroute":
+        return run_traceroute(targets, options, args.json)
     try:
         results = asyncio.run(_probe_all(args.kind, targets, options, **_prober_kwargs(args)))
     except ProbeSetupError as exc:
@@ -151,6 +153,38 @@ def run_probe(args: argparse.Namespace) -> int:
         else:
             print(render(stats, options, mos))
     return 0 if all(r.received for r in results) else 1
+
+
+def run_traceroute(targets: list[Target], options: ProbeOptions, as_json: bool) -> int:
+    """Hop by hop, like traceroute: address and per-attempt RTTs."""
+    from probes.traceroute import Trace, TracerouteProber
+
+    async def trace_all() -> list[Trace]:
+        prober = TracerouteProber()
+        try:
+            return list(await asyncio.gather(*(prober.trace(t, options) for t in targets)))
+        finally:
+            await prober.close()
+
+    try:
+        traces = asyncio.run(trace_all())
+    except ProbeSetupError as exc:
+        raise NetoptError(str(exc)) from None
+    for trace in traces:
+        if as_json:
+            hops = [{"ttl": h.ttl, "address": h.address, "reached": h.reached,
+                     "rtt_ms": [None if r is None else round(r / 1e6, 4) for r in h.rtts_ns]}
+                    for h in trace.hops]  # fmt: skip
+            print(json.dumps({"target": trace.target.label, "kind": "traceroute",
+                              "protocol": trace.protocol, "reached": trace.reached,
+                              "hops": hops}))  # fmt: skip
+            continue
+        print(f"traceroute to {trace.target.label} ({trace.protocol}, flow-stable, "
+              f"DSCP {options.dscp})")  # fmt: skip
+        for h in trace.hops:
+            rtts = "  ".join("*" if r is None else f"{r / 1e6:.3f} ms" for r in h.rtts_ns)
+            print(f"{h.ttl:3d}  {h.address or '*':<15}  {rtts}")
+    return 0 if all(t.reached for t in traces) else 1
 
 
 def _prober_kwargs(args: argparse.Namespace) -> dict[str, Any]:
