@@ -41,9 +41,9 @@ PR_SET_TIMERSLACK = 29
 IDLE_WAIT_S = 0.25
 HOUSEKEEP_NS = 500_000_000
 READ_BATCH = 256
-# select() wakes ~0.1 ms after the asked time here (2-core VM); releasing that much earlier
-# keeps an emulated delay's mean within ~0.1 ms of its set value (see bench/lab_capacity.py).
-WAKE_LEAD_NS = 80_000
+# select() wakes late and a pass through the stage (read, route, write) costs ~0.1 ms; releasing
+# 160 µs early keeps a fixed 80 ms RTT at 80.03-80.07 ms here (it was 80.2-80.35 with no lead).
+WAKE_LEAD_NS = 160_000
 LATE_NS = 1_000_000
 
 
