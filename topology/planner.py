@@ -308,6 +308,7 @@ class _Run:
             dest_pops, target_mos, margin_mos, max_routes,
         )  # fmt: skip
         self.valid = ~np.isnan(access.rtt_ms)
+        self._bb_terms: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.unreachable = tuple(
             (self.pops[p], d)
             for k, d in enumerate(self.dests)
@@ -327,8 +328,11 @@ class _Run:
         return self.scorer.score(a, b)  # type: ignore[arg-type]
 
     def row_r(self, rows: slice | int, k: int) -> np.ndarray:
+        """R of every candidate for the given region row(s) and destination column."""
         a = self.scorer.prepare_access(self.access, rows)
-        return self.scorer.score(a, self.scorer.prepare_backbone(self.bb, k))
+        if k not in self._bb_terms:
+            self._bb_terms[k] = self.scorer.prepare_backbone(self.bb, k)
+        return self.scorer.score(a, self._bb_terms[k])
 
     def _verdicts(self) -> tuple[np.ndarray, np.ndarray]:
         best_mos = self.scorer.r_to_mos(self.best_r)
@@ -357,10 +361,12 @@ class _Run:
 
     # ---- materialisation --------------------------------------------------------------
 
-    def route(self, r: int, k: int, p: int, r_value: float) -> Route:
+    def route(self, r: int, k: int, p: int, r_value: float, mos: float | None = None) -> Route:
+        """The Route entering at pop index p (p = destination: direct), with its R value."""
         region, dest = self.regions[r], self.dests[k]
         a = self.access
-        mos = float(self.scorer.r_to_mos(np.float64(r_value)))
+        if mos is None:
+            mos = float(self.scorer.r_to_mos(np.float64(r_value)))
         if p == self.dest_pops[k]:
             e = Expected(
                 float(a.rtt_ms[r, p]), float(a.jitter_ms[r, p]), float(a.loss_pct[r, p]), mos
@@ -378,23 +384,29 @@ class _Run:
 
         region, dest = self.regions[r], self.dests[k]
         row = self.row_r(r, k).astype(np.float64)
-        order = [int(p) for p in np.argsort(-row, kind="stable") if row[p] > SENTINEL_R / 2]
+        scored = row > SENTINEL_R / 2
+        ranked = np.argsort(-row, kind="stable")[: int(scored.sum())]
         dp = self.dest_pops[k]
         choice = self.choices.get((r, k))
         first = choice.pop if choice is not None else (dp if self.prefer_direct[k, r] else None)
+        order = [int(p) for p in ranked[: self.max_routes + 1]]
         if first is not None:
             order = [first] + [p for p in order if p != first]
-        routes = tuple(self.route(r, k, p, row[p]) for p in order[: self.max_routes])
+        order = order[: self.max_routes]
+        mos = self.scorer.r_to_mos(row[order])
+        routes = tuple(
+            self.route(r, k, p, row[p], float(m)) for p, m in zip(order, mos, strict=True)
+        )
+        valid = self.valid[r]
         skipped = tuple(
             Skipped(self.pops[p], f"not measured from {region}")
-            if not self.valid[r, p]
+            if not valid[p]
             else Skipped(self.pops[p], f"no backbone path to {dest}")
-            for p in range(len(self.pops))
-            if row[p] <= SENTINEL_R / 2 and (p != dp or not self.valid[r, p])
+            for p in np.flatnonzero(~scored).tolist()
         )
         code = int(self.codes[k, r])
         direct = next((x for x in routes if x.kind == "direct"), None)
-        if direct is None and self.valid[r, dp]:
+        if direct is None and valid[dp]:
             direct = self.route(r, k, dp, row[dp])
         reason = reason_for(
             ACCELERATIONS[code], region, dest, routes, direct, self.target, self.margin,
