@@ -1,0 +1,362 @@
+"""Grafana dashboards as code (metrics → Prometheus → **dashboards** → Grafana).
+
+Builds the netopt dashboards as plain dicts in the Grafana 11 dashboard model and writes them
+as JSON into `dashboards/` (committed); `netopt dashboards check` fails when the committed JSON
+is stale. Every query is PromQL over the metrics `netopt.metrics.Metrics` exports: loss is
+derived from the sent/received counters, RTT percentiles from the histogram. Grafana's own
+variables (`$__rate_interval`, `$__range`) and the template variables (`$datasource`, `$src`,
+`$dst`, `$kind`, `$region`, `$job`) are left for Grafana to substitute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+OUT_DIR = Path(__file__).resolve().parents[1] / "dashboards"
+DS: dict[str, str] = {"type": "prometheus", "uid": "${datasource}"}
+SCHEMA_VERSION = 39
+MOS_TARGET = 3.6
+LOSS_POOR_RATIO = 0.012  # DESIGN "poor path": loss > 1.2 %
+RTT_POOR_S = 0.320
+JITTER_POOR_S = 0.012
+
+Json = dict[str, Any]
+
+# --- PromQL ----------------------------------------------------------------------------------
+
+PATH_SEL = 'src=~"$src", dst=~"$dst", kind=~"$kind"'
+REGION_SEL = 'region=~"$region"'
+JOB_SEL = 'job=~"$job"'
+
+
+def rtt_quantile(q: float, sel: str = PATH_SEL, window: str = "$__rate_interval") -> str:
+    return (
+        f"histogram_quantile({q}, sum by (src, dst, le) "
+        f"(rate(netopt_probe_rtt_seconds_bucket{{{sel}}}[{window}])))"
+    )
+
+
+def loss_ratio(sel: str = PATH_SEL, window: str = "$__rate_interval") -> str:
+    """1 - received/sent over the window, per path (NaN while nothing was sent)."""
+    return (
+        f"1 - sum by (src, dst) (rate(netopt_probe_packets_received_total{{{sel}}}[{window}]))"
+        f" / sum by (src, dst) (rate(netopt_probe_packets_sent_total{{{sel}}}[{window}]))"
+    )
+
+
+# --- building blocks -------------------------------------------------------------------------
+
+
+def target(expr: str, ref: str, legend: str = "", **extra: Any) -> Json:
+    t: Json = {"datasource": DS, "editorMode": "code", "expr": expr, "refId": ref, "range": True}
+    if legend:
+        t["legendFormat"] = legend
+    t.update(extra)
+    return t
+
+
+def thresholds(*steps: tuple[float, str]) -> Json:
+    """Absolute steps; the base step is 0 (netopt metrics are ≥ 0; the schema wants a number)."""
+    return {"mode": "absolute", "steps": [{"color": c, "value": v} for v, c in steps]}
+
+
+Pos = tuple[int, int, int, int]  # x, y, w, h on Grafana's 24-column grid
+LEGEND: Json = {"displayMode": "list", "placement": "bottom", "showLegend": True, "calcs": []}
+TOOLTIP: Json = {"mode": "multi", "sort": "desc"}
+TABLE_OPTIONS: Json = {"frameIndex": 0, "showHeader": True, "cellHeight": "sm"}
+TABLE_CUSTOM: Json = {"custom": {"align": "auto", "inspect": False}}
+
+
+def _panel(kind: str, title: str, desc: str, targets: list[Json], defaults: Json, options: Json,
+           pos: Pos) -> Json:  # fmt: skip
+    x, y, w, h = pos
+    return {
+        "type": kind, "title": title, "description": desc, "datasource": DS,
+        "gridPos": {"x": x, "y": y, "w": w, "h": h}, "targets": targets,
+        "fieldConfig": {"defaults": defaults, "overrides": []}, "options": options,
+    }  # fmt: skip
+
+
+def timeseries(title: str, desc: str, targets: list[Json], unit: str, pos: Pos, *,
+               steps: Json | None = None, draw: str = "line") -> Json:  # fmt: skip
+    custom: Json = {"drawStyle": draw, "lineWidth": 1, "fillOpacity": 10, "showPoints": "never",
+                    "spanNulls": False}  # fmt: skip
+    defaults: Json = {"unit": unit, "custom": custom}
+    if steps is not None:
+        defaults["thresholds"] = steps
+        custom["thresholdsStyle"] = {"mode": "line"}
+    options = {"legend": LEGEND, "tooltip": TOOLTIP}
+    return _panel("timeseries", title, desc, targets, defaults, options, pos)
+
+
+def stat(title: str, desc: str, targets: list[Json], unit: str, pos: Pos, steps: Json,
+         mappings: list[Json] | None = None) -> Json:  # fmt: skip
+    defaults: Json = {"unit": unit, "thresholds": steps, "color": {"mode": "thresholds"}}
+    if mappings:
+        defaults["mappings"] = mappings
+    options = {
+        "graphMode": "area", "colorMode": "background", "justifyMode": "auto",
+        "textMode": "value_and_name", "wideLayout": True, "showPercentChange": False,
+        "percentChangeColorMode": "standard", "orientation": "auto",
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+    }  # fmt: skip
+    return _panel("stat", title, desc, targets, defaults, options, pos)
+
+
+def value_map(pairs: dict[str, tuple[str, str]]) -> list[Json]:
+    """Value → (display text, colour)."""
+    options = {k: {"text": text, "color": color, "index": i}
+               for i, (k, (text, color)) in enumerate(pairs.items())}  # fmt: skip
+    return [{"type": "value", "options": options}]
+
+
+def query_var(name: str, label: str, query: str) -> Json:
+    return {
+        "type": "query", "name": name, "label": label, "datasource": DS, "query": query,
+        "refresh": 2, "sort": 1, "multi": True, "includeAll": True, "allValue": ".*",
+        "current": {"text": "All", "value": "$__all"}, "options": [],
+    }  # fmt: skip
+
+
+DATASOURCE_VAR: Json = {
+    "type": "datasource", "name": "datasource", "label": "Data source", "query": "prometheus",
+    "current": {"text": "Prometheus", "value": "netopt-prometheus"}, "options": [],
+}  # fmt: skip
+ROUTE_CHANGE_ANNOTATION: Json = {
+    "name": "Route changes", "datasource": DS, "enable": True, "hide": False,
+    "iconColor": "orange", "expr": "changes(netopt_route_changes_total[1m]) > 0",
+}  # fmt: skip
+
+
+def dashboard(uid: str, title: str, desc: str, variables: list[Json], panels: list[Json]) -> Json:
+    for i, p in enumerate(panels, start=1):
+        p["id"] = i
+    return {
+        "uid": uid, "title": title, "description": desc, "tags": ["netopt"], "timezone": "utc",
+        "editable": True, "graphTooltip": 1, "time": {"from": "now-6h", "to": "now"},
+        "refresh": "30s", "schemaVersion": SCHEMA_VERSION, "version": 1,
+        "fiscalYearStartMonth": 0, "liveNow": False, "links": [],
+        "templating": {"list": [DATASOURCE_VAR, *variables]},
+        "annotations": {"list": [ROUTE_CHANGE_ANNOTATION]}, "panels": panels,
+    }  # fmt: skip
+
+
+# --- the dashboards --------------------------------------------------------------------------
+
+MOS_STEPS = thresholds((0, "red"), (MOS_TARGET, "yellow"), (4.0, "green"))
+INSTANT: Json = {"instant": True, "range": False}
+
+
+def regions() -> Json:
+    route = f"max by (region, dest, kind, pop) (netopt_route_info{{{REGION_SEL}}} == 1)"
+    changes = f"sum by (region) (increase(netopt_route_changes_total{{{REGION_SEL}}}"
+    mos = target(f"netopt_path_mos{{{REGION_SEL}}}", "A", "{{region}} → {{dest}}")
+    per_region = "{{region}} → {{dest}}"
+    timeline_options = {
+        "showValue": "never", "rowHeight": 0.9, "mergeValues": True, "alignValue": "left",
+        "legend": {**LEGEND, "showLegend": False}, "tooltip": TOOLTIP,
+    }  # fmt: skip
+    panels = [
+        stat("Expected MOS", f"E-model MOS of the route in force, per region and destination "
+             f"(red below the {MOS_TARGET} target).", [mos], "none", (0, 0, 12, 6), MOS_STEPS),
+        stat("Acceleration needed", "1 where the region needs acceleration: the direct path "
+             "misses the MOS target and a backbone route does better.",
+             [target(f"netopt_acceleration_needed{{{REGION_SEL}}}", "A", per_region)], "none",
+             (12, 0, 6, 6), thresholds((0, "green"), (1, "orange")),
+             value_map({"0": ("direct is fine", "green"), "1": ("needed", "orange")})),
+        stat("Route changes in range", "How often each region's route changed in the time range.",
+             [target(f"{changes}[$__range]))", "A", "{{region}}", **INSTANT)], "none",
+             (18, 0, 6, 6), thresholds((0, "green"), (3, "yellow"), (10, "red"))),
+        _panel("table", "Route in force", "The route each region's media takes now "
+               "(netopt_route_info): kind direct/backbone/relay and the entry PoP.",
+               [target(route, "A", format="table", **INSTANT)], TABLE_CUSTOM, TABLE_OPTIONS,
+               (0, 6, 12, 8)),
+        _panel("state-timeline", "Route per region", "Which route was in force when: one row per "
+               "region → destination via kind and PoP.",
+               [target(route, "A", "{{region}} → {{dest}} via {{kind}} {{pop}}")],
+               {"custom": {"fillOpacity": 70, "lineWidth": 0}, "color": {"mode": "palette-classic"},
+                "mappings": value_map({"1": ("in force", "green")})}, timeline_options,
+               (12, 6, 12, 8)),
+        timeseries("Expected MOS over time", f"Target {MOS_TARGET}.", [mos], "none",
+                   (0, 14, 12, 8), steps=MOS_STEPS),
+        timeseries("Route changes", "Route changes per region per interval.",
+                   [target(f"{changes}[$__rate_interval]))", "A", "{{region}}")], "none",
+                   (12, 14, 12, 8), draw="bars"),
+    ]  # fmt: skip
+    variables = [query_var("region", "Region", "label_values(netopt_route_info, region)")]
+    return dashboard("netopt-regions", "netopt — regions & routes", "Per region: the route in "
+                     "force, its expected MOS, whether it needs acceleration, every route change.",
+                     variables, panels)  # fmt: skip
+
+
+HEATMAP_OPTIONS: Json = {
+    "calculate": False, "cellGap": 1, "showValue": "never",
+    "color": {"mode": "scheme", "scheme": "Oranges", "fill": "dark-orange",
+              "scale": "exponential", "exponent": 0.5, "steps": 64, "reverse": False},
+    "yAxis": {"unit": "s", "axisPlacement": "left"}, "rowsFrame": {"layout": "auto"},
+    "legend": {"show": True}, "tooltip": {"mode": "single", "yHistogram": False},
+    "exemplars": {"color": "rgba(255,0,255,0.7)"},
+}  # fmt: skip
+
+
+def paths() -> Json:
+    win = 'src=~"$src", dst=~"$dst"'
+    per_path = "{{src}} → {{dst}}"
+    per_kind = "{{src}} → {{dst}} {{kind}}"
+    buckets = f"sum by (le) (rate(netopt_probe_rtt_seconds_bucket{{{PATH_SEL}}}[$__rate_interval]))"
+    outcomes = (
+        f"sum by (outcome) (rate(netopt_probe_outcomes_total{{{PATH_SEL}}}[$__rate_interval]))"
+    )
+    panels = [
+        timeseries("RTT percentiles", "p50/p90/p99 from the netopt_probe_rtt_seconds histogram "
+                   f"(poor above {RTT_POOR_S * 1000:.0f} ms).",
+                   [target(rtt_quantile(q), ref, f"p{round(q * 100)} {per_path}")
+                    for q, ref in ((0.5, "A"), (0.9, "B"), (0.99, "C"))],
+                   "s", (0, 0, 12, 9), steps=thresholds((0, "green"), (RTT_POOR_S, "red"))),
+        timeseries("Loss", "1 − received/sent from the probe counters (poor above 1.2 %).",
+                   [target(loss_ratio(), "A", per_path)], "percentunit", (12, 0, 12, 9),
+                   steps=thresholds((0, "green"), (LOSS_POOR_RATIO, "red"))),
+        timeseries("Jitter", "RFC 3550 interarrival jitter of the last round (poor above 12 ms).",
+                   [target(f"netopt_path_jitter_seconds{{{PATH_SEL}}}", "A", per_kind)],
+                   "s", (0, 9, 12, 8), steps=thresholds((0, "green"), (JITTER_POOR_S, "red"))),
+        _panel("heatmap", "RTT distribution", "Histogram buckets of netopt_probe_rtt_seconds.",
+               [target(buckets, "A", "{{le}}", format="heatmap")],
+               {"custom": {"scaleDistribution": {"type": "linear"}}}, HEATMAP_OPTIONS,
+               (12, 9, 12, 8)),
+        timeseries("Probe outcomes", "Packets per second by how they ended (ok, timeout, "
+                   "unreachable, …).", [target(outcomes, "A", "{{outcome}}")], "pps",
+                   (0, 17, 12, 8)),
+        timeseries("Planner's window", "What the planner sees: median RTT and loss over the "
+                   "planning window.",
+                   [target(f"netopt_path_rtt_seconds{{{win}}}", "A", f"rtt {per_path}"),
+                    target(f"netopt_path_loss_ratio{{{win}}}", "B", f"loss {per_path}")],
+                   "s", (12, 17, 12, 8)),
+        _panel("table", "Paths now", "p90 RTT and loss over the last 5 minutes per path.",
+               [target(rtt_quantile(0.9, window="5m"), "A", format="table", **INSTANT),
+                target(loss_ratio(window="5m"), "B", format="table", **INSTANT)],
+               TABLE_CUSTOM, TABLE_OPTIONS, (0, 25, 24, 8)),
+    ]  # fmt: skip
+    sent = "netopt_probe_packets_sent_total"
+    variables = [
+        query_var("src", "Source", f"label_values({sent}, src)"),
+        query_var("dst", "Destination", f'label_values({sent}{{src=~"$src"}}, dst)'),
+        query_var("kind", "Probe", f"label_values({sent}, kind)"),
+    ]
+    return dashboard("netopt-paths", "netopt — paths", "RTT percentiles, loss and jitter per "
+                     "measured path (src → dst).", variables, panels)  # fmt: skip
+
+
+def health() -> Json:
+    def rate(metric: str) -> str:
+        return f"sum(rate({metric}{{{JOB_SEL}}}[$__rate_interval]))"
+
+    red_green = thresholds((0, "red"), (1, "green"))
+    panels = [
+        stat("Scrape up", "Prometheus reached the daemon's /metrics.",
+             [target(f"up{{{JOB_SEL}}}", "A", "{{instance}}")], "none", (0, 0, 6, 5), red_green,
+             value_map({"0": ("DOWN", "red"), "1": ("UP", "green")})),
+        stat("Config reload", "netopt_config_last_reload_successful: did the last load succeed?",
+             [target(f"netopt_config_last_reload_successful{{{JOB_SEL}}}", "A", "{{instance}}")],
+             "none", (6, 0, 6, 5), red_green,
+             value_map({"0": ("FAILED", "red"), "1": ("OK", "green")})),
+        stat("Store write errors in range", "Failed store writes (each is retried).",
+             [target(f"sum(increase(netopt_store_write_errors_total{{{JOB_SEL}}}[$__range]))",
+                     "A", "errors", **INSTANT)],
+             "none", (12, 0, 6, 5), thresholds((0, "green"), (1, "red"))),
+        stat("Plans per second", "How often the planner runs.",
+             [target(rate("netopt_plans_total"), "A", "plans/s")], "ops", (18, 0, 6, 5),
+             thresholds((0, "red"), (0.001, "green"))),
+        timeseries("Plans and store errors", "Plans/s and store write errors/s.",
+                   [target(rate("netopt_plans_total"), "A", "plans/s"),
+                    target(rate("netopt_store_write_errors_total"), "B", "store write errors/s")],
+                   "ops", (0, 5, 12, 8)),
+        timeseries("Probe packets", "Probe packets sent and answered per second, all paths.",
+                   [target(rate("netopt_probe_packets_sent_total"), "A", "sent"),
+                    target(rate("netopt_probe_packets_received_total"), "B", "received")],
+                   "pps", (12, 5, 12, 8)),
+    ]  # fmt: skip
+    variables = [query_var("job", "Job", "label_values(netopt_plans_total, job)")]
+    desc = "Is the daemon scraped, planning, writing its store, running a valid config?"
+    return dashboard("netopt-health", "netopt — daemon health", desc, variables, panels)
+
+
+BUILDERS = {"netopt-regions": regions, "netopt-paths": paths, "netopt-health": health}
+
+
+def build_all() -> dict[str, str]:
+    """File name → JSON text, exactly as committed."""
+    return {
+        f"{name}.json": json.dumps(fn(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+        for name, fn in BUILDERS.items()
+    }
+
+
+def iter_exprs(dash: Json) -> Iterator[str]:
+    """Every PromQL expression in a dashboard: panel targets and annotations."""
+    for panel in dash.get("panels", []):
+        for t in panel.get("targets", []):
+            yield t["expr"]
+    for a in dash.get("annotations", {}).get("list", []):
+        if "expr" in a:
+            yield a["expr"]
+
+
+# --- command ---------------------------------------------------------------------------------
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("dashboards", help="build or check the Grafana dashboards (JSON)")
+    dsub = p.add_subparsers(dest="dashboards_command", metavar="ACTION")
+    dsub.required = True
+    b = dsub.add_parser("build", help="write the dashboards' JSON")
+    b.add_argument("--out", type=Path, default=OUT_DIR, help=f"directory (default {OUT_DIR})")
+    b.set_defaults(func=run_build)
+    c = dsub.add_parser("check", help="exit 1 when the committed JSON differs from a fresh build")
+    c.add_argument("--dir", type=Path, default=OUT_DIR, help=f"directory (default {OUT_DIR})")
+    c.set_defaults(func=run_check)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in build_all().items():
+        (out / name).write_text(text, encoding="utf-8")
+        print(out / name)
+    return 0
+
+
+def stale(directory: Path) -> list[str]:
+    """One line per dashboard that is missing or differs, with a short diff summary."""
+    problems = []
+    for name, text in build_all().items():
+        path = directory / name
+        if not path.exists():
+            problems.append(f"{path}: missing")
+            continue
+        old = path.read_text(encoding="utf-8").splitlines()
+        diff = [
+            d
+            for d in difflib.unified_diff(old, text.splitlines(), n=0, lineterm="")
+            if d[:1] in "+-" and d[:3] not in ("+++", "---")
+        ]
+        if diff:
+            head = "; ".join(d.strip() for d in diff[:3])
+            problems.append(f"{path}: {len(diff)} changed lines ({head[:200]})")
+    return problems
+
+
+def run_check(args: argparse.Namespace) -> int:
+    problems = stale(args.dir)
+    for line in problems:
+        print(line, file=sys.stderr)
+    if problems:
+        print("dashboards are stale: run `netopt dashboards build`", file=sys.stderr)
+        return 1
+    print(f"dashboards up to date ({len(BUILDERS)} in {args.dir})")
+    return 0

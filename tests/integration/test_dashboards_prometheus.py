@@ -1,0 +1,179 @@
+"""Every PromQL expression of the dashboards and rules, run by a real Prometheus scraping a real
+`netopt serve` on loopback; and the rules through `promtool check rules` / `promtool test rules`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from netopt import dashboards
+from tests.integration.conftest import REPO, free_port, http_get, icmp_allowed
+
+RULES_DIR = REPO / "dashboards" / "rules"
+PROMETHEUS = shutil.which("prometheus")
+PROMTOOL = shutil.which("promtool")
+# Grafana's own variables, as Grafana would fill them for a short range
+GRAFANA_VARS = {"$__rate_interval": "5s", "$__range": "30s", "$__interval": "1s"}
+CONFIG: dict[str, Any] = {
+    "regions": [{"id": "lagos", "address": "127.0.0.1", "e164": ["+234"]}],
+    "pops": [
+        {"id": "fra", "role": "core", "address": "127.0.0.2", "sip_uri": "sip:127.0.0.2:5060"},
+        {"id": "jnb", "role": "edge", "address": "127.0.0.3", "relay_delay_ms": 0.5},
+    ],
+    "destinations": ["fra"],
+    "backbone": [{"a": "jnb", "b": "fra", "rtt_ms": 160, "jitter_ms": 1}],
+    "probes": [
+        {"kind": "icmp", "from": "lagos", "to": ["fra", "jnb"], "interval_s": 0.5, "count": 3,
+         "timeout_s": 0.3, "packet_interval_s": 0.01},
+    ],
+}  # fmt: skip
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    if PROMTOOL is None:
+        pytest.skip("promtool is not installed (Debian package prometheus)")
+    return subprocess.run(
+        [PROMTOOL, *args], cwd=RULES_DIR, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_promtool_check_rules() -> None:
+    done = promtool("check", "rules", "netopt.rules.yml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+
+
+def test_promtool_test_rules() -> None:
+    done = promtool("test", "rules", "netopt.rules.test.yml")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_promtool_test_catches_a_changed_threshold(tmp_path: Path) -> None:
+    rules = (RULES_DIR / "netopt.rules.yml").read_text()
+    assert "ratio_rate5m > 0.012" in rules
+    (tmp_path / "netopt.rules.yml").write_text(rules.replace("ratio_rate5m > 0.012", "> 0.05"))
+    shutil.copy(RULES_DIR / "netopt.rules.test.yml", tmp_path)
+    done = subprocess.run(
+        [PROMTOOL or "promtool", "test", "rules", "netopt.rules.test.yml"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0 and "NetoptPathLossHigh" in done.stdout + done.stderr
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Any]:
+    """Start a Prometheus scraping one target every second; stopped by PID."""
+    if PROMETHEUS is None:
+        pytest.skip("prometheus is not installed (Debian package prometheus)")
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(target: str) -> str:
+        port = free_port()
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(RULES_DIR / "netopt.rules.yml")],
+            "scrape_configs": [{"job_name": "netopt", "static_configs": [{"targets": [target]}]}],
+        }
+        path = tmp_path / "prometheus.yml"
+        path.write_text(yaml.safe_dump(config))
+        log = (tmp_path / "prometheus.log").open("wb")
+        procs.append(subprocess.Popen(
+            [PROMETHEUS or "prometheus", f"--config.file={path}",
+             f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT,
+        ))  # fmt: skip
+        return f"http://127.0.0.1:{port}"
+
+    try:
+        yield start
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def query(base: str, expr: str) -> dict[str, Any]:
+    status, body = http_get(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+    assert status == 200 and body["status"] == "success", (expr, body)
+    return body  # type: ignore[no-any-return]
+
+
+def wait_for(base: str, expr: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if query(base, expr)["data"]["result"]:
+                return
+        except (AssertionError, OSError):
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{expr} stayed empty for {timeout_s} s")
+
+
+def substitute(expr: str, values: dict[str, str]) -> str:
+    for name, value in GRAFANA_VARS.items():
+        expr = expr.replace(name, value)
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: values[m.group(1)], expr)
+
+
+def may_be_empty(expr: str) -> bool:
+    """Route changes exist only after a route moved (never on loopback)."""
+    return "netopt_route_changes_total" in expr
+
+
+@pytest.mark.neighbour
+@pytest.mark.skipif(not icmp_allowed(), reason="ICMP probes need root or ping_group_range")
+def test_every_expression_runs_against_prometheus(serve: Any, prometheus: Any) -> None:
+    daemon = serve(CONFIG)
+    daemon.wait_ready()
+    base = prometheus(daemon.url.removeprefix("http://"))
+    wait_for(base, 'count_over_time(netopt_plans_total{job="netopt"}[1m]) >= 6', 30)
+    wait_for(base, "src_dst:netopt_probe_loss:ratio_rate5m", 10)
+
+    # template variables: real label values, as Grafana's label_values() would list them
+    values = {"datasource": "netopt-prometheus", "job": "netopt"}
+    for var, label in (("src", "src"), ("dst", "dst"), ("kind", "kind"), ("region", "region")):
+        status, body = http_get(f"{base}/api/v1/label/{label}/values")
+        assert status == 200 and body["data"], (label, body)
+        values[var] = "|".join(body["data"])
+    assert values["src"] == "lagos" and values["region"] == "lagos"
+
+    ran = empty = 0
+    for name, text in dashboards.build_all().items():
+        for expr in dashboards.iter_exprs(json.loads(text)):
+            result = query(base, substitute(expr, values))["data"]["result"]
+            ran += 1
+            if not result:
+                empty += 1
+                assert may_be_empty(expr), f"{name}: empty result for {expr}"
+    assert ran >= 20 and empty < ran / 4
+
+    for group in yaml.safe_load((RULES_DIR / "netopt.rules.yml").read_text())["groups"]:
+        for rule in group["rules"]:
+            result = query(base, rule["expr"])["data"]["result"]
+            if "record" in rule and not may_be_empty(rule["expr"]):
+                assert result, f"recording rule {rule['record']} is empty"
+    # rules loaded and evaluated by Prometheus itself, without errors
+    status, body = http_get(f"{base}/api/v1/rules")
+    health = {r["name"]: r["health"] for g in body["data"]["groups"] for r in g["rules"]}
+    assert len(health) >= 10 and set(health.values()) == {"ok"}, health
+    # on loopback: nothing lost, RTT far under a millisecond, the direct route in force
+    loss = query(base, 'src_dst:netopt_probe_loss:ratio_rate5m{dst="fra"}')["data"]["result"]
+    assert float(loss[0]["value"][1]) < 0.012
+    route = query(base, "netopt_route_info")["data"]["result"]
+    assert {r["metric"]["kind"] for r in route} == {"direct"}
