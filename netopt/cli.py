@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from netopt import __version__, commands, demo, plan_cli, probe_cli
+from netopt import __version__, commands, dashboards, demo, plan_cli, probe_cli
 from netopt.errors import ConfigError, NetoptError
 from netopt.lab import cli as lab_cli
 
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(sub)
     probe_cli.register(sub)
     plan_cli.register(sub)
+    dashboards.register(sub)
     return parser
 
 
