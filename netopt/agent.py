@@ -230,6 +230,7 @@ class Agent:
         if status == 200:
             self.spool.remove(first, last)
             self.acked_batches.append(batch_id)
+            log.debug("batch_acked batch=%s rounds=%d", batch_id, len(rows))
             self._batch_size = c.batch_max_rounds
             self.metrics.spool_depth.labels(self.config.id).set(self.spool.depth)
             return "duplicate" if json.loads(text).get("duplicate") else "acked"
