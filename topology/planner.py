@@ -30,8 +30,8 @@ destination pairs does not build 200,000 Python objects nobody reads.
 
 from __future__ import annotations
 
-import functools
 import math
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -253,9 +253,20 @@ def collect_paths(
     return AccessMatrix(rtt, jit, loss), ov
 
 
-@functools.lru_cache(maxsize=8)
+_BACKBONES: dict[int, tuple[weakref.ref[Topology], BackboneOverrides, Backbone]] = {}
+
+
 def _backbone(topology: Topology, overrides: BackboneOverrides) -> Backbone:
-    return build_backbone(topology, overrides)
+    """Backbone paths, computed once per (topology object, overrides). Keyed by identity, not
+    by hashing a topology of 10,000 regions on every plan; a few recent worlds are kept."""
+    hit = _BACKBONES.get(id(topology))
+    if hit is not None and hit[0]() is topology and hit[1] == overrides:
+        return hit[2]
+    bb = build_backbone(topology, overrides)
+    if len(_BACKBONES) >= 8:
+        _BACKBONES.pop(next(iter(_BACKBONES)))
+    _BACKBONES[id(topology)] = (weakref.ref(topology), overrides, bb)
+    return bb
 
 
 def plan_matrix(
