@@ -13,10 +13,13 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from netopt.errors import NetoptError
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "dashboards"
 DS: dict[str, str] = {"type": "prometheus", "uid": "${datasource}"}
@@ -320,6 +323,12 @@ def register(sub: Any) -> None:
     c = dsub.add_parser("check", help="exit 1 when the committed JSON differs from a fresh build")
     c.add_argument("--dir", type=Path, default=OUT_DIR, help=f"directory (default {OUT_DIR})")
     c.set_defaults(func=run_check)
+    u = dsub.add_parser("push", help="upload the dashboards to Grafana's HTTP API")
+    u.add_argument("--url", required=True, help="Grafana base URL, e.g. http://127.0.0.1:3000")
+    u.add_argument("--token", default=os.environ.get("NETOPT_GRAFANA_TOKEN"),
+                   help="service-account token (default: $NETOPT_GRAFANA_TOKEN)")  # fmt: skip
+    u.add_argument("--folder", default="netopt", help="folder uid (created when missing)")
+    u.set_defaults(func=run_push)
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -359,4 +368,31 @@ def run_check(args: argparse.Namespace) -> int:
         print("dashboards are stale: run `netopt dashboards build`", file=sys.stderr)
         return 1
     print(f"dashboards up to date ({len(BUILDERS)} in {args.dir})")
+    return 0
+
+
+def run_push(args: argparse.Namespace) -> int:
+    """Create or overwrite each dashboard (matched by uid) in one folder, with grafana-client."""
+    from grafana_client.api import GrafanaApi
+    from grafana_client.client import GrafanaClientError, GrafanaException
+
+    if not args.token:
+        raise NetoptError("dashboards push: give --token or set NETOPT_GRAFANA_TOKEN")
+    api = GrafanaApi.from_url(args.url, credential=args.token, timeout=10.0)
+    try:
+        try:
+            api.folder.get_folder(args.folder)
+        except GrafanaClientError as exc:
+            if exc.status_code != 404:
+                raise
+            api.folder.create_folder(args.folder, uid=args.folder)
+        for name, text in build_all().items():
+            body = {"dashboard": json.loads(text), "folderUid": args.folder, "overwrite": True,
+                    "message": "netopt dashboards push"}  # fmt: skip
+            answer = api.dashboard.update_dashboard(body)
+            print(f"{name}: {answer.get('status', '?')} version {answer.get('version', '?')}")
+    except GrafanaException as exc:
+        raise NetoptError(f"dashboards push to {args.url}: HTTP {exc.status_code}: {exc}") from exc
+    except OSError as exc:
+        raise NetoptError(f"dashboards push to {args.url}: {exc}") from exc
     return 0
