@@ -144,6 +144,8 @@ async def openapi(request: web.Request) -> web.Response:
 async def admin_publish(request: web.Request) -> web.Response:
     """Hand the current table to every publisher again (e.g. after fixing a proxy)."""
     daemon = request.app[DAEMON]
+    if daemon.config.api.admin_token is None:  # the middleware checks the token when set
+        return _error(403, "admin endpoints are disabled (set api.admin_token)")
     for publish in daemon.publishers:
         publish(daemon.table)
     return web.json_response({"published": len(daemon.publishers), "entries": len(daemon.table)})
@@ -151,7 +153,10 @@ async def admin_publish(request: web.Request) -> web.Response:
 
 def make_app(daemon: Daemon, answers: Answers | None = None) -> web.Application:
     api = daemon.config.api
-    app = web.Application(middlewares=[auth_middleware(api.read_token, api.admin_token)])
+    guarded = api.read_token is not None or api.admin_token is not None
+    # open reads and no admin token: no middleware on the hot path (admin answers 403 itself)
+    middlewares = [auth_middleware(api.read_token, api.admin_token)] if guarded else []
+    app = web.Application(middlewares=middlewares)
     if answers is None:
         answers = Answers(daemon.config, daemon.wall_time)
         answers.publish(daemon.table)
