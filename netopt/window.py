@@ -22,7 +22,15 @@ class WindowStats:
         self._rounds: dict[tuple[str, str], deque[RoundRecord]] = {}
 
     def add(self, record: RoundRecord) -> None:
-        self._rounds.setdefault((record.src, record.dst), deque()).append(record)
+        """Add a round, kept in start-time order (an agent's replayed rounds arrive late)."""
+        q = self._rounds.setdefault((record.src, record.dst), deque())
+        if not q or q[-1].started_wall_ns <= record.started_wall_ns:
+            q.append(record)
+            return
+        i = len(q)
+        while i > 0 and q[i - 1].started_wall_ns > record.started_wall_ns:
+            i -= 1
+        q.insert(i, record)
 
     def _expire(self, now_wall_ns: int) -> None:
         cutoff = now_wall_ns - self.window_ns
