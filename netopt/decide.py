@@ -188,7 +188,6 @@ class Decider:
     def _decide(
         self, rp: RegionPlan, now: float, seen: float | None, dead: set[str], log: list[Decision]
     ) -> TableEntry:
-        pol = self.policy
         usable = [r for r in rp.routes if self._usable(r, dead)]
         state = self._state.get((rp.region, rp.dest))
         age = math.inf if seen is None else now - seen
@@ -196,8 +195,25 @@ class Decider:
             return self._initial(rp, now, usable, age, seen, log)
         new_window = seen is not None and (state.fresh_at is None or seen > state.fresh_at)
         state.fresh_at = seen if seen is not None else state.fresh_at
-        penalty = self._decay(state, now)
         current = None if state.is_default else self._current(rp, state, dead)
+        early = self._withdrawn_or_aged(rp, state, now, usable, current, age, dead, log)
+        if early is not None:
+            return early
+        return self._challenge(rp, state, now, usable, current, new_window, log)
+
+    def _withdrawn_or_aged(
+        self,
+        rp: RegionPlan,
+        state: _State,
+        now: float,
+        usable: list[Route],
+        current: Route | None,
+        age: float,
+        dead: set[str],
+        log: list[Decision],
+    ) -> TableEntry | None:
+        """Failover, expiry, staleness and recovery from the default; None = go on."""
+        pol = self.policy
         if not state.is_default and state.route is not None and current is None:
             why = self._why_withdrawn(rp, state.route, dead)
             if usable:
@@ -215,15 +231,28 @@ class Decider:
             return self._entry(rp, state, usable, stale=True, reason=self._age(age))
         state.stale = False
         if state.is_default and usable:  # fresh data again after a default: adopt at once
-            return self._switch(
-                rp, state, usable[0], now, "initial", "measurements arrived", log, usable
-            )
+            why = "measurements arrived"
+            return self._switch(rp, state, usable[0], now, "initial", why, log, usable)
+        return None
+
+    def _challenge(
+        self,
+        rp: RegionPlan,
+        state: _State,
+        now: float,
+        usable: list[Route],
+        current: Route | None,
+        new_window: bool,
+        log: list[Decision],
+    ) -> TableEntry:
+        """Margin × k windows, then hold-down and damping, before a challenger takes over."""
+        pol = self.policy
+        penalty = self._decay(state, now)
         challenger = usable[0] if usable else None
-        inc_mos = current.expected.mos if current is not None else -math.inf
         if challenger is None or _key(challenger) == _key(state.route):
             state.challenger, state.streak = None, 0
             return self._entry(rp, state, usable, route=current)
-        gain = challenger.expected.mos - inc_mos
+        gain = challenger.expected.mos - (current.expected.mos if current else -math.inf)
         release = challenger.kind == "direct" and rp.acceleration == "not_needed"
         if gain < (-pol.margin_mos if release else pol.margin_mos):
             state.challenger, state.streak = None, 0
@@ -234,41 +263,15 @@ class Decider:
         why = f"{_key(challenger)} beats {_key(state.route)} by {gain:+.2f} MOS"
         if release:
             why = f"acceleration not needed (direct {gain:+.2f} MOS against {_key(state.route)})"
+        blocked = None
         if state.streak < pol.windows_to_switch:
-            log.append(
-                self._log(
-                    rp,
-                    state,
-                    now,
-                    "pending",
-                    challenger,
-                    f"{why}, {state.streak}/{pol.windows_to_switch} windows",
-                )
-            )
-            return self._entry(rp, state, usable, route=current)
-        if now < state.hold_until:
-            log.append(
-                self._log(
-                    rp,
-                    state,
-                    now,
-                    "hold_down",
-                    challenger,
-                    f"{why}, held down until {state.hold_until:.0f}",
-                )
-            )
-            return self._entry(rp, state, usable, route=current)
-        if state.suppressed:
-            log.append(
-                self._log(
-                    rp,
-                    state,
-                    now,
-                    "suppressed",
-                    challenger,
-                    f"{why}, flap damping penalty {penalty:.0f}",
-                )
-            )
+            blocked = ("pending", f"{why}, {state.streak}/{pol.windows_to_switch} windows")
+        elif now < state.hold_until:
+            blocked = ("hold_down", f"{why}, held down until {state.hold_until:.0f}")
+        elif state.suppressed:
+            blocked = ("suppressed", f"{why}, flap damping penalty {penalty:.0f}")
+        if blocked is not None:
+            log.append(self._log(rp, state, now, blocked[0], challenger, blocked[1]))
             return self._entry(rp, state, usable, route=current)
         reason = f"{why} for {state.streak} windows"
         return self._switch(rp, state, challenger, now, "switch", reason, log, usable)
