@@ -156,4 +156,4 @@ def ping(lab: Lab, node: str, target: str, count: int, interval_s: float, *extra
     done = lab.exec(
         node, [*argv, lab.address(target)], capture_output=True, text=True, timeout=timeout
     )
-    return done.stdout
+    return str(done.stdout)

@@ -13,10 +13,11 @@ import statistics
 import struct
 import threading
 import time
+from typing import Any
 
 import pytest
 
-from netopt.lab import netns
+from netopt.lab import Lab, netns
 from netopt.lab.impair import predicted_rtt_ms, round_trip_loss
 from netopt.lab.profile import LinkParams
 from tests.lab.conftest import LabFactory, binomial_interval, parse_ping, ping
@@ -47,11 +48,11 @@ WORLD = {
 
 
 @pytest.fixture(scope="module")
-def lab(lab_world: LabFactory):  # type: ignore[no-untyped-def]
+def lab(lab_world: LabFactory) -> Lab:
     return lab_world(WORLD)
 
 
-def test_ping_1000_packets_match_delay_jitter_and_loss(lab) -> None:  # type: ignore[no-untyped-def]
+def test_ping_1000_packets_match_delay_jitter_and_loss(lab: Lab) -> None:
     params = LinkParams(delay_ms=40, jitter_ms=5, loss_pct=3)
     replies = parse_ping(ping(lab, "a", "b", 1000, 0.02))
     rtts = [r.rtt_ms for r in replies]
@@ -65,7 +66,7 @@ def test_ping_1000_packets_match_delay_jitter_and_loss(lab) -> None:  # type: ig
     assert abs(statistics.stdev(rtts) - std_ms) <= 0.2 * std_ms, statistics.stdev(rtts)
 
 
-def _udp_stream(lab, src: str, dst: str, count: int) -> list[int]:  # type: ignore[no-untyped-def]
+def _udp_stream(lab: Lab, src: str, dst: str, count: int) -> list[int]:
     """Send `count` numbered datagrams src → dst (paced, ~10k/s); the sequence numbers received."""
     rx = netns.socket_in(lab.netns(dst), socket.AF_INET, socket.SOCK_DGRAM)
     tx = netns.socket_in(lab.netns(src), socket.AF_INET, socket.SOCK_DGRAM)
@@ -109,7 +110,7 @@ def _burst_lengths(received: list[int], count: int) -> list[int]:
     return bursts
 
 
-def test_burst_lengths_follow_gilbert_elliott(lab) -> None:  # type: ignore[no-untyped-def]
+def test_burst_lengths_follow_gilbert_elliott(lab: Lab) -> None:
     count, r = 6000, 0.3
     before = _direction(lab, "e", "b")
     received = _udp_stream(lab, "e", "b", count)
@@ -124,14 +125,14 @@ def test_burst_lengths_follow_gilbert_elliott(lab) -> None:  # type: ignore[no-u
     assert abs(statistics.fmean(bursts) - mean_len) <= half_width, statistics.fmean(bursts)
 
 
-def _direction(lab, a: str, b: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
+def _direction(lab: Lab, a: str, b: str) -> dict[str, Any]:
     for row in lab._control({"op": "status"})["directions"]:
         if (row["a"], row["b"]) == (a, b):
             return dict(row)
     return {"forwarded": 0, "dropped": 0}
 
 
-def _set_delay_latency_s(lab) -> float:  # type: ignore[no-untyped-def]
+def _set_delay_latency_s(lab: Lab) -> float:
     """Ping e → c at 10 ms spacing, change the delay 5 → 60 ms, return when it took effect.
 
     A reply with an RTT well above the old 10 ms crossed the stage after the change; that
@@ -158,14 +159,14 @@ def _set_delay_latency_s(lab) -> float:  # type: ignore[no-untyped-def]
     return sent + 0.005 - t_set
 
 
-def test_set_takes_effect_within_100_ms(lab) -> None:  # type: ignore[no-untyped-def]
+def test_set_takes_effect_within_100_ms(lab: Lab) -> None:
     latency = _set_delay_latency_s(lab)
     if latency > 0.1:  # one retry: a busy 2-core machine can stall ping itself
         latency = _set_delay_latency_s(lab)
     assert latency <= 0.1, f"lab set took effect after {latency * 1000:.0f} ms"
 
 
-def test_two_links_carry_independent_impairments(lab) -> None:  # type: ignore[no-untyped-def]
+def test_two_links_carry_independent_impairments(lab: Lab) -> None:
     outputs: dict[str, str] = {}
     threads = [
         threading.Thread(target=lambda t=t: outputs.__setitem__(t, ping(lab, "a", t, 300, 0.01)))

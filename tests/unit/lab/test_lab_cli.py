@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ def _main(argv: list[str]) -> int:
 def test_not_root_says_so(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(api.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     status = _main(["lab", "up", str(REPO / "deploy" / "lab" / "world.yaml")])
     assert status == 1
     assert "needs root" in capsys.readouterr().err
@@ -30,7 +31,7 @@ def test_not_root_says_so(
 def test_bad_profile_is_reported_before_the_root_check(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(api.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     bad = tmp_path / "bad.yaml"
     bad.write_text("nodes:\n  - {name: a, role: region}\nlinks:\n  - {a: a, b: zz}\n")
     assert _main(["lab", "up", str(bad)]) == 2

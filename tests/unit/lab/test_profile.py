@@ -93,7 +93,7 @@ def test_several_problems_are_all_reported() -> None:
 def test_profile_is_frozen() -> None:
     profile = parse_profile(GOOD, "world.yaml")
     with pytest.raises(ValueError):
-        profile.nodes[0].name = "other"  # type: ignore[misc]
+        profile.nodes[0].name = "other"
 
 
 def test_shipped_world_loads_with_the_required_places() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from netopt.lab.api import summarize
 from netopt.lab.build import Layout
 from netopt.lab.profile import Profile
@@ -18,7 +20,7 @@ PROFILE = Profile.model_validate(
 )  # fmt: skip
 
 
-def _stage() -> tuple[Stage, dict]:  # type: ignore[type-arg]
+def _stage() -> tuple[Stage, dict[str, Any]]:
     layout = Layout.of("t", PROFILE)
     state = {"router_ns": layout.router_ns, "nodes": layout.nodes,
              "profile": PROFILE.model_dump(mode="json")}  # fmt: skip
