@@ -20,7 +20,7 @@ from collections import Counter
 
 from probes import _icmp_wire as wire
 from probes._icmp_match import Matcher
-from probes._round import Round
+from probes._round import Pacer, Round
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SO_TIMESTAMPING = getattr(socket, "SO_TIMESTAMPING", 37)
@@ -57,6 +57,7 @@ class Channel:
         self.matcher = Matcher(
             self.family, self.ident, raw and self.family == socket.AF_INET, first_seq
         )
+        self.pacer = Pacer(loop)  # one send-schedule timer for all rounds on this socket
         self._tx_keys: dict[int, tuple[Round, int]] = {}  # seq → (round, index) awaiting a stamp
         loop.add_reader(sock.fileno(), self._on_readable)
 

@@ -12,7 +12,9 @@ monotonic within a round) swept by a single timer, not a timer per packet.
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import Protocol
 
 from probes.base import Outcome, ProbeOptions, Sample
@@ -24,6 +26,33 @@ class Channel(Protocol):
     def send(self, rnd: Round, index: int) -> int | None: ...
 
     def expire(self, seq: int, rnd: Round) -> bool: ...
+
+
+class Pacer:
+    """One loop timer for the send schedules of many rounds (a C-level heap of due times
+    instead of a loop TimerHandle per packet per round)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._handle: asyncio.TimerHandle | None = None
+        self._order = 0
+
+    def at(self, when: float, callback: Callable[[], None]) -> None:
+        heapq.heappush(self._heap, (when, self._order, callback))
+        self._order += 1
+        if self._handle is None or when < self._handle.when():
+            if self._handle is not None:
+                self._handle.cancel()
+            self._handle = self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        heap, now = self._heap, self.loop.time()
+        while heap and heap[0][0] <= now:
+            heapq.heappop(heap)[2]()
+        if heap:
+            self._handle = self.loop.call_at(heap[0][0], self._fire)
 
 
 class Round:
@@ -38,6 +67,7 @@ class Round:
         opts: ProbeOptions,
         body: bytes = b"",
         body_sum: int = 0,
+        pacer: Pacer | None = None,
     ) -> None:
         self.address, self.sockaddr, self.nonce = address, sockaddr, nonce
         self.body, self.body_sum = body, body_sum  # the payload, for channels that reuse it
@@ -52,8 +82,8 @@ class Round:
         self._unresolved = 0
         self._deadlines: deque[tuple[float, int, int]] = deque()  # (deadline, seq, index)
         self._sweep: asyncio.TimerHandle | None = None
-        self._tick_handle: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
+        self._pacer = pacer if pacer is not None else Pacer(self._loop)
         self.done: asyncio.Future[None] = self._loop.create_future()
         self._channel: Channel | None = None
 
@@ -89,20 +119,23 @@ class Round:
     def finish(self) -> None:
         """Stop: cancel timers and forget packets still pending (also on cancellation)."""
         self.finished = True
-        for handle in (self._sweep, self._tick_handle):
-            if handle is not None:
-                handle.cancel()
+        if self._sweep is not None:
+            self._sweep.cancel()
         if self._channel is not None:
             for _deadline, seq, index in self._deadlines:
                 if self.outcomes[index] is None:
                     self._channel.expire(seq, self)
 
     def _tick(self) -> None:
-        self._tick_handle = None
+        """Send every packet that is due (catching up if the loop was late), book the next."""
+        if self.finished:
+            return
+        now = self._loop.time()
         self._send_one()
+        while self._next < self.count and self._t0 + self._next * self.interval_s <= now:
+            self._send_one()
         if self._next < self.count:
-            at = self._t0 + self._next * self.interval_s
-            self._tick_handle = self._loop.call_at(at, self._tick)
+            self._pacer.at(self._t0 + self._next * self.interval_s, self._tick)
 
     def _pump(self) -> None:
         while self._next < self.count and self._unresolved == 0 and not self.finished:

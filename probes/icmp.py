@@ -55,7 +55,7 @@ class IcmpProber:
         sockaddr = (address, 0, 0, 0) if family == socket.AF_INET6 else (address, 0)
         nonce = int.from_bytes(os.urandom(8), "big")
         body = wire.payload(nonce, options.size)
-        rnd = Round(address, sockaddr, nonce, options, body, wire.body_sum(body))
+        rnd = Round(address, sockaddr, nonce, options, body, wire.body_sum(body), channel.pacer)
         started_wall_ns = time.time_ns()
         try:
             rnd.start(channel)
