@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import resource
 import time
 import tracemalloc
 
@@ -183,6 +184,8 @@ def main() -> None:
         f"  peak traced memory of one warm plan: {peak / 2**20:.0f} MiB "
         f"(inputs: access matrix {3 * acc.rtt_ms.nbytes / 2**20:.0f} MiB float64)"
     )
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  process max RSS so far: {rss:.0f} MiB (Python, numpy, networkx, the world)")
     print(f"  materialising one RegionPlan on demand: {mat_s * 1e6:.0f} us")
     print(f"  per candidate: {best_w / n_cand * 1e9:.1f} ns")
 
