@@ -6,6 +6,8 @@ Names follow netopt_<what>_<unit>, base units, `_total` on counters, bounded lab
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
@@ -17,8 +19,18 @@ RTT_BUCKETS_S = (
 )  # fmt: skip
 
 
+@dataclass(slots=True)
+class _PathChildren:
+    rtt: Any
+    sent: Any
+    received: Any
+    jitter: Any
+    outcomes: dict[str, Any]
+
+
 class Metrics:
     def __init__(self) -> None:
+        self._paths: dict[tuple[str, str, str], _PathChildren] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         path = ("src", "dst", "kind")
@@ -112,15 +124,25 @@ class Metrics:
         self, src: str, dst: str, kind: str, rtts_s: Iterable[float], sent: int, received: int,
         outcomes: dict[str, int], jitter_s: float | None,
     ) -> None:  # fmt: skip
-        hist = self.rtt.labels(src, dst, kind)
+        """One probe round (called ~1000×/s at scale: the labelled children are cached)."""
+        key = (src, dst, kind)
+        children = self._paths.get(key)
+        if children is None:
+            children = self._paths[key] = _PathChildren(
+                self.rtt.labels(*key), self.sent.labels(*key), self.received.labels(*key),
+                self.jitter.labels(*key), {},
+            )  # fmt: skip
         for v in rtts_s:
-            hist.observe(v)
-        self.sent.labels(src, dst, kind).inc(sent)
-        self.received.labels(src, dst, kind).inc(received)
+            children.rtt.observe(v)
+        children.sent.inc(sent)
+        children.received.inc(received)
         for outcome, n in outcomes.items():
-            self.outcomes.labels(src, dst, kind, outcome).inc(n)
+            counter = children.outcomes.get(outcome)
+            if counter is None:
+                counter = children.outcomes[outcome] = self.outcomes.labels(*key, outcome)
+            counter.inc(n)
         if jitter_s is not None:
-            self.jitter.labels(src, dst, kind).set(jitter_s)
+            children.jitter.set(jitter_s)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

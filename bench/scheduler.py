@@ -1,0 +1,127 @@
+"""bench/scheduler: N targets at one round per second (5 ICMP packets each), all-in.
+
+Runs the controller's real probe path — `netopt.schedule.Scheduler` (APScheduler on the
+loop) → `Daemon.probe_job` (ICMP prober, round stats, metrics, store queue, window) with the
+store's writer task — against N loopback addresses (127.1.0.0/16), for a bounded time, and
+reports process CPU per round and the start-time jitter (actual start − the job's grid time).
+Peer, same run: fping sending the same 5 packets to the same N targets once, CPU per round.
+
+    .venv/bin/python bench/scheduler.py --targets 1000 10000 --seconds 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from netopt.app import Daemon
+from netopt.config import parse_config
+from netopt.probing import ProbeJob
+from netopt.schedule import Scheduler, phase_s
+
+
+def address(i: int) -> str:
+    return f"127.1.{i // 250}.{i % 250 + 1}"
+
+
+def config(n: int, db: str) -> dict[str, object]:
+    return {
+        "regions": [{"id": "src", "address": "127.0.0.1"}],
+        "pops": [{"id": f"p{i}", "role": "edge", "address": address(i)} for i in range(n)],
+        "destinations": ["p0"],
+        "probes": [
+            {
+                "kind": "icmp",
+                "from": "src",
+                "to": [f"p{i}" for i in range(n)],
+                "interval_s": 1.0,
+                "count": 5,
+                "packet_interval_s": 0.02,
+                "timeout_s": 0.3,
+            }
+        ],
+        "store": {"url": f"sqlite:///{db}"},
+    }
+
+
+async def run_netopt(n: int, seconds: float, db: str) -> dict[str, float]:
+    daemon = Daemon(parse_config(config(n, db)))
+    starts: list[float] = []
+    rounds = 0
+
+    async def probe(job: ProbeJob) -> None:
+        nonlocal rounds
+        now = time.time()
+        grid = phase_s(job.job_id, job.interval_s)
+        starts.append(((now - grid) % job.interval_s) * 1000)  # ms after the grid instant
+        await daemon.probe_job(job)
+        rounds += 1
+
+    from netopt.probing import jobs_from_config
+
+    async with asyncio.TaskGroup() as tg:
+        writer = tg.create_task(daemon.store.run(0.5))
+        sched = Scheduler(probe, tg.create_task, time.time)
+        sched.start(jobs_from_config(daemon.config))
+        await asyncio.sleep(1.5)  # warm-up: probers open, first rounds out
+        r0, c0, t0, s0 = rounds, time.process_time(), time.monotonic(), len(starts)
+        await asyncio.sleep(seconds)
+        r1, c1, t1 = rounds, time.process_time(), time.monotonic()
+        sched.shutdown()
+        await asyncio.sleep(0.5)
+        writer.cancel()
+    await daemon.pool.close()
+    daemon.store.close()
+    jit = sorted(starts[s0:])
+    done = r1 - r0
+    return {
+        "rounds_per_s": done / (t1 - t0),
+        "cpu_per_round_us": (c1 - c0) / max(1, done) * 1e6,
+        "core_share": (c1 - c0) / (t1 - t0),
+        "jitter_p50_ms": statistics.median(jit),
+        "jitter_p99_ms": jit[int(0.99 * (len(jit) - 1))],
+        "skipped": sched.skipped,
+    }
+
+
+def run_fping(n: int) -> float:
+    """fping's CPU seconds for one round of 5 packets to each target (same addresses)."""
+    targets = "\n".join(address(i) for i in range(n)) + "\n"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(["fping", "-q", "-C", "5", "-p", "20", "-i", "0", "-t", "300"],
+                   input=targets.encode(), capture_output=True, timeout=120)  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--targets", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--seconds", type=float, default=15.0)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root (raw ICMP sockets)")
+    print(f"{'targets':>8} {'rounds/s':>9} {'cpu/round':>10} {'core':>6} {'jit p50':>8} "
+          f"{'jit p99':>8} {'skipped':>7} {'fping cpu/round':>16} {'ratio':>6}")  # fmt: skip
+    for n in args.targets:
+        with tempfile.TemporaryDirectory() as tmp:
+            r = asyncio.run(run_netopt(n, args.seconds, str(Path(tmp) / "b.db")))
+        fping_us = run_fping(n) / n * 1e6
+        print(f"{n:>8} {r['rounds_per_s']:>9.0f} {r['cpu_per_round_us']:>8.0f}us "
+              f"{r['core_share']:>6.1%} {r['jitter_p50_ms']:>6.1f}ms {r['jitter_p99_ms']:>6.1f}ms "
+              f"{r['skipped']:>7} {fping_us:>14.0f}us {r['cpu_per_round_us'] / fping_us:>6.1f}",
+              flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
