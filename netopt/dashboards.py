@@ -256,36 +256,66 @@ def paths() -> Json:
 
 
 def health() -> Json:
-    def rate(metric: str) -> str:
-        return f"sum(rate({metric}{{{JOB_SEL}}}[$__rate_interval]))"
+    def rate(metric: str, by: str = "") -> str:
+        return f"sum{by}(rate({metric}{{{JOB_SEL}}}[$__rate_interval]))"
+
+    def instant(expr: str, legend: str) -> Json:
+        return target(expr.replace("JOB", JOB_SEL), "A", legend, **INSTANT)
 
     red_green = thresholds((0, "red"), (1, "green"))
+    ok_failed = value_map({"0": ("FAILED", "red"), "1": ("OK", "green")})
+    silent = f"time() - max by (agent) (netopt_agent_last_seen_timestamp_seconds{{{JOB_SEL}}})"
     panels = [
         stat("Scrape up", "Prometheus reached the daemon's /metrics.",
-             [target(f"up{{{JOB_SEL}}}", "A", "{{instance}}")], "none", (0, 0, 6, 5), red_green,
+             [instant("up{JOB}", "{{instance}}")], "none", (0, 0, 5, 5), red_green,
              value_map({"0": ("DOWN", "red"), "1": ("UP", "green")})),
         stat("Config reload", "netopt_config_last_reload_successful: did the last load succeed?",
-             [target(f"netopt_config_last_reload_successful{{{JOB_SEL}}}", "A", "{{instance}}")],
-             "none", (6, 0, 6, 5), red_green,
-             value_map({"0": ("FAILED", "red"), "1": ("OK", "green")})),
+             [instant("netopt_config_last_reload_successful{JOB}", "{{instance}}")], "none",
+             (5, 0, 5, 5), red_green, ok_failed),
+        stat("Store writable", "0 while the store refuses writes (rounds wait in memory).",
+             [instant("min(netopt_store_writable{JOB})", "store")], "none", (10, 0, 4, 5),
+             red_green, ok_failed),
         stat("Store write errors in range", "Failed store writes (each is retried).",
-             [target(f"sum(increase(netopt_store_write_errors_total{{{JOB_SEL}}}[$__range]))",
-                     "A", "errors", **INSTANT)],
-             "none", (12, 0, 6, 5), thresholds((0, "green"), (1, "red"))),
+             [instant("sum(increase(netopt_store_write_errors_total{JOB}[$__range]))", "errors")],
+             "none", (14, 0, 5, 5), thresholds((0, "green"), (1, "red"))),
         stat("Plans per second", "How often the planner runs.",
-             [target(rate("netopt_plans_total"), "A", "plans/s")], "ops", (18, 0, 6, 5),
+             [target(rate("netopt_plans_total"), "A", "plans/s")], "ops", (19, 0, 5, 5),
              thresholds((0, "red"), (0.001, "green"))),
         timeseries("Plans and store errors", "Plans/s and store write errors/s.",
                    [target(rate("netopt_plans_total"), "A", "plans/s"),
                     target(rate("netopt_store_write_errors_total"), "B", "store write errors/s")],
                    "ops", (0, 5, 12, 8)),
-        timeseries("Probe packets", "Probe packets sent and answered per second, all paths.",
+        timeseries("Probe packets", "Probe packets sent and answered per second, all paths "
+                   "(the daemon's own probes and its agents').",
                    [target(rate("netopt_probe_packets_sent_total"), "A", "sent"),
                     target(rate("netopt_probe_packets_received_total"), "B", "received")],
                    "pps", (12, 5, 12, 8)),
+        timeseries("Store queue", "Rounds waiting for the store writer, and rounds dropped "
+                   "because the store stayed unwritable past its queue bound.",
+                   [target(f"sum(netopt_store_pending_rounds{{{JOB_SEL}}})", "A", "pending"),
+                    target(rate("netopt_store_dropped_rounds_total"), "B", "dropped/s")],
+                   "short", (0, 13, 12, 8)),
+        timeseries("Config reloads and skipped runs", "Reloads by outcome (ok, invalid); probe "
+                   "runs skipped because the previous round was still running.",
+                   [target(rate("netopt_config_reloads_total", " by (outcome) "), "A",
+                           "reload {{outcome}}"),
+                    target(rate("netopt_schedule_skipped_runs_total"), "B", "skipped runs")],
+                   "ops", (12, 13, 12, 8)),
+        _panel("table", "Agents", "Seconds since each agent's last batch arrived.",
+               [target(silent, "A", format="table", **INSTANT)], {**TABLE_CUSTOM, "unit": "s"},
+               TABLE_OPTIONS, (0, 21, 8, 8)),
+        timeseries("Agent spool depth", "Rounds waiting in each agent's spool (as last reported).",
+                   [target(f"max by (agent) (netopt_spool_depth{{{JOB_SEL}}})", "A", "{{agent}}")],
+                   "short", (8, 21, 8, 8)),
+        timeseries("Ingest", "Agent batches by outcome and rounds stored per agent.",
+                   [target(rate("netopt_ingest_batches_total", " by (outcome) "), "A",
+                           "batches {{outcome}}"),
+                    target(rate("netopt_ingest_rounds_total", " by (agent) "), "B",
+                           "rounds {{agent}}")], "ops", (16, 21, 8, 8)),
     ]  # fmt: skip
     variables = [query_var("job", "Job", "label_values(netopt_plans_total, job)")]
-    desc = "Is the daemon scraped, planning, writing its store, running a valid config?"
+    desc = "Is the daemon scraped, planning, writing its store, running a valid config, hearing "
+    desc += "from its agents?"
     return dashboard("netopt-health", "netopt — daemon health", desc, variables, panels)
 
 

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -28,8 +29,12 @@ PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
 # Grafana's own variables, as Grafana would fill them for a short range
 GRAFANA_VARS = {"$__rate_interval": "5s", "$__range": "30s", "$__interval": "1s"}
+AGENT_TOKEN = "token-of-agent-a1-for-dashboards"
 CONFIG: dict[str, Any] = {
-    "regions": [{"id": "lagos", "address": "127.0.0.1", "e164": ["+234"]}],
+    "regions": [
+        {"id": "lagos", "address": "127.0.0.1", "e164": ["+234"]},
+        {"id": "abuja", "address": "127.0.1.1"},  # measured by agent a1
+    ],
     "pops": [
         {"id": "fra", "role": "core", "address": "127.0.0.2", "sip_uri": "sip:127.0.0.2:5060"},
         {"id": "jnb", "role": "edge", "address": "127.0.0.3", "relay_delay_ms": 0.5},
@@ -40,6 +45,7 @@ CONFIG: dict[str, Any] = {
         {"kind": "icmp", "from": "lagos", "to": ["fra", "jnb"], "interval_s": 0.5, "count": 3,
          "timeout_s": 0.3, "packet_interval_s": 0.01},
     ],
+    "agents": [{"id": "a1", "site": "abuja", "token": AGENT_TOKEN}],
 }  # fmt: skip
 
 
@@ -110,6 +116,41 @@ def prometheus(tmp_path: Path) -> Iterator[Any]:
                 p.wait()
 
 
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[Any]:
+    """A `netopt agent` at site abuja probing fra (127.0.0.2) for the controller; stopped by PID."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(controller_url: str) -> None:
+        cfg = {
+            "id": "a1", "site": "abuja",
+            "controller": {"url": controller_url, "token": AGENT_TOKEN, "batch_interval_s": 0.5,
+                           "min_backoff_s": 0.2, "max_backoff_s": 1.0, "timeout_s": 2},
+            "spool": {"path": str(tmp_path / "spool.db")},
+            "targets": [{"id": "fra", "address": "127.0.0.2"}],
+            "probes": [{"kind": "icmp", "to": ["fra"], "interval_s": 0.5, "count": 2,
+                        "timeout_s": 0.2}],
+        }  # fmt: skip
+        path = tmp_path / "agent.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        log = (tmp_path / "agent.log").open("wb")
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "netopt", "agent", "--config", str(path)], cwd=REPO,
+            stdout=subprocess.DEVNULL, stderr=log,
+        ))  # fmt: skip
+
+    try:
+        yield start
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
 def query(base: str, expr: str) -> dict[str, Any]:
     status, body = http_get(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
     assert status == 200 and body["status"] == "success", (expr, body)
@@ -135,18 +176,21 @@ def substitute(expr: str, values: dict[str, str]) -> str:
 
 
 def may_be_empty(expr: str) -> bool:
-    """Route changes exist only after a route moved (never on loopback)."""
-    return "netopt_route_changes_total" in expr
+    """Series that exist only after an event that never happens in this run: a route moved
+    (never on loopback), a config reload."""
+    return "netopt_route_changes_total" in expr or "netopt_config_reloads_total" in expr
 
 
 @pytest.mark.neighbour
 @pytest.mark.skipif(not icmp_allowed(), reason="ICMP probes need root or ping_group_range")
-def test_every_expression_runs_against_prometheus(serve: Any, prometheus: Any) -> None:
+def test_every_expression_runs_against_prometheus(serve: Any, prometheus: Any, agent: Any) -> None:
     daemon = serve(CONFIG)
     daemon.wait_ready()
+    agent(daemon.url)
     base = prometheus(daemon.url.removeprefix("http://"))
     wait_for(base, 'count_over_time(netopt_plans_total{job="netopt"}[1m]) >= 6', 30)
     wait_for(base, "src_dst:netopt_probe_loss:ratio_rate5m", 10)
+    wait_for(base, 'netopt_ingest_rounds_total{agent="a1"}', 10)
 
     # template variables: real label values, as Grafana's label_values() would list them
     values = {"datasource": "netopt-prometheus", "job": "netopt"}
@@ -154,7 +198,7 @@ def test_every_expression_runs_against_prometheus(serve: Any, prometheus: Any) -
         status, body = http_get(f"{base}/api/v1/label/{label}/values")
         assert status == 200 and body["data"], (label, body)
         values[var] = "|".join(body["data"])
-    assert values["src"] == "lagos" and values["region"] == "lagos"
+    assert values["src"] == "abuja|lagos" and values["region"] == "abuja|lagos"
 
     ran = empty = 0
     for name, text in dashboards.build_all().items():
@@ -176,10 +220,14 @@ def test_every_expression_runs_against_prometheus(serve: Any, prometheus: Any) -
     health = {r["name"]: r["health"] for g in body["data"]["groups"] for r in g["rules"]}
     assert len(health) >= 10 and set(health.values()) == {"ok"}, health
     # on loopback: nothing lost, RTT far under a millisecond, the direct route in force
-    loss = query(base, 'src_dst:netopt_probe_loss:ratio_rate5m{dst="fra"}')["data"]["result"]
-    assert float(loss[0]["value"][1]) < 0.012
+    loss = query(base, 'src_dst:netopt_probe_loss:ratio_rate5m{src="lagos"}')["data"]["result"]
+    assert len(loss) == 2
+    assert all(float(r["value"][1]) < 0.012 for r in loss), loss
     route = query(base, "netopt_route_info")["data"]["result"]
     assert {r["metric"]["kind"] for r in route} == {"direct"}
+    # the agent's batches reached the controller: the health dashboard's agent panels have data
+    seen = query(base, 'time() - netopt_agent_last_seen_timestamp_seconds{agent="a1"}')
+    assert 0 <= float(seen["data"]["result"][0]["value"][1]) < 30
 
 
 class FakeGrafana:
