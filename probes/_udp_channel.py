@@ -114,10 +114,12 @@ class UdpChannel:
             self._count("late", rnd)
         else:
             self._seen.add(reply.seq)
-            if self.one_way and reply.reflector_rx_ns is not None and reply.reflector_tx_ns:
-                sent = rnd.sent_ns[reply.seq] or 0
-                back = received_ns - reply.reflector_tx_ns
-                rnd.one_way_ns[reply.seq] = (reply.reflector_rx_ns - sent, back)
+            sent = rnd.sent_ns[reply.seq] or 0
+            t2, t3 = reply.reflector_rx_ns, reply.reflector_tx_ns
+            if self.one_way and t2 is not None and t3 is not None:
+                rnd.one_way_ns[reply.seq] = (t2 - sent, received_ns - t3)
+            if t2 is not None and t3 is not None and 0 <= t3 - t2 < received_ns - sent:
+                received_ns -= t3 - t2  # RFC 8762 round trip: without the reflector's hold
             rnd.resolve(reply.seq, Outcome.OK, received_ns)
 
     def _drain_error_queue(self) -> None:

@@ -48,7 +48,9 @@ class Sample:
     """One packet: monotonic-comparable send/receive times in ns (same clock for both).
 
     `received_ns` is None unless the outcome carries a time (OK, UNREACHABLE, REFUSED,
-    BAD_STATUS). Optional one-way times come from reflectors that timestamp (STAMP).
+    BAD_STATUS). Optional one-way times come from reflectors that timestamp (STAMP); there
+    `received_ns` is the reply's arrival minus the reflector's holding time (T3 − T2), so that
+    `rtt_ns` is RFC 8762's round trip.
     """
 
     seq: int

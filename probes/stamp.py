@@ -2,18 +2,21 @@
 
 probe → **sample**: each test packet's RTT (kernel timestamps, see `_udp_channel`), and its
 forward/backward one-way delays from the reflector's receive/transmit timestamps when the
-config says the clocks are synchronised (`ProbeOptions.clock_synced`). The reflector
-(`netopt reflector`) runs on asyncio-dgram, stateless (its sequence number copies the
-sender's), and also serves plain UDP echo (`mode="echo"`).
+config says the clocks are synchronised (`ProbeOptions.clock_synced`). The round trip is RFC
+8762's (T4 − T1) − (T3 − T2): the reflector's holding time is not path delay. The reflector
+(`netopt reflector`) is stateless (its sequence number copies the sender's), timestamps with
+the kernel, and also serves plain UDP echo (`mode="echo"`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
+import sys
 import time
 from collections.abc import Callable
-
-import asyncio_dgram
 
 from probes import _stamp_wire as wire
 from probes._udp_channel import UdpCodec
@@ -21,6 +24,9 @@ from probes._udp_prober import UdpProber
 from probes.base import ProbeOptions
 
 STAMP_PORT = 862
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+IP_RECVTTL, IP_TTL = 12, 2
+_TTL_CMSGS = {(socket.IPPROTO_IP, IP_TTL), (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT)}
 
 
 class StampProber(UdpProber):
@@ -35,14 +41,16 @@ class StampProber(UdpProber):
         return max(wire.BASE_BYTES, options.size)
 
 
-def reflect_one(data: bytes, rx_ns: int, mode: str, synced: bool = False) -> bytes | None:
+def reflect_one(
+    data: bytes, rx_ns: int, mode: str, synced: bool = False, ttl: int = 255
+) -> bytes | None:
     """The reply to one datagram, or None to drop it (a STAMP packet too short to answer)."""
     if mode == "echo":
         return data
     if len(data) < wire.BASE_BYTES:
         return None
     seq = int.from_bytes(data[:4], "big")
-    return wire.reflect(data, seq, rx_ns, time.time_ns(), synced, ttl=255)
+    return wire.reflect(data, seq, rx_ns, time.time_ns(), synced, ttl)
 
 
 async def serve_reflector(
@@ -54,19 +62,50 @@ async def serve_reflector(
 ) -> None:
     """Answer STAMP (or echo) packets on address:port until cancelled.
 
-    The Session-Sender TTL field is sent as 255: asyncio-dgram does not expose the received
-    packet's TTL.
+    Receive timestamps are the kernel's (SO_TIMESTAMPNS), so the sender can take the whole
+    time this process held the packet — its wake-up included — out of the round trip
+    (RFC 8762: (T4 − T1) − (T3 − T2)); the received TTL is reflected (IP_RECVTTL). This is why
+    the reflector reads its socket with recvmsg on the loop rather than through asyncio-dgram,
+    which gives no ancillary data.
     """
-    stream = await asyncio_dgram.bind((address, port))
+    v6 = ":" in address
+    sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        if ready is not None:
-            ready(stream.sockname)
-        while True:
-            data, peer = await stream.recv()
-            reply = reflect_one(data, time.time_ns(), mode, synced)
-            if reply is not None:
-                await stream.send(reply, peer)
-    except asyncio.CancelledError:
-        raise
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        if v6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+        sock.bind((address, port))
+        loop = asyncio.get_running_loop()
+        loop.add_reader(sock.fileno(), _answer_all, sock, mode, synced)
+        try:
+            if ready is not None:
+                ready(sock.getsockname()[:2])
+            await loop.create_future()  # until cancelled
+        finally:
+            loop.remove_reader(sock.fileno())
     finally:
-        stream.close()
+        sock.close()
+
+
+def _answer_all(sock: socket.socket, mode: str, synced: bool) -> None:
+    for _ in range(64):
+        try:
+            data, anc, _flags, peer = sock.recvmsg(65535, 256)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # e.g. an ICMP error for an earlier reply: keep serving
+            continue
+        rx_ns, ttl = time.time_ns(), 255
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= 16:
+                sec, nsec = struct.unpack_from("@qq", payload)
+                rx_ns = sec * 1_000_000_000 + nsec
+            elif (level, kind) in _TTL_CMSGS and len(payload) >= 4:
+                ttl = int.from_bytes(payload[:4], sys.byteorder)
+        reply = reflect_one(data, rx_ns, mode, synced, ttl)
+        if reply is not None:
+            with contextlib.suppress(OSError):  # a full send queue drops this reply
+                sock.sendto(reply, peer)
