@@ -144,6 +144,7 @@ class Plan:
         if self._entries is None:
             assert self._run is not None
             run = self._run
+            run.rank_all()
             self._entries = tuple(
                 self._materialise(r, k)
                 for k in range(len(run.dests))
@@ -320,6 +321,8 @@ class _Run:
         )  # fmt: skip
         self.valid = ~np.isnan(access.rtt_ms)
         self._bb_terms: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.top_full: TopK | None = None
+        self.top_mos = np.zeros(0)
         self.unreachable = tuple(
             (self.pops[p], d)
             for k, d in enumerate(self.dests)
@@ -378,47 +381,64 @@ class _Run:
         a = self.access
         if mos is None:
             mos = float(self.scorer.r_to_mos(np.float64(r_value)))
+        a_rtt, a_jit, a_loss = (x.item(r, p) for x in (a.rtt_ms, a.jitter_ms, a.loss_pct))
         if p == self.dest_pops[k]:
-            e = Expected(
-                float(a.rtt_ms[r, p]), float(a.jitter_ms[r, p]), float(a.loss_pct[r, p]), mos
-            )
+            e = Expected(a_rtt, a_jit, a_loss, mos)
             return Route(region, dest, "direct", (region, dest), None, e)
         bb = self.bb
-        rtt = float(a.rtt_ms[r, p] + bb.rtt_ms[p, k])
-        jit = math.hypot(float(a.jitter_ms[r, p]), float(bb.jitter_ms[p, k]))
-        loss = 100 * (1 - (1 - a.loss_pct[r, p] / 100) * (1 - bb.loss_pct[p, k] / 100))
-        e = Expected(rtt, jit, float(loss), mos)
+        b_rtt, b_jit, b_loss = (x.item(p, k) for x in (bb.rtt_ms, bb.jitter_ms, bb.loss_pct))
+        loss = 100 * (1 - (1 - a_loss / 100) * (1 - b_loss / 100))
+        e = Expected(a_rtt + b_rtt, math.hypot(a_jit, b_jit), loss, mos)
         return Route(region, dest, "relay", (region, *bb.paths[(p, k)]), self.pops[p], e)
+
+    def rank_all(self) -> None:
+        """Rank the top candidates of every pair in one vector pass (before iterating all)."""
+        if self.top_full is None:
+            n_d = len(self.dest_pops)
+            self.top_full = self.scorer.top_k(self.access, self.bb, self.max_routes + 1, n_d)
+            self.top_mos = self.scorer.r_to_mos(self.top_full.r)
+
+    def _ranked(self, r: int, k: int) -> tuple[list[int], dict[int, float], dict[int, float]]:
+        """Candidate pop indices best first (up to max_routes + 1), their R and MOS values."""
+        if self.top_full is not None:
+            idx, vals = self.top_full.pop_idx[k, r], self.top_full.r[k, r]
+            keep = idx >= 0
+            order = idx[keep].tolist()
+            r_of = dict(zip(order, vals[keep].tolist(), strict=True))
+            return order, r_of, dict(zip(order, self.top_mos[k, r][keep].tolist(), strict=True))
+        row = self.row_r(r, k)
+        n = min(int((row > SENTINEL_R / 2).sum()), self.max_routes + 1)
+        order = np.argsort(-row, kind="stable")[:n].tolist()
+        mos = self.scorer.r_to_mos(row[order]).tolist()
+        return order, {p: float(row[p]) for p in order}, dict(zip(order, mos, strict=True))
 
     def region_plan(self, r: int, k: int) -> RegionPlan:
         from topology.reasons import reason_for
 
         region, dest = self.regions[r], self.dests[k]
-        row = self.row_r(r, k).astype(np.float64)
-        scored = row > SENTINEL_R / 2
-        ranked = np.argsort(-row, kind="stable")[: int(scored.sum())]
+        order, r_of, mos_of = self._ranked(r, k)
         dp = self.dest_pops[k]
+        r_of.setdefault(dp, float(self.direct_r[k, r]))
         choice = self.choices.get((r, k))
         first = choice.pop if choice is not None else (dp if self.prefer_direct[k, r] else None)
-        order = [int(p) for p in ranked[: self.max_routes + 1]]
         if first is not None:
             order = [first] + [p for p in order if p != first]
+            if first not in r_of:
+                r_of[first] = float(self.row_r(r, k)[first])
         order = order[: self.max_routes]
-        mos = self.scorer.r_to_mos(row[order])
-        routes = tuple(
-            self.route(r, k, p, row[p], float(m)) for p, m in zip(order, mos, strict=True)
-        )
+        routes = tuple(self.route(r, k, p, r_of[p], mos_of.get(p)) for p in order)
         valid = self.valid[r]
+        no_path = valid & ~self.bb.reachable[:, k]
         skipped = tuple(
             Skipped(self.pops[p], f"not measured from {region}")
             if not valid[p]
             else Skipped(self.pops[p], f"no backbone path to {dest}")
-            for p in np.flatnonzero(~scored).tolist()
+            for p in np.flatnonzero(~valid | no_path).tolist()
         )
         code = int(self.codes[k, r])
         direct = next((x for x in routes if x.kind == "direct"), None)
         if direct is None and valid[dp]:
-            direct = self.route(r, k, dp, row[dp])
+            direct = self.route(r, k, dp, r_of[dp])
         reason = reason_for(
             ACCELERATIONS[code], region, dest, routes, direct, self.target, self.margin,
             choice.note if choice is not None else "",

@@ -85,7 +85,10 @@ def brute_force(topo: Topology, paths: list[PathStats], region: str, dest: str) 
 @given(worlds())
 def test_planner_matches_brute_force(world: tuple[Topology, list[PathStats]]) -> None:
     topo, paths = world
+    one_by_one = plan(topo, paths)
+    looked_up = [one_by_one.get(r.id, d) for d in topo.destinations for r in topo.regions]
     result = plan(topo, paths)
+    assert list(result.entries) == looked_up  # batch ranking == per-pair ranking
     for e in result:
         expected = brute_force(topo, paths, e.region, e.dest)
         if expected is None:
