@@ -33,13 +33,20 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
 from topology import quality
 from topology.capacity import CapacityChoice, apply_capacity
-from topology.model import Topology, check_path_numbers
+from topology.model import Topology
+from topology.routes import (
+    ACCELERATIONS,
+    Expected,
+    PathStats,
+    RegionPlan,
+    Route,
+    Skipped,
+)
 from topology.scoring import (
     SENTINEL_R,
     AccessMatrix,
@@ -52,76 +59,20 @@ from topology.scoring import (
 )
 
 NEEDED, NOT_NEEDED, INSUFFICIENT, UNMEASURED, UNREACHABLE = range(5)
-ACCELERATIONS = ("needed", "not_needed", "insufficient", "unmeasured", "unreachable")
 
 
-@dataclass(frozen=True)
-class PathStats:
-    """Window stats of one measured directed pair: region → PoP (access; region → destination
-    is the direct route), PoP → region (access measured from the PoP side), or PoP → PoP
-    (overrides or adds to the declared backbone in that direction)."""
-
-    src: str
-    dst: str
-    rtt_ms: float
-    jitter_ms: float = 0.0
-    loss_pct: float = 0.0
-    samples: int = 0
-
-    def __post_init__(self) -> None:
-        check_path_numbers(
-            f"path {self.src}->{self.dst}", self.rtt_ms, self.jitter_ms, self.loss_pct
-        )
-
-
-@dataclass(frozen=True)
-class Expected:
-    """Expected quality of a route: composed round trip, jitter, loss, and E-model MOS."""
-
-    rtt_ms: float
-    jitter_ms: float
-    loss_pct: float
-    mos: float
-
-
-@dataclass(frozen=True)
-class Route:
-    """One way for a region's media to reach a destination."""
-
-    region: str
-    dest: str
-    kind: str  # "direct" | "relay"
-    path: tuple[str, ...]
-    entry_pop: str | None
-    expected: Expected
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A candidate entry PoP that could not be scored, and why."""
-
-    pop: str
-    why: str
-
-
-@dataclass(frozen=True)
-class RegionPlan:
-    """The ranked routes of one region to one destination, with the acceleration verdict."""
-
-    region: str
-    dest: str
-    routes: tuple[Route, ...]
-    acceleration: str
-    reason: str
-    skipped: tuple[Skipped, ...] = ()
-
-    @property
-    def best(self) -> Route | None:
-        return self.routes[0] if self.routes else None
-
-    @property
-    def direct(self) -> Route | None:
-        return next((r for r in self.routes if r.kind == "direct"), None)
+__all__ = [
+    "ACCELERATIONS",
+    "Expected",
+    "PathStats",
+    "Plan",
+    "RegionPlan",
+    "Route",
+    "Skipped",
+    "collect_paths",
+    "plan",
+    "plan_matrix",
+]
 
 
 class Plan:

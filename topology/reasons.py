@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from topology import quality
 
 if TYPE_CHECKING:
-    from topology.planner import Route
+    from topology.routes import Route
 
 
 def describe(route: Route) -> str:
