@@ -288,8 +288,8 @@ class Decider:
         state = _State(route=None, decided_at=now, fresh_at=seen)
         self._state[(rp.region, rp.dest)] = state
         if usable and age <= self.policy.stale_after_s:
-            state.route = usable[0]
             log.append(self._log(rp, state, now, "initial", usable[0], "first plan"))
+            state.route = usable[0]
             return self._entry(rp, state, usable, reason=rp.reason)
         why = "nothing measured yet" if not usable else self._age(age)
         return self._to_default(rp, state, now, "default", why, log, stale=bool(usable))

@@ -49,6 +49,7 @@ def test_first_plan_adopts_the_best_route_at_once() -> None:
     assert entry.decided_at == 0.0 and not entry.stale and entry.acceleration == "needed"
     assert [f.entry_pop for f in entry.fallbacks] == [None]
     assert decisions[0].action == "initial" and decisions[0].new_entry == "jnb"
+    assert decisions[0].old_mos is None and decisions[0].new_mos == 4.2
 
 
 def test_challenger_must_win_by_margin_for_k_consecutive_windows() -> None:
