@@ -99,7 +99,7 @@ class Matcher:
                 entry is not None
                 and nonce == entry[0].nonce
                 and source == entry[0].address
-                and (not self._verify or wire.internet_sum(data[off:]) == 0xFFFF)
+                and (not self._verify or wire.internet_sum(memoryview(data)[off:]) == 0xFFFF)
             ):
                 self._resolve(seq, entry[0], entry[1], Outcome.OK, received_ns)
                 return

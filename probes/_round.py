@@ -32,27 +32,39 @@ class Pacer:
     """One loop timer for the send schedules of many rounds (a C-level heap of due times
     instead of a loop TimerHandle per packet per round)."""
 
+    MAX_PER_FIRE = 256
+
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._handle: asyncio.TimerHandle | None = None
         self._order = 0
+        self._firing = False
 
     def at(self, when: float, callback: Callable[[], None]) -> None:
         heapq.heappush(self._heap, (when, self._order, callback))
         self._order += 1
+        if self._firing:
+            return  # `_fire` arms the timer once when it is done
         if self._handle is None or when < self._handle.when():
             if self._handle is not None:
                 self._handle.cancel()
             self._handle = self.loop.call_at(when, self._fire)
 
     def _fire(self) -> None:
-        self._handle = None
+        """Run what is due, at most `MAX_PER_FIRE` callbacks, then give the loop back (so the
+        socket reader drains replies between bursts of sends)."""
+        self._handle, self._firing = None, True
         heap, now = self._heap, self.loop.time()
-        while heap and heap[0][0] <= now:
-            heapq.heappop(heap)[2]()
-        if heap:
-            self._handle = self.loop.call_at(heap[0][0], self._fire)
+        try:
+            for _ in range(self.MAX_PER_FIRE):
+                if not heap or heap[0][0] > now:
+                    break
+                heapq.heappop(heap)[2]()
+        finally:
+            self._firing = False
+            if heap:
+                self._handle = self.loop.call_at(heap[0][0], self._fire)
 
 
 class Round:
@@ -127,13 +139,11 @@ class Round:
                     self._channel.expire(seq, self)
 
     def _tick(self) -> None:
-        """Send every packet that is due (catching up if the loop was late), book the next."""
+        """Send the next packet and book the one after on the fixed schedule (when the loop
+        was late, the following ticks are due at once and catch up, one per pacer turn)."""
         if self.finished:
             return
-        now = self._loop.time()
         self._send_one()
-        while self._next < self.count and self._t0 + self._next * self.interval_s <= now:
-            self._send_one()
         if self._next < self.count:
             self._pacer.at(self._t0 + self._next * self.interval_s, self._tick)
 
