@@ -178,3 +178,18 @@ def test_loss_and_rtt_queries_derive_from_counters_and_histogram() -> None:
         for e in loss
     ), loss  # fmt: skip
     assert any("increase(netopt_route_changes_total" in e for e in exprs)
+
+
+def test_panels_do_not_overlap_and_ids_are_unique() -> None:
+    for name, dash in built().items():
+        cells: dict[tuple[int, int], str] = {}
+        for p in dash["panels"]:
+            g = p["gridPos"]
+            assert g["x"] + g["w"] <= 24, (name, p["title"])
+            for x in range(g["x"], g["x"] + g["w"]):
+                for y in range(g["y"], g["y"] + g["h"]):
+                    assert (x, y) not in cells, (name, p["title"], cells.get((x, y)))
+                    cells[(x, y)] = p["title"]
+        ids = [p["id"] for p in dash["panels"]]
+        assert len(set(ids)) == len(ids), name
+    assert len({d["uid"] for d in built().values()}) == len(built())
