@@ -101,6 +101,8 @@ class StampCodec:
             return "truncated"
         f = _REFLECTOR.unpack_from(data)
         _seq, tx_sec, tx_frac, _err, ssid, rx_sec, rx_frac, s_seq = f[:8]
+        if not (tx_sec or tx_frac) or not (rx_sec or rx_frac):
+            return "not_reflected"  # our own packet echoed back: no reflector timestamps
         return UdpReply(s_seq, ssid, ntp_to_ns(rx_sec, rx_frac), ntp_to_ns(tx_sec, tx_frac))
 
     def request_seq(self, payload: bytes) -> int | None:

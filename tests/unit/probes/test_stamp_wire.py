@@ -67,6 +67,11 @@ def test_sender_encoding_round_trips() -> None:
     assert wire.StampCodec().request_seq(data) == 7
 
 
+def test_a_sender_packet_echoed_back_is_not_a_reply() -> None:
+    sender = wire.encode_sender(1, 1_764_000_000_000_000_000, 0xBEEF, synced=False)
+    assert wire.StampCodec().decode(sender) == "not_reflected"
+
+
 def test_short_packets() -> None:
     assert wire.decode_sender(b"\0" * 43) == "truncated"
     assert wire.StampCodec().decode(b"\0" * 10) == "truncated"
@@ -93,7 +98,7 @@ def test_stamp_parsers_never_raise(data: bytes) -> None:
     sender = wire.decode_sender(data)
     assert sender == "truncated" or isinstance(sender, wire.SenderPacket)
     reply = wire.StampCodec().decode(data)
-    assert reply == "truncated" or isinstance(reply, UdpReply)
+    assert reply in ("truncated", "not_reflected") or isinstance(reply, UdpReply)
     out = reflect_one(data, 1, "stamp")
     assert out is None or len(out) == len(data)
     EchoCodec().decode(data)
