@@ -220,9 +220,12 @@ def test_flap_damping_reduces_changes_over_the_whole_series() -> None:
     damped = count_mesh_changes(Policy(**eager), windows)  # type: ignore[arg-type]
     no_damping = {**eager, "suppress_threshold": 1e12, "reuse_threshold": 1e11}
     undamped = count_mesh_changes(Policy(**no_damping), windows)  # type: ignore[arg-type]
+    naive_policy = {**no_damping, "margin_mos": 0.0}
+    naive = count_mesh_changes(Policy(**naive_policy), windows)  # type: ignore[arg-type]
     print(
         f"\nIBM mesh {windows[0][0]}..{windows[-1][0]} ({len(windows)} windows, 72 pairs): "
-        f"{undamped} route changes without damping, {damped} with damping"
+        f"{naive} route changes always taking the best, {undamped} with a 0.005 MOS margin, "
+        f"{damped} with the margin and damping"
     )
     assert undamped > 0
-    assert damped < undamped
+    assert damped < undamped <= naive
