@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -111,3 +112,55 @@ def test_cli_text_summary() -> None:
     ).stdout  # fmt: skip
     assert "3 packets transmitted, 3 received, 0% packet loss" in out
     assert "rtt min/avg/max/stddev" in out
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def unreachable_router() -> Iterator[str]:
+    """Namespace `src` behind a router that answers 198.18.251.0/24 with ICMP unreachable."""
+    tag = f"nopt-ic{os.getpid() % 100000}"
+    src, rtr = f"{tag}-s", f"{tag}-r"
+    try:
+        for ns in (src, rtr):
+            _ip("netns", "add", ns)
+            _ip("-n", ns, "link", "set", "lo", "up")
+        _ip("link", "add", "ics0", "netns", src, "type", "veth", "peer", "icr0", "netns", rtr)
+        _ip("-n", src, "addr", "add", "198.18.252.1/30", "dev", "ics0")
+        _ip("-n", rtr, "addr", "add", "198.18.252.2/30", "dev", "icr0")
+        _ip("-n", src, "link", "set", "ics0", "up")
+        _ip("-n", rtr, "link", "set", "icr0", "up")
+        _ip("-n", src, "route", "add", "default", "via", "198.18.252.2")
+        _ip("-n", rtr, "route", "add", "unreachable", "198.18.251.0/24")
+        # forward, and answer every packet (the default rate limit allows ~1 error/s per peer)
+        subprocess.run(["ip", "netns", "exec", rtr, "sysctl", "-qw", "net.ipv4.ip_forward=1",
+                        "net.ipv4.icmp_ratelimit=0"], check=True)  # fmt: skip
+        subprocess.run(["ip", "netns", "exec", src, "sysctl", "-qw",
+                        "net.ipv4.ping_group_range=0 2147483647"], check=True)  # fmt: skip
+        yield src
+    finally:
+        for ns in (src, rtr):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["raw", "ping-socket"])
+async def test_icmp_unreachable_is_an_outcome_not_loss(unreachable_router: str, raw: bool) -> None:
+    from netopt.lab.netns import socket_in
+
+    def factory(family: int, type_: int, proto: int) -> socket.socket:
+        if type_ == socket.SOCK_RAW and not raw:
+            raise PermissionError(1, "Operation not permitted")
+        return socket_in(unreachable_router, family, type_, proto)
+
+    prober = IcmpProber(socket_factory=factory)
+    opts = ProbeOptions(count=3, interval_s=0.05, timeout_s=1.0)
+    try:
+        unreachable = await prober.probe(Target("198.18.251.9"), opts)
+        router = await prober.probe(Target("198.18.252.2"), opts)
+    finally:
+        await prober.close()
+    assert [s.outcome for s in unreachable.samples] == [Outcome.UNREACHABLE] * 3
+    assert all(s.rtt_ns is not None and s.rtt_ns > 0 for s in unreachable.samples)
+    assert router.received == 3  # the same socket still works for a reachable target
