@@ -3,8 +3,9 @@
 All TTLs × `count` attempts go out in one scapy `sr()` call on a worker thread (scapy blocks;
 never on the event loop), flow fields constant along the trace (see `probes._paris`), DSCP
 marked. `trace()` returns every hop; `probe()` returns the destination's answers as a
-`ProbeResult` so traceroute can also feed the usual stats. `netns` (a name under /run/netns or a
-path) runs the worker thread inside that network namespace, since scapy opens its own sockets.
+`ProbeResult` so traceroute can also feed the usual stats. To trace from a lab namespace, pass
+`socket_factory` (as for every prober: scapy's sockets are then made by it) or `netns` (a name
+under /run/netns or a path: the worker threads enter it).
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from typing import Any
 from probes import _paris as paris
 from probes.base import Outcome, ProbeOptions, ProbeResult, ProbeSetupError, Sample, Target
 
+SocketFactory = Callable[[int, int, int], socket.socket]
 BASE_PORT = 33434
+ETH_P_IP, SOL_PACKET, PACKET_AUXDATA = 0x0800, 263, 8
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 CLONE_NEWNET = 0x40000000
 
 
@@ -48,21 +52,22 @@ class TracerouteProber:
 
     def __init__(
         self,
-        socket_factory: Callable[[int, int, int], socket.socket] | None = None,
+        socket_factory: SocketFactory | None = None,
         netns: str | None = None,
         max_hops: int = 30,
         workers: int = 2,
     ) -> None:
-        if socket_factory is not None and netns is None:
-            raise ProbeSetupError("traceroute opens its sockets through scapy: pass netns=")
         self.max_hops = max_hops
+        self._factory: SocketFactory = socket_factory or socket.socket
         self._pool = ThreadPoolExecutor(workers, "traceroute", _enter_netns, (netns,))
 
     async def trace(self, target: Target, options: ProbeOptions) -> Trace:
         if ":" in target.address:
             raise ProbeSetupError("traceroute: IPv6 is not supported yet")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, _trace, target, options, self.max_hops)
+        return await loop.run_in_executor(
+            self._pool, _trace, target, options, self.max_hops, self._factory
+        )
 
     async def probe(self, target: Target, options: ProbeOptions) -> ProbeResult:
         trace = await self.trace(target, options)
@@ -92,20 +97,22 @@ def _enter_netns(netns: str | None) -> None:
         os.close(fd)
 
 
-def _source_for(destination: str) -> str:
-    """The source address the kernel would pick (in this thread's namespace); sends nothing."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+def _source_for(destination: str, factory: SocketFactory) -> str:
+    """The source address the kernel would pick (in the socket's namespace); sends nothing."""
+    with factory(socket.AF_INET, socket.SOCK_DGRAM, 0) as s:
         s.connect((destination, BASE_PORT))
         return str(s.getsockname()[0])
 
 
-def _packets(target: Target, options: ProbeOptions, max_hops: int) -> list[Any]:
+def _packets(
+    target: Target, options: ProbeOptions, max_hops: int, factory: SocketFactory
+) -> list[Any]:
     from scapy.layers.inet import ICMP, IP, TCP, UDP
     from scapy.packet import Raw
 
     proto = options.transport.lower()
     flow = 0x4000 | (os.getpid() & 0x3FFF)  # constant source port / ICMP id for the trace
-    source = options.source or _source_for(target.address)
+    source = options.source or _source_for(target.address, factory)
     packets = []
     for ttl in range(1, max_hops + 1):
         for attempt in range(options.count):
@@ -123,16 +130,30 @@ def _packets(target: Target, options: ProbeOptions, max_hops: int) -> list[Any]:
     return packets
 
 
-def _trace(target: Target, options: ProbeOptions, max_hops: int) -> Trace:
+def _raw_socket(factory: SocketFactory) -> Any:
+    """scapy's L3RawSocket, its two sockets made by `factory` (so they live in its netns)."""
+    from scapy.supersocket import L3RawSocket
+
+    sock: Any = L3RawSocket()
+    sock.outs.close()
+    sock.ins.close()
+    sock.outs = factory(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    sock.outs.setsockopt(socket.SOL_IP, socket.IP_HDRINCL, 1)
+    sock.ins = factory(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
+    sock.ins.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+    sock.ins.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    return sock
+
+
+def _trace(target: Target, options: ProbeOptions, max_hops: int, factory: SocketFactory) -> Trace:
     from scapy.config import conf
     from scapy.sendrecv import sndrcv
-    from scapy.supersocket import L3RawSocket
 
     conf.checkIPID = True  # match ICMP quotes to probes by IP id (the flow fields are all equal)
     started = time.time_ns()
-    packets = _packets(target, options, max_hops)
+    packets = _packets(target, options, max_hops, factory)
     # a raw IP socket: the kernel routes (scapy's own route table is the host namespace's)
-    sock = L3RawSocket()
+    sock = _raw_socket(factory)
     try:
         answered: Any
         answered, _unanswered = sndrcv(sock, packets, timeout=options.timeout_s, verbose=0)

@@ -63,8 +63,16 @@ def chain() -> Iterator[str]:
 
 
 @pytest.mark.parametrize("transport", ["udp", "icmp", "tcp"])
-async def test_two_hops_through_a_router(chain: str, transport: str) -> None:
-    prober = TracerouteProber(netns=chain, max_hops=5)
+@pytest.mark.parametrize("how", ["netns", "socket_factory"])
+async def test_two_hops_through_a_router(chain: str, transport: str, how: str) -> None:
+    from netopt.lab.netns import socket_in
+
+    if how == "netns":
+        prober = TracerouteProber(netns=chain, max_hops=5)
+    else:
+        prober = TracerouteProber(
+            socket_factory=lambda f, t, p: socket_in(chain, f, t, p), max_hops=5
+        )
     opts = ProbeOptions(count=3, timeout_s=1.0, transport=transport, dscp=46)
     try:
         trace = await prober.trace(Target("198.18.250.6"), opts)
