@@ -37,7 +37,7 @@ def config_dict(tmp: Path) -> dict[str, Any]:
         ],
         "destinations": ["fra"],
         "store": {"url": f"sqlite:///{tmp / 'netopt.db'}"},
-        "api": {"listen": "127.0.0.1:0", "admin_token": ADMIN},
+        "api": {"listen": "127.0.0.1:0", "admin_token": ADMIN, "read_token": "reader-0123456789ab"},
         "agents": [
             {"id": "agent-a", "site": "lagos", "token": TOKEN_A},
             {"id": "agent-b", "site": "jnb", "token": TOKEN_B},
@@ -135,6 +135,8 @@ async def test_ingest_refuses_what_it_must(daemon_client) -> None:  # type: igno
     assert status == 413 and "inflates" in body["error"]
     assert daemon.store.count("rounds") == 0
     assert (await client.ingest(good))[0] == 200  # and the server is fine
+    async with client.session.get(client.url + "/v1/routes") as resp:
+        assert resp.status == 401  # the API's own read token still guards the rest
 
 
 json_values = st.recursive(
