@@ -69,3 +69,29 @@ def test_db_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert stats["schema_version"] == 2 and stats["rows"]["rounds"] == 0
     assert main(["db", "stats", "--db", str(tmp_path / "nothing.db")]) == 1
     assert "no store at" in capsys.readouterr().err
+
+
+def test_full_spool_drops_the_oldest_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from netopt.agent import Agent, AgentConfig
+    from netopt.store import RoundRecord
+
+    cfg = AgentConfig.model_validate(
+        {**GOOD, "spool": {"path": str(tmp_path / "spool.db"), "max_rounds": 10}}
+    )
+    agent = Agent(cfg)
+    rounds = [RoundRecord(i, "lagos", "fra", "icmp", 5, 5, *[1.0] * 5, 0.1) for i in range(25)]
+    for i in range(0, 25, 5):
+        agent.spool_rounds(rounds[i : i + 5])
+    kept = agent.spool.oldest(100)
+    assert [r.started_wall_ns for _, r in kept] == list(range(15, 25))  # the newest 10
+    assert [seq for seq, _ in kept] == sorted(seq for seq, _ in kept)
+    text = agent.metrics.exposition().decode()
+    assert 'netopt_spool_dropped_total{agent="lagos-1"} 15.0' in text
+    assert 'netopt_spool_depth{agent="lagos-1"} 10.0' in text
+    assert "spool_full dropped_oldest=5" in caplog.text
+    agent.spool.close()
+    reopened = Agent(cfg)  # the spool survives a restart, with its id (batch ids stay unique)
+    assert reopened.spool.depth == 10 and reopened.spool.spool_id == agent.spool.spool_id
+    reopened.spool.close()
