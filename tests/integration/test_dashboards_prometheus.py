@@ -158,7 +158,7 @@ def query(base: str, expr: str) -> dict[str, Any]:
     return body  # type: ignore[no-any-return]
 
 
-def wait_for(base: str, expr: str, timeout_s: float) -> None:
+def wait_for(base: str, expr: str, timeout_s: float, logs: Path | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -167,7 +167,10 @@ def wait_for(base: str, expr: str, timeout_s: float) -> None:
         except (AssertionError, OSError):
             pass
         time.sleep(0.5)
-    raise AssertionError(f"{expr} stayed empty for {timeout_s} s")
+    files = [*logs.glob("*.log"), *logs.glob("*.stderr")] if logs else []
+    tails = "".join(f"\n--- {f.name}:\n" + "\n".join(f.read_text().splitlines()[-15:])
+                    for f in sorted(files))  # fmt: skip
+    raise AssertionError(f"{expr} stayed empty for {timeout_s} s{tails}")
 
 
 def substitute(expr: str, values: dict[str, str], grafana: dict[str, str] = GRAFANA_VARS) -> str:
@@ -188,11 +191,14 @@ def test_every_expression_runs_against_prometheus(serve: Any, prometheus: Any, a
     daemon = serve(CONFIG)
     daemon.wait_ready()
     agent(daemon.url)
-    daemon.proc.send_signal(signal.SIGHUP)  # a config reload: netopt_config_reloads_total
     base = prometheus(daemon.url.removeprefix("http://"))
     wait_for(base, 'count_over_time(netopt_plans_total{job="netopt"}[1m]) >= 6', 30)
     wait_for(base, "src_dst:netopt_probe_loss:ratio_rate5m", 10)
-    wait_for(base, 'netopt_ingest_rounds_total{agent="a1"}', 10)
+    # counters need a few scrapes before rate() over 5 s has two samples
+    rounds = 'count_over_time(netopt_ingest_rounds_total{agent="a1"}[10s]) >= 3'
+    wait_for(base, rounds, 20, daemon.stderr_path.parent)
+    daemon.proc.send_signal(signal.SIGHUP)  # a config reload: netopt_config_reloads_total
+    wait_for(base, 'count_over_time(netopt_config_reloads_total{outcome="ok"}[10s]) >= 3', 10)
 
     # template variables: real label values, as Grafana's label_values() would list them
     values = {"datasource": "netopt-prometheus", "job": "netopt"}
