@@ -133,7 +133,11 @@ class Spool:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         cols = ", ".join(ROUND_COLUMNS)
-        self._db.execute(f"CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY, {cols})")
+        # AUTOINCREMENT: a seq is never handed out twice, even after the spool empties, so a
+        # batch id (agent:spool:first-last) never repeats and is never taken for a re-send
+        self._db.execute(
+            f"CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, {cols})"
+        )
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         self._db.execute(
             "INSERT OR IGNORE INTO meta VALUES ('spool_id', ?)", (uuid.uuid4().hex[:12],)
