@@ -12,6 +12,7 @@ send failed (ERROR) were never sent and are left out of every denominator.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import numpy.typing as npt
 from probes.base import Outcome, ProbeResult, Sample
 
 _NS_PER_MS = 1e6
+NUMPY_FROM = 256  # vectors at least this long go through numpy
 Z95 = 1.959963984540054
 
 
@@ -39,20 +41,18 @@ class RttSummary:
     stddev: float
 
     @classmethod
-    def of_ms(cls, values_ms: npt.ArrayLike) -> RttSummary | None:
-        v = np.asarray(values_ms, dtype=np.float64)
-        if v.size == 0:
+    def of_ms(cls, values_ms: Sequence[float]) -> RttSummary | None:
+        n = len(values_ms)
+        if n == 0:
             return None
-        p50, p90, p99 = np.percentile(v, [50, 90, 99])
-        return cls(
-            float(v.min()),
-            float(v.mean()),
-            float(p50),
-            float(p90),
-            float(p99),
-            float(v.max()),
-            float(v.std()),
-        )
+        if n >= NUMPY_FROM:
+            v = np.asarray(values_ms, dtype=np.float64)
+            mean, std = float(v.mean()), float(v.std())
+        else:
+            mean = math.fsum(values_ms) / n
+            std = math.sqrt(math.fsum((x - mean) ** 2 for x in values_ms) / n)
+        p50, p90, p99 = percentiles(values_ms, (50, 90, 99))
+        return cls(min(values_ms), mean, p50, p90, p99, max(values_ms), std)
 
     def to_json(self) -> dict[str, float]:
         return {k: round(getattr(self, k), 4) for k in self.__slots__}
@@ -152,13 +152,11 @@ def summarize(result: ProbeResult, jitter_buffer_ms: float | None = None) -> Rou
     """The statistics of one round; `jitter_buffer_ms` adds the late-packet share (voice)."""
     samples = [s for s in result.samples if s.outcome is not Outcome.ERROR]
     ok = sorted((s for s in samples if s.outcome is Outcome.OK), key=_arrival)
-    sent_ns = np.array([s.sent_ns for s in ok], dtype=np.int64)
-    recv_ns = np.array([s.received_ns for s in ok], dtype=np.int64)
+    rtt_ms = [((s.received_ns or 0) - s.sent_ns) / _NS_PER_MS for s in ok]
     lost = sum(1 for s in samples if s.outcome is Outcome.TIMEOUT)
     sent = len(samples)
-    forward = [s.forward_ns for s in ok if s.forward_ns is not None]
-    backward = [s.backward_ns for s in ok if s.backward_ns is not None]
-    jitter = rfc3550_jitter(sent_ns, recv_ns)
+    forward = [s.forward_ns / _NS_PER_MS for s in ok if s.forward_ns is not None]
+    backward = [s.backward_ns / _NS_PER_MS for s in ok if s.backward_ns is not None]
     return RoundStats(
         target=result.target.label,
         kind=result.kind,
@@ -167,19 +165,43 @@ def summarize(result: ProbeResult, jitter_buffer_ms: float | None = None) -> Rou
         lost=lost,
         loss_ratio=lost / sent if sent else 1.0,
         loss_ci95=wilson_interval(lost, sent),
-        rtt_ms=RttSummary.of_ms((recv_ns - sent_ns) / _NS_PER_MS),
-        jitter_ms=float(jitter[-1]) / _NS_PER_MS if jitter.size else None,
+        rtt_ms=RttSummary.of_ms(rtt_ms),
+        jitter_ms=_last_jitter(rtt_ms) if rtt_ms else None,
         ipdv_ms=ipdv_summary(ok),
         bursts=burst_summary([s.outcome is Outcome.TIMEOUT for s in sorted(samples, key=_seq)]),
         reordered=reordered_count([s.seq for s in ok]),
         duplicates=int(result.foreign.get("duplicate", 0)),
         outcomes=result.outcome_counts(),
         foreign=dict(result.foreign),
-        forward_ms=RttSummary.of_ms(np.asarray(forward, dtype=np.float64) / _NS_PER_MS),
-        backward_ms=RttSummary.of_ms(np.asarray(backward, dtype=np.float64) / _NS_PER_MS),
+        forward_ms=RttSummary.of_ms(forward),
+        backward_ms=RttSummary.of_ms(backward),
         late_ratio=None if jitter_buffer_ms is None else late_ratio(ok, sent, jitter_buffer_ms),
         statuses=_status_counts(result.samples),
     )
+
+
+def percentiles(values: Sequence[float], qs: Sequence[float]) -> list[float]:
+    """Percentiles with numpy's default (linear) interpolation: a sorted list for short
+    vectors (numpy's call overhead is ~50 µs), numpy from `NUMPY_FROM` values on."""
+    if len(values) >= NUMPY_FROM:
+        return [float(x) for x in np.percentile(np.asarray(values, dtype=np.float64), qs)]
+    v = sorted(values)
+    last = len(v) - 1
+    out = []
+    for q in qs:
+        h = last * q / 100.0
+        lo = int(h)
+        hi = min(lo + 1, last)
+        out.append(v[lo] + (h - lo) * (v[hi] - v[lo]))
+    return out
+
+
+def _last_jitter(transit: Sequence[float]) -> float:
+    """RFC 3550 jitter after the last packet (transits in arrival order)."""
+    j = 0.0
+    for prev, cur in itertools.pairwise(transit):
+        j += (abs(cur - prev) - j) / 16.0
+    return j
 
 
 def _status_counts(samples: Sequence[Sample]) -> dict[str, int]:
@@ -219,14 +241,15 @@ def rfc3550_jitter(sent: npt.ArrayLike, received: npt.ArrayLike) -> npt.NDArray[
 def ipdv_summary(ok: Sequence[Sample]) -> IpdvSummary | None:
     """|IPDV| of consecutive sequence numbers that both arrived (RFC 5481 §1.1)."""
     by_seq = sorted(ok, key=_seq)
-    seqs = np.array([s.seq for s in by_seq], dtype=np.int64)
-    transit = np.array([(s.received_ns or 0) - s.sent_ns for s in by_seq], dtype=np.float64)
-    pairs = np.diff(seqs) == 1
-    if not pairs.any():
+    v = [
+        abs(((b.received_ns or 0) - b.sent_ns) - ((a.received_ns or 0) - a.sent_ns)) / _NS_PER_MS
+        for a, b in itertools.pairwise(by_seq)
+        if b.seq == a.seq + 1
+    ]
+    if not v:
         return None
-    v = np.abs(np.diff(transit)[pairs]) / _NS_PER_MS
-    p50, p90, p99 = np.percentile(v, [50, 90, 99])
-    return IpdvSummary(float(p50), float(p90), float(p99), float(v.max()), int(v.size))
+    p50, p90, p99 = percentiles(v, (50, 90, 99))
+    return IpdvSummary(p50, p90, p99, max(v), len(v))
 
 
 def wilson_interval(failures: int, trials: int, z: float = Z95) -> tuple[float, float]:
@@ -257,8 +280,8 @@ def burst_summary(lost_in_seq_order: Sequence[bool]) -> BurstSummary:
     return BurstSummary(
         count=len(bursts),
         max_len=max(bursts, default=0),
-        mean_len=float(np.mean(bursts)) if bursts else 0.0,
-        mean_gap_len=float(np.mean(gaps)) if gaps else 0.0,
+        mean_len=sum(bursts) / len(bursts) if bursts else 0.0,
+        mean_gap_len=sum(gaps) / len(gaps) if gaps else 0.0,
     )
 
 

@@ -6,6 +6,8 @@ import csv
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from probes.base import Outcome, ProbeResult, Sample, Target
 from probes.stats import (
@@ -193,3 +195,16 @@ def test_pion_lsr_and_dlsr() -> None:
     sr2, exp2 = second["sender_report"], second["expected"]
     assert isinstance(sr2, dict) and isinstance(exp2, dict)
     assert ntp_middle32(ns(sr2["ntp_time_utc"])) == exp2["last_sr_LSR"]
+
+
+@given(st.lists(st.floats(0, 1e4, allow_nan=False), min_size=1, max_size=300))
+def test_short_path_percentiles_and_moments_match_numpy(values: list[float]) -> None:
+    from probes.stats import RttSummary, percentiles
+
+    qs = (0, 1, 50, 90, 99, 100)
+    expected = np.percentile(np.asarray(values), qs)
+    assert percentiles(values, qs) == pytest.approx(list(expected), rel=1e-9, abs=1e-9)
+    summary = RttSummary.of_ms(values)
+    assert summary is not None
+    assert summary.avg == pytest.approx(float(np.mean(values)), rel=1e-9, abs=1e-9)
+    assert summary.stddev == pytest.approx(float(np.std(values)), rel=1e-6, abs=1e-6)
