@@ -12,6 +12,8 @@ when it can be attributed, and always in `foreign` (the channel's lifetime total
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import os
 import socket
 import struct
@@ -33,6 +35,7 @@ SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6, SO_EE_ORIGIN_TIMESTAMPING = 2, 3, 4
 _RECVERR = {(socket.IPPROTO_IP, 11), (socket.IPPROTO_IPV6, 25)}  # IP_RECVERR, IPV6_RECVERR
 _TIMESPEC = struct.Struct("@qq")
 _EXT_ERR = struct.Struct("=IBBBBII")  # sock_extended_err
+SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
 _RECV_BATCH = 8192  # drain (nearly) all: replies pile up fast while rounds send in bursts
 _RCVBUF = 4 << 20
 
@@ -53,6 +56,8 @@ class Channel:
             sock.setsockopt(*((socket.IPPROTO_IPV6, 25) if v6 else (socket.IPPROTO_IP, 11)), 1)
         # a ping socket's identifier is its bound local port (the kernel rewrites it)
         self.ident = int.from_bytes(os.urandom(2), "big") if raw else sock.getsockname()[1]
+        if raw:
+            _attach_filter(sock, wire.bpf_program(self.family, self.ident))
         first_seq = int.from_bytes(os.urandom(2), "big")
         self.matcher = Matcher(
             self.family, self.ident, raw and self.family == socket.AF_INET, first_seq
@@ -135,6 +140,15 @@ class Channel:
         entry = self._tx_keys.pop(found[1], None)
         if entry is not None and not entry[0].finished:
             entry[0].sent_ns[entry[1]] = stamp_ns
+
+
+def _attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
+    """SO_ATTACH_FILTER: the kernel copies the program, so the buffer may go right after."""
+    code = b"".join(struct.pack("=HBBI", *insn) for insn in program)
+    buf = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("@HP", len(program), ctypes.addressof(buf))
+    with contextlib.suppress(OSError):  # without it, foreign packets are parsed and counted
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 def _enable_tx_stamps(sock: socket.socket) -> bool:

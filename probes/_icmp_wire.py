@@ -168,3 +168,32 @@ def looped_request(data: bytes, family: int) -> tuple[int, int] | None:
             _t, _c, _ck, ident, seq = _HEADER.unpack_from(data, icmp)
             return ident, seq
     return None
+
+
+def bpf_program(family: int, ident: int) -> list[tuple[int, int, int, int]]:
+    """A classic BPF filter for a raw ICMP socket: our echo replies (by identifier) and ICMP
+    errors pass; everything else — other programs' pings — is dropped in the kernel, as a ping
+    socket would (so on raw sockets `wrong_id` is only seen without the filter).
+    Instructions are (code, jt, jf, k); raw IPv4 sockets see the IP header, IPv6 ones do not."""
+    if family == socket.AF_INET6:
+        return [
+            (0x30, 0, 0, 0),  # ldb [0]            ICMPv6 type
+            (0x15, 0, 2, ECHO_REPLY_V6),  # jeq reply → 2, else → 4
+            (0x28, 0, 0, 4),  # ldh [4]            identifier
+            (0x15, 2, 3, ident),  # jeq ident → accept, else → drop
+            (0x15, 1, 0, 1),  # destination unreachable → accept
+            (0x15, 0, 1, 3),  # time exceeded → accept, else → drop
+            (0x06, 0, 0, 0xFFFF),  # accept
+            (0x06, 0, 0, 0),  # drop
+        ]
+    return [
+        (0xB1, 0, 0, 0),  # ldx 4*([0]&0xf)    X = IP header length
+        (0x50, 0, 0, 0),  # ldb [x+0]          ICMP type
+        (0x15, 0, 2, ECHO_REPLY_V4),  # jeq reply → 3, else → 5
+        (0x48, 0, 0, 4),  # ldh [x+4]          identifier
+        (0x15, 2, 3, ident),  # jeq ident → accept, else → drop
+        (0x15, 1, 0, 3),  # destination unreachable → accept
+        (0x15, 0, 1, 11),  # time exceeded → accept, else → drop
+        (0x06, 0, 0, 0xFFFF),  # accept
+        (0x06, 0, 0, 0),  # drop
+    ]

@@ -175,3 +175,45 @@ def test_matcher_never_raises_and_never_resolves_garbage(tail: bytes, seq: int) 
     m.on_datagram(tail, "127.0.0.2", 1)
     m.on_quoted(tail, 1)
     assert all(outcome is not Outcome.OK for _i, outcome, _t in rnd.resolved)
+
+
+def _run_bpf(program: list[tuple[int, int, int, int]], packet: bytes) -> int:
+    """A tiny classic-BPF interpreter for the instructions the ICMP filter uses."""
+    a = x = pc = 0
+    while True:
+        code, jt, jf, k = program[pc]
+        pc += 1
+        if code == 0xB1:
+            x = 4 * (packet[k] & 0x0F)
+        elif code in (0x30, 0x50):
+            off = k + (x if code == 0x50 else 0)
+            if off >= len(packet):
+                return 0
+            a = packet[off]
+        elif code in (0x28, 0x48):
+            off = k + (x if code == 0x48 else 0)
+            if off + 2 > len(packet):
+                return 0
+            a = int.from_bytes(packet[off : off + 2], "big")
+        elif code == 0x15:
+            pc += jt if a == k else jf
+        elif code == 0x06:
+            return k
+        else:
+            raise AssertionError(f"unexpected BPF code {code:#x}")
+
+
+def test_kernel_filter_keeps_our_replies_and_errors_only() -> None:
+    v4 = wire.bpf_program(V4, IDENT)
+    assert _run_bpf(v4, ip4(reply4(IDENT, 1))) > 0
+    assert _run_bpf(v4, ip4(reply4(IDENT + 1, 1))) == 0  # another program's ping
+    assert _run_bpf(v4, ip4(wire.echo_request(V4, IDENT, 1, b"x" * 8))) == 0  # a request
+    error = struct.pack("!BBHI", 3, 1, 0, 0) + ip4(wire.echo_request(V4, IDENT, 1, b"x" * 8))
+    assert _run_bpf(v4, ip4(error)) > 0
+    v6 = wire.bpf_program(V6, IDENT)
+    reply = bytearray(wire.echo_request(V6, IDENT, 5, wire.payload(NONCE, 8)))
+    reply[0] = wire.ECHO_REPLY_V6
+    assert _run_bpf(v6, bytes(reply)) > 0
+    reply[4:6] = (IDENT + 1).to_bytes(2, "big")
+    assert _run_bpf(v6, bytes(reply)) == 0
+    assert _run_bpf(v6, bytes([1, 0, 0, 0])) > 0  # destination unreachable
