@@ -80,7 +80,8 @@ class Channel:
         """Send packet `index` of `rnd`; its sequence number, or None if the send failed."""
         if len(rnd.body) > self._bufsize - 128:  # room for IP + ICMP headers (and then some)
             self._bufsize = len(rnd.body) + 128
-        seq = self.matcher.allocate()
+        matcher = self.matcher
+        seq = matcher.allocate()
         packet = wire.echo_request_fast(self.family, self.ident, seq, rnd.body, rnd.body_sum)
         sent_ns = time.time_ns()
         try:
@@ -89,7 +90,7 @@ class Channel:
             rnd.sent_ns[index] = sent_ns
             return None
         rnd.sent_ns[index] = sent_ns
-        self.matcher.add(seq, rnd, index)
+        matcher.pending[seq] = (rnd, index)  # `Matcher.add`, inlined: this is the hot path
         if self.tx_stamps:
             if len(self._tx_keys) >= _TX_KEYS_MAX:  # stamps that never came: forget the oldest
                 del self._tx_keys[next(iter(self._tx_keys))]

@@ -48,6 +48,12 @@ class Matcher:
 
     def allocate(self) -> int:
         """A sequence number not in flight (wrapping at 16 bits)."""
+        seq = self._next_seq
+        if seq not in self.pending:  # the usual case, first
+            self._next_seq = (seq + 1) & 0xFFFF
+            if self.recent:
+                self.recent.pop(seq, None)
+            return seq
         for _ in range(0x10000):
             seq = self._next_seq
             self._next_seq = (seq + 1) & 0xFFFF
@@ -101,7 +107,9 @@ class Matcher:
                 and source == entry[0].address
                 and (not self._verify or wire.internet_sum(memoryview(data)[off:]) == 0xFFFF)
             ):
-                self._resolve(seq, entry[0], entry[1], Outcome.OK, received_ns)
+                del self.pending[seq]  # `_resolve`, inlined: this is the hot path
+                self.recent[seq] = (entry[0], Outcome.OK)
+                entry[0].resolve(entry[1], Outcome.OK, received_ns)
                 return
         parsed = wire.parse(data, self.family, self._ip_header, self._verify)
         if parsed.kind == "ignore":

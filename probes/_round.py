@@ -116,7 +116,10 @@ class Round:
         self.outcomes[index] = outcome
         self.received_ns[index] = received_ns
         self._unresolved -= 1
-        self._after_resolution()
+        if self.interval_s <= 0:
+            self._pump()
+        if self._unresolved == 0 and self._next >= self.count and not self.done.done():
+            self.done.set_result(None)
 
     def samples(self) -> tuple[Sample, ...]:
         return tuple(self._sample(i, sent) for i, sent in enumerate(self.sent_ns))
