@@ -102,3 +102,23 @@ def test_stamp_parsers_never_raise(data: bytes) -> None:
     out = reflect_one(data, 1, "stamp")
     assert out is None or len(out) == len(data)
     EchoCodec().decode(data)
+
+
+@given(st.binary(max_size=200))
+def test_looped_udp_payload_parser_never_raises(data: bytes) -> None:
+    from probes._udp_channel import _udp_payload
+
+    out = _udp_payload(data)
+    assert out is None or len(out) <= len(data)
+
+
+def test_looped_udp_payload_behind_an_ethernet_header() -> None:
+    import struct as st_
+
+    from probes._udp_channel import _udp_payload
+
+    payload = b"NOPT" + bytes(20)
+    udp = st_.pack("!HHHH", 40000, 862, 8 + len(payload), 0) + payload
+    ip = st_.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                  bytes(4), bytes(4)) + udp  # fmt: skip
+    assert _udp_payload(bytes(14) + ip) == payload
