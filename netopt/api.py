@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -75,25 +75,32 @@ def auth_middleware(read_token: str | None, admin_token: str | None) -> Middlewa
 
 
 async def get_route(request: web.Request) -> web.Response:
+    """`/v1/route`: an answer per distinct query string, remembered until the next table."""
     answers = request.app[ANSWERS]
-    q = request.query
+    query = request.query_string
+    found = answers.remembered(query)
+    if found is None:
+        found = answers.remember(query, route_answer(answers, request.query))
+    return _rendered(found)
+
+
+def route_answer(answers: Answers, q: Mapping[str, str]) -> Rendered:
     fmt = q.get("format", "json")
     if fmt not in ("json", "rtjson"):
-        return _error(400, f"format must be 'json' or 'rtjson', not {fmt!r}")
+        return Rendered(400, error_body(f"format must be 'json' or 'rtjson', not {fmt!r}"))
     try:
         region = answers.region_of(q)
     except ValueError as exc:
-        return _error(400, str(exc))
+        return Rendered(400, error_body(str(exc)))
     except LookupError as exc:
-        return _error(404, str(exc.args[0]))
+        return Rendered(404, error_body(str(exc.args[0])))
     dest = q.get("dest")
     found = answers.route(region, dest, rtjson=fmt == "rtjson")
     if found is None:
         if dest is not None and dest not in answers.destinations:
-            return _error(404, f"unknown destination {dest!r}")
-        return _error(503, f"no route for region {region!r} yet: no measurements yet",
-                      {"Retry-After": "1"})  # fmt: skip
-    return _rendered(found)
+            return Rendered(404, error_body(f"unknown destination {dest!r}"))
+        return Rendered(503, error_body(f"no route for region {region!r} yet: no measurements"))
+    return found
 
 
 async def get_routes(request: web.Request) -> web.Response:

@@ -3,7 +3,8 @@
 The table changes about once a second; proxies ask thousands of times a second. So every
 answer that depends only on the table (one per region × destination, plus one per region for
 "its first destination", in JSON and in Kamailio's rtjson shape, and the `/v1/routes` list) is
-rendered to bytes when a table is published, and a request is a resolution plus a dict lookup.
+rendered to bytes when a table is published, and a request is a resolution plus a dict lookup
+— or, for a query string already answered under this table, one dict lookup (`remember`).
 `Answers.publish` builds the new dicts aside and swaps them in with one assignment each, so a
 request never sees half a table.
 """
@@ -23,6 +24,7 @@ from netopt.resolve import Resolver
 from topology.planner import PathStats, Route
 
 SELECTORS = ("region", "src_ip", "caller", "country")
+MAX_REMEMBERED = 65536  # distinct query strings remembered per table (callers, addresses)
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,7 @@ class Answers:
         self.routes = Rendered(200, dumps({"routes": []}))
         self._json: dict[tuple[str, str | None], Rendered] = {}
         self._rtjson: dict[tuple[str, str | None], Rendered] = {}
+        self._by_query: dict[str, Rendered] = {}
 
     def publish(self, table: RouteTable) -> None:
         """Render every answer of `table` (a daemon publisher: called with each new table)."""
@@ -157,6 +160,18 @@ class Answers:
                 listed.append(json.loads(j.body))
         self._json, self._rtjson = as_json, as_rtjson
         self.routes = Rendered(200, dumps({"routes": listed}))
+        self._by_query = {}  # answers of the old table are forgotten with it
+
+    def remembered(self, query_string: str) -> Rendered | None:
+        """The answer already given to this exact query string under the current table."""
+        return self._by_query.get(query_string)
+
+    def remember(self, query_string: str, answer: Rendered) -> Rendered:
+        """Keep `answer` for `query_string` until the next table (at most MAX_REMEMBERED)."""
+        if len(self._by_query) >= MAX_REMEMBERED:
+            self._by_query = {}
+        self._by_query[query_string] = answer
+        return answer
 
     def _render(self, entry: TableEntry) -> tuple[Rendered, Rendered]:
         if entry.route is None:

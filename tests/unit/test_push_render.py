@@ -153,3 +153,14 @@ def test_region_of(query: dict[str, str], region: str) -> None:
 def test_region_of_errors(query: dict[str, str], error: type[Exception]) -> None:
     with pytest.raises(error):
         Answers(world_config(), lambda s: s).region_of(query)
+
+
+def test_remembered_answers_are_forgotten_with_their_table() -> None:
+    answers = Answers(world_config(), lambda s: s)
+    answers.publish(TABLE)
+    first = answers.route("lagos", None)
+    assert first is not None
+    answers.remember("region=lagos", first)
+    assert answers.remembered("region=lagos") is first
+    answers.publish(table({"lagos": ["fra"]}))
+    assert answers.remembered("region=lagos") is None
