@@ -8,12 +8,28 @@ exit status. Errors the user can fix (`NetoptError`) print one clear message, ne
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
-from netopt import __version__, commands, dashboards, demo, plan_cli, probe_cli
+from netopt import __version__
 from netopt.errors import ConfigError, NetoptError
-from netopt.lab import cli as lab_cli
+
+# Which module registers each subcommand. Only the module of the command being run is
+# imported, so `netopt lab set …` does not pay for numpy, networkx and aiohttp; `--help`
+# imports them all to list every command.
+COMMANDS: dict[str, str] = {
+    "serve": "netopt.commands",
+    "check-config": "netopt.commands",
+    "agent": "netopt.commands",
+    "db": "netopt.commands",
+    "demo": "netopt.demo",
+    "lab": "netopt.lab.cli",
+    "probe": "netopt.probe_cli",
+    "reflector": "netopt.probe_cli",
+    "plan": "netopt.plan_cli",
+    "dashboards": "netopt.dashboards",
+}
 
 
 def _version(args: argparse.Namespace) -> int:
@@ -21,7 +37,12 @@ def _version(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named in argv (its first word that is not an option), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netopt",
         description=(
@@ -32,18 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=_version)
-    # --- each area registers its own subcommands here (one line each) ---
-    lab_cli.register(sub)
-    commands.register(sub)
-    demo.register(sub)
-    probe_cli.register(sub)
-    plan_cli.register(sub)
-    dashboards.register(sub)
+    command = _command_of(argv) if argv is not None else None
+    every = list(dict.fromkeys(COMMANDS.values()))
+    if command == "version":
+        every = []
+    modules = [COMMANDS[command]] if command in COMMANDS else every
+    for name in modules:
+        importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         status: int = args.func(args)

@@ -138,3 +138,12 @@ def test_round_must_fit_its_interval() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(data)
     assert any("a round lasts" in p for p in info.value.problems)
+
+
+def test_a_command_imports_only_its_own_module() -> None:
+    from netopt.cli import build_parser
+
+    parser = build_parser(["check-config", "x.yaml"])
+    names = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert set(names) == {"version", "serve", "check-config", "agent", "db"}
+    assert "lab" in build_parser(["--help"])._subparsers._group_actions[0].choices  # type: ignore[union-attr]
