@@ -47,7 +47,12 @@ def register(sub: Any) -> None:
         "--dscp", type=parse_dscp, default=None, help="DSCP name or number (EF, AF41, 46)"
     )
     p.add_argument("--source", default=None, help="source address")
-    p.add_argument("--transport", default="udp", choices=("udp", "tcp", "icmp"))
+    p.add_argument(
+        "--transport",
+        default="udp",
+        choices=("udp", "tcp", "icmp"),
+        help="sip_options: udp or tcp; traceroute: udp, icmp or tcp (default udp)",
+    )
     p.add_argument("--duration", type=float, default=None, metavar="S", help="voice: stream length")
     p.add_argument("--codec", default=None, help="voice: G711 (default), G729, OPUS")
     p.add_argument(

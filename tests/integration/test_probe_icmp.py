@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -164,3 +165,23 @@ async def test_icmp_unreachable_is_an_outcome_not_loss(unreachable_router: str, 
     assert [s.outcome for s in unreachable.samples] == [Outcome.UNREACHABLE] * 3
     assert all(s.rtt_ns is not None and s.rtt_ns > 0 for s in unreachable.samples)
     assert router.received == 3  # the same socket still works for a reachable target
+
+
+def test_without_privilege_the_cli_says_how_to_grant_it() -> None:
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("needs setpriv (util-linux) to drop privileges")
+    done = subprocess.run(
+        [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+         "netopt", "probe", "icmp", "127.0.0.1", "-c", "1"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if "netopt:" not in done.stderr:
+        pytest.skip(f"the checkout is not usable by an unprivileged user: {done.stderr[-200:]}")
+    with open("/proc/sys/net/ipv4/ping_group_range") as f:
+        lo, hi = (int(x) for x in f.read().split())
+    if lo <= 65534 <= hi:
+        pytest.skip("ping sockets are allowed for nobody here")
+    assert done.returncode == 1
+    assert "CAP_NET_RAW" in done.stderr and "ping_group_range" in done.stderr
+    assert "Traceback" not in done.stderr
