@@ -130,19 +130,24 @@ class Answers:
     """Per-table rendered answers plus the config-derived resolver (one per config)."""
 
     def __init__(self, config: Config, wall_time: Callable[[float], float]) -> None:
+        self._wall_time = wall_time
+        self._json: dict[tuple[str, str | None], Rendered] = {}
+        self._rtjson: dict[tuple[str, str | None], Rendered] = {}
+        self._by_query: dict[str, Rendered] = {}
+        self.routes = Rendered(200, dumps({"routes": []}))
+        self.reconfigure(config)
+
+    def reconfigure(self, config: Config) -> None:
+        """Take a reloaded config (regions, prefixes, PoPs); the next `publish` uses it."""
         self.resolver = Resolver.build(config.regions)
         self.region_ids = config.region_ids
         self.destinations = frozenset(config.destinations)
         self.pop_targets = pop_targets(config)
-        self._wall_time = wall_time
         regions = [r.model_dump(mode="json", exclude_none=True) for r in config.regions]
         pops = [p.model_dump(mode="json", exclude_none=True) for p in config.pops]
         self.regions = Rendered(200, dumps({"regions": regions}))
         self.pops = Rendered(200, dumps({"pops": pops}))
-        self.routes = Rendered(200, dumps({"routes": []}))
-        self._json: dict[tuple[str, str | None], Rendered] = {}
-        self._rtjson: dict[tuple[str, str | None], Rendered] = {}
-        self._by_query: dict[str, Rendered] = {}
+        self._by_query = {}
 
     def publish(self, table: RouteTable) -> None:
         """Render every answer of `table` (a daemon publisher: called with each new table)."""

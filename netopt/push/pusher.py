@@ -98,18 +98,27 @@ class KamailioPusher:
         self.loaded: tuple[DsLine, ...] | None = None  # last verified as loaded
         self._good_text: str | None = None
         self.last_error: str | None = None
+        self._addresses_due = False
 
     # --- the daemon's side: never blocks ----------------------------------------------------
     def publish(self, table: RouteTable) -> None:
         self._pending = table
         self._wake.set()
 
+    def reconfigure(self, config: Config) -> None:
+        """Take a reloaded config (regions → sets, PoP SIP URIs); applies from the next table."""
+        self.config = config
+        self.pops = pop_targets(config)
+        self._addresses_due = self.proxy.address_file is not None
+
     # --- the task ------------------------------------------------------------------------------
     async def run(self) -> None:
         self._good_text = await asyncio.to_thread(_read, self.proxy.dispatcher_file)
-        if self.proxy.address_file:
-            await self._push_addresses()
+        self._addresses_due = self.proxy.address_file is not None
         while True:
+            if self._addresses_due:
+                self._addresses_due = False
+                await self._push_addresses()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.proxy.verify_interval_s):
                     await self._wake.wait()

@@ -164,3 +164,18 @@ def test_remembered_answers_are_forgotten_with_their_table() -> None:
     assert answers.remembered("region=lagos") is first
     answers.publish(table({"lagos": ["fra"]}))
     assert answers.remembered("region=lagos") is None
+
+
+def test_reconfigure_takes_new_prefixes_and_pops() -> None:
+    answers = Answers(world_config(), lambda s: s)
+    answers.publish(TABLE)
+    assert answers.region_of({"src_ip": "198.18.101.9"}) == "nairobi"
+    moved = world_config(sip={"jnb": "sip:198.18.2.9:5070"})
+    moved = moved.model_copy(update={"regions": (moved.regions[0],)})  # nairobi removed
+    answers.reconfigure(moved)
+    answers.publish(TABLE)
+    with pytest.raises(LookupError):
+        answers.region_of({"src_ip": "198.18.101.9"})
+    found = answers.route("lagos", None)
+    assert found is not None
+    assert json.loads(found.body)["primary"]["sip_uri"] == "sip:198.18.2.9:5070"
