@@ -1,4 +1,4 @@
-"""DSCP marking reaches the wire: the receiving side reads the TOS byte of our packets."""
+"""DSCP marking and source-address choice reach the wire (seen by the receiving side)."""
 
 from __future__ import annotations
 
@@ -56,3 +56,24 @@ async def test_udp_probes_carry_the_dscp() -> None:
             marks += [p[0] >> 2 for lvl, kind, p in anc
                       if lvl == socket.IPPROTO_IP and kind == IP_TOS_CMSG]  # fmt: skip
     assert marks == [34, 34]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="raw ICMP sockets need root")
+async def test_icmp_from_a_chosen_source_address() -> None:
+    prober = make_prober("icmp")
+    try:
+        opts = ProbeOptions(count=3, interval_s=0.01, source="127.0.0.5")
+        result = await prober.probe(Target("127.0.0.1"), opts)
+    finally:
+        await prober.close()
+    assert result.received == 3
+
+
+async def test_udp_from_a_chosen_source_address() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.bind(("127.0.0.1", 0))
+        peer.setblocking(False)
+        opts = ProbeOptions(count=1, interval_s=0.01, timeout_s=0.1, source="127.0.0.6")
+        await make_prober("udp_echo").probe(Target("127.0.0.1", peer.getsockname()[1]), opts)
+        _data, addr = peer.recvfrom(2048)
+    assert addr[0] == "127.0.0.6"
