@@ -21,12 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from probes import _paris as paris
+from probes import _trace_scapy as scapy_io
 from probes.base import Outcome, ProbeOptions, ProbeResult, ProbeSetupError, Sample, Target
 
 SocketFactory = Callable[[int, int, int], socket.socket]
-BASE_PORT = 33434
-ETH_P_IP, SOL_PACKET, PACKET_AUXDATA = 0x0800, 263, 8
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 CLONE_NEWNET = 0x40000000
 
 
@@ -97,63 +95,15 @@ def _enter_netns(netns: str | None) -> None:
         os.close(fd)
 
 
-def _source_for(destination: str, factory: SocketFactory) -> str:
-    """The source address the kernel would pick (in the socket's namespace); sends nothing."""
-    with factory(socket.AF_INET, socket.SOCK_DGRAM, 0) as s:
-        s.connect((destination, BASE_PORT))
-        return str(s.getsockname()[0])
-
-
-def _packets(
-    target: Target, options: ProbeOptions, max_hops: int, factory: SocketFactory
-) -> list[Any]:
-    from scapy.layers.inet import ICMP, IP, TCP, UDP
-    from scapy.packet import Raw
-
-    proto = options.transport.lower()
-    flow = 0x4000 | (os.getpid() & 0x3FFF)  # constant source port / ICMP id for the trace
-    source = options.source or _source_for(target.address, factory)
-    packets = []
-    for ttl in range(1, max_hops + 1):
-        for attempt in range(options.count):
-            pid = paris.probe_id(ttl, attempt)
-            ip = IP(src=source, dst=target.address, ttl=ttl, tos=options.dscp << 2, id=pid)
-            if proto == "icmp":
-                body = paris.icmp_compensation(flow, pid) + bytes(30)
-                packets.append(ip / ICMP(type=8, id=flow, seq=pid) / Raw(body))
-            elif proto == "tcp":
-                packets.append(ip / TCP(sport=flow, dport=target.port or 80, flags="S", seq=pid))
-            else:
-                packets.append(
-                    ip / UDP(sport=flow, dport=target.port or BASE_PORT) / Raw(bytes(32))
-                )
-    return packets
-
-
-def _raw_socket(factory: SocketFactory) -> Any:
-    """scapy's L3RawSocket, its two sockets made by `factory` (so they live in its netns)."""
-    from scapy.supersocket import L3RawSocket
-
-    sock: Any = L3RawSocket()
-    sock.outs.close()
-    sock.ins.close()
-    sock.outs = factory(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-    sock.outs.setsockopt(socket.SOL_IP, socket.IP_HDRINCL, 1)
-    sock.ins = factory(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
-    sock.ins.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-    sock.ins.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    return sock
-
-
 def _trace(target: Target, options: ProbeOptions, max_hops: int, factory: SocketFactory) -> Trace:
     from scapy.config import conf
     from scapy.sendrecv import sndrcv
 
     conf.checkIPID = True  # match ICMP quotes to probes by IP id (the flow fields are all equal)
     started = time.time_ns()
-    packets = _packets(target, options, max_hops, factory)
+    packets = scapy_io.packets(target, options, max_hops, factory)
     # a raw IP socket: the kernel routes (scapy's own route table is the host namespace's)
-    sock = _raw_socket(factory)
+    sock = scapy_io.raw_socket(factory)
     try:
         answered: Any
         answered, _unanswered = sndrcv(sock, packets, timeout=options.timeout_s, verbose=0)
