@@ -122,14 +122,18 @@ class Round:
             self.done.set_result(None)
 
     def samples(self) -> tuple[Sample, ...]:
-        return tuple(self._sample(i, sent) for i, sent in enumerate(self.sent_ns))
-
-    def _sample(self, i: int, sent: int | None) -> Sample:
-        if sent is None or self.outcomes[i] is Outcome.ERROR:
-            return Sample(i, sent or 0, None, Outcome.ERROR)
-        outcome = self.outcomes[i] or Outcome.TIMEOUT
-        fwd, back = self.one_way_ns.get(i, (None, None))
-        return Sample(i, sent, self.received_ns[i], outcome, forward_ns=fwd, backward_ns=back)
+        out = []
+        one_way, received, outcomes = self.one_way_ns, self.received_ns, self.outcomes
+        for i, sent in enumerate(self.sent_ns):
+            outcome = outcomes[i]
+            if sent is None or outcome is Outcome.ERROR:
+                out.append(Sample(i, sent or 0, None, Outcome.ERROR))
+            elif one_way and i in one_way:
+                fwd, back = one_way[i]
+                out.append(Sample(i, sent, received[i], outcome or Outcome.TIMEOUT, fwd, back))
+            else:
+                out.append(Sample(i, sent, received[i], outcome or Outcome.TIMEOUT))
+        return tuple(out)
 
     def finish(self) -> None:
         """Stop: cancel timers and forget packets still pending (also on cancellation)."""
