@@ -45,7 +45,9 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One packet: monotonic-comparable send/receive times in ns (same clock for both).
+    """One packet: send/receive times in ns, both on one clock — CLOCK_REALTIME, because
+    that is the clock of the kernel's packet timestamps (a clock step mid-round would distort
+    that round's RTTs; use the times for differences only).
 
     `received_ns` is None unless the outcome carries a time (OK, UNREACHABLE, REFUSED,
     BAD_STATUS). Optional one-way times come from reflectors that timestamp (STAMP); there
