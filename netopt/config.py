@@ -119,6 +119,9 @@ class ProbeConfig(_Model):
     packet_interval_s: float = Field(default=0.02, ge=0)
     dscp: int = Field(default=46, ge=0, le=63)
     port: int | None = Field(default=None, ge=1, le=65535)
+    codec: Literal["g711", "g729", "g729a", "opus"] | None = None  # voice: payload per 20 ms
+    transport: Literal["udp", "tcp", "icmp"] = "udp"  # sip_options: udp|tcp; traceroute: all
+    clock_synced: bool = False  # stamp/voice: the reflector's clock is synced (one-way delays)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -64,7 +64,13 @@ def jobs_from_config(cfg: Config) -> list[ProbeJob]:
 
 def _options(p: ProbeConfig) -> ProbeOptions:
     return ProbeOptions(
-        count=p.count, interval_s=p.packet_interval_s, timeout_s=p.timeout_s, dscp=p.dscp
+        count=p.count,
+        interval_s=p.packet_interval_s,
+        timeout_s=p.timeout_s,
+        dscp=p.dscp,
+        codec=p.codec,
+        transport=p.transport,
+        clock_synced=p.clock_synced,
     )
 
 

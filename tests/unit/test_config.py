@@ -147,3 +147,15 @@ def test_a_command_imports_only_its_own_module() -> None:
     names = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert set(names) == {"version", "serve", "check-config", "agent", "db"}
     assert "lab" in build_parser(["--help"])._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+
+
+def test_probe_options_reach_the_prober() -> None:
+    from netopt.probing import jobs_from_config
+
+    data = variant("probes.0.kind", "voice")
+    data["probes"][0] |= {"codec": "g729", "clock_synced": True, "count": 10, "port": 862}
+    (job, _) = jobs_from_config(parse_config(data))
+    assert job.options.codec == "g729" and job.options.clock_synced
+    assert job.target.port == 862
+    with pytest.raises(ConfigError, match=r"probes\[0\]\.codec"):
+        parse_config(variant("probes.0.codec", "speex"))
