@@ -138,11 +138,24 @@ class ProbeConfig(_Model):
             raise ValueError(
                 f"timeout_s ({self.timeout_s}) must be shorter than interval_s ({self.interval_s})"
             )
-        round_s = (self.count - 1) * self.packet_interval_s + self.timeout_s
+        # a voice stream is paced at 20 ms whatever packet_interval_s says
+        step_s, step = (0.02, "20 ms") if self.kind == "voice" else (self.packet_interval_s, "")
+        round_s = (self.count - 1) * step_s + self.timeout_s
         if round_s >= self.interval_s:
+            what = f"(count-1)*{step or 'packet_interval_s'} + timeout_s"
             raise ValueError(
-                f"a round lasts (count-1)*packet_interval_s + timeout_s = {round_s:g} s, "
+                f"a round lasts {what} = {round_s:g} s, "
                 f"which must be shorter than interval_s ({self.interval_s})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _per_kind(self) -> ProbeConfig:
+        if self.kind == "tcp_connect" and self.port is None:
+            raise ValueError("kind tcp_connect needs a port (the TCP port to connect to)")
+        if self.kind == "sip_options" and self.transport not in ("udp", "tcp"):
+            raise ValueError(
+                f"kind sip_options: transport must be udp or tcp, not {self.transport!r}"
             )
         return self
 
@@ -243,6 +256,23 @@ class DecideConfig(_Model):
         return self
 
 
+class TracerouteConfig(_Model):
+    """Degradation-triggered traceroute (netopt/trace.py): when a path turns poor, trace it."""
+
+    enabled: bool = True
+    cooldown_s: float = Field(default=300.0, ge=0)  # per path, between two traces
+    max_hops: int = Field(default=16, ge=1, le=64)
+    attempts: int = Field(default=2, ge=1, le=10)  # probes per hop
+    timeout_s: float = Field(default=1.0, gt=0, le=30)
+    transport: Literal["udp", "tcp", "icmp"] = "icmp"
+    dscp: int = Field(default=46, ge=0, le=63)
+    keep: int = Field(default=100, ge=1, le=10_000)  # traces kept in memory (GET /v1/traces)
+    loss_pct: float = Field(default=1.2, ge=0, le=100)  # poor path: window loss above this
+    rtt_ms: float = Field(default=320.0, gt=0)  # ... or window RTT above this
+    rtt_jump_ms: float = Field(default=50.0, gt=0)  # ... or RTT this far above its best window
+    min_samples: int = Field(default=20, ge=1)  # packets a window needs before it is judged
+
+
 class Config(_Model):
     regions: tuple[RegionConfig, ...] = ()
     pops: tuple[PopConfig, ...] = Field(min_length=1)
@@ -256,6 +286,7 @@ class Config(_Model):
     proxies: tuple[ProxyConfig, ...] = ()
     agents: tuple[AgentAuth, ...] = ()
     ingest: IngestConfig = IngestConfig()
+    traceroute: TracerouteConfig = TracerouteConfig()
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -345,7 +376,14 @@ def _reference_problems(cfg: Config) -> list[str]:
             problems.append(f"agents[{i}].site: unknown site {agent.site!r}")
         agent_ids.add(agent.id)
         tokens.add(agent.token)
+    jobs: dict[tuple[str, str, str], int] = {}
     for i, probe in enumerate(cfg.probes):
+        for t in probe.to:  # one job per (kind, from, to): a second one would be lost
+            if (probe.kind, probe.from_, t) in jobs:
+                first = jobs[(probe.kind, probe.from_, t)]
+                problems.append(f"probes[{i}]: {probe.kind} from {probe.from_!r} to {t!r} "
+                                f"is already probed by probes[{first}]")  # fmt: skip
+            jobs.setdefault((probe.kind, probe.from_, t), i)
         if probe.from_ not in seen:
             problems.append(f"probes[{i}].from: unknown site {probe.from_!r}")
         for j, t in enumerate(probe.to):
