@@ -77,7 +77,7 @@ def netopt_config(lab: Lab, tmp: Path, kam: Kamailio, uas_port: dict[str, int]) 
                      {"a": "fra", "b": "jnb", "rtt_ms": 250},
                      {"a": "jnb", "b": "los", "rtt_ms": 110}],
         "probes": [{"kind": "icmp", "from": r, "to": list(pops), "interval_s": 1.0,
-                    "count": 10, "packet_interval_s": 0.02, "timeout_s": 0.6} for r in regions],
+                    "count": 30, "packet_interval_s": 0.01, "timeout_s": 0.6} for r in regions],
         "planner": {"window_s": 3, "min_replan_interval_s": 0.2, "margin_mos": 0.2},
         "decide": {"windows_to_switch": 2, "hold_down_s": HOLD_DOWN_S, "stale_after_s": 10,
                    "expire_after_s": 60},
@@ -241,7 +241,13 @@ def test_calls_follow_the_routes(world: dict[str, Any]) -> None:
         world["pops"][moved_to].start()
         t_restore = time.time()
         lab.set_link("lagos", "los", delay_ms=3, loss_pct=0)  # 4. restore
-        t_back = wait_for(lambda: primary(api) == "los", HOLD_DOWN_S + 20, "route back to los")
+        try:
+            t_back = wait_for(lambda: primary(api) == "los", HOLD_DOWN_S + 20, "route back")
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}: {http_get(api + '/v1/paths?region=lagos')[1]} "
+                f"{http_get(api + '/v1/route?region=lagos')[1]}"
+            ) from None
         time.sleep(3)
         t_restart = time.time()
         kam.stop()  # 5. restart Kamailio mid-run
