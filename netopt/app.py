@@ -178,6 +178,8 @@ class Daemon:
         for s in stats:
             self.metrics.path_loss.labels(s.src, s.dst).set(s.loss_pct / 100)
             self.metrics.path_rtt.labels(s.src, s.dst).set(s.rtt_ms / 1000)
+        for src, dst in self.window.silent(int(self.wall_clock() * 1e9)):
+            self.metrics.path_loss.labels(src, dst).set(1.0)  # no reply in the whole window
         p = self.config.planner
         new_plan = plan(
             self.topology, stats, target_mos=p.target_mos, margin_mos=p.margin_mos, codec=p.codec

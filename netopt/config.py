@@ -245,6 +245,12 @@ class DecideConfig(_Model):
     max_suppress_s: float = Field(default=3600.0, ge=0)
     stale_after_s: float = Field(default=30.0, gt=0)
     expire_after_s: float = Field(default=300.0, gt=0)
+    # a challenger's gain must survive its loss difference moved against it by this many
+    # standard errors (topology/uncertainty.py); 0 = point estimates only
+    confidence_z: float = Field(default=2.0, ge=0)
+    # a window counts towards windows_to_switch only when its data is this much newer than the
+    # last counted one; None = planner.window_s / windows_to_switch
+    evidence_s: float | None = Field(default=None, ge=0)
     default_entry: dict[str, Id | None] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -310,10 +316,13 @@ class Config(_Model):
         raise KeyError(site_id)
 
     def to_policy(self) -> Policy:
-        d = self.decide
+        d, p = self.decide, self.planner
+        evidence_s = p.window_s / d.windows_to_switch if d.evidence_s is None else d.evidence_s
         return Policy(
-            margin_mos=self.planner.margin_mos,
-            **d.model_dump(exclude={"default_entry"}),
+            margin_mos=p.margin_mos,
+            **d.model_dump(exclude={"default_entry", "evidence_s"}),
+            evidence_s=evidence_s,
+            codec=p.codec,
             default_entry=dict(d.default_entry),
         )
 

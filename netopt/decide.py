@@ -23,10 +23,17 @@ Rules, per region × destination (`Policy` holds the numbers):
    longer in the plan is withdrawn at once: failover to the best usable route, ignoring the
    streak, hold-down and damping (a flap penalty is still charged).
 2. A challenger (the plan's preferred usable route, if different from the incumbent) must beat
-   the incumbent's current MOS by `margin_mos` for `windows_to_switch` consecutive windows.
-   Releasing acceleration is the one exception: when the plan says acceleration is
-   `not_needed`, the direct route wins back once it is within `margin_mos` of the incumbent
-   relay for `windows_to_switch` windows (relays cost capacity; a good direct path is preferred).
+   the incumbent by `margin_mos` for `windows_to_switch` consecutive windows — a gain that is
+   left once the two routes' loss figures are moved against the challenger by `confidence_z`
+   standard errors of their difference (`topology.uncertainty.sure_gain`; routes without a
+   sample count are taken as exact). A window counts towards the streak only when its data is
+   at least `evidence_s` newer than the last counted window's, so k windows are k pieces of
+   evidence, not one window re-read k times. The streak is "the incumbent is beaten": the lead
+   may pass between equally good challengers (noise does that); the switch goes to the plan's
+   best at that moment. Releasing acceleration is the one exception: when the plan says
+   acceleration is `not_needed`, the direct route wins back once it is within `margin_mos` of
+   the incumbent relay (point estimates) for `windows_to_switch` windows (relays cost
+   capacity; a good direct path is preferred).
 3. After a change, no further change for `hold_down_s` (failover excepted).
 4. Flap damping, as BGP route-flap damping (RFC 2439): every change adds `flap_penalty`; the
    penalty halves every `half_life_s`; above `suppress_threshold` changes are suppressed until
@@ -35,6 +42,9 @@ Rules, per region × destination (`Policy` holds the numbers):
    `expire_after_s` the route falls back to the configured default (`default_entry`: region id,
    or "*", → entry PoP id, None = direct). A region nothing has been measured from also gets
    the default.
+6. The first plan (and the first after a default) adopts the plan's preferred route, except a
+   relay whose gain over the direct route is not sure yet (rule 2's test): then direct, which
+   the relay can challenge once the evidence is there.
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from topology.planner import Expected, Plan, RegionPlan, Route
+from topology.uncertainty import sure_gain
 
 Key = tuple[str, str]
 
@@ -64,6 +75,9 @@ class Policy:
     stale_after_s: float = 30.0
     expire_after_s: float = 300.0
     dead_loss_pct: float = 100.0
+    confidence_z: float = 2.0
+    evidence_s: float = 0.0
+    codec: str = "g711"
     default_entry: Mapping[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -75,6 +89,8 @@ class Policy:
             raise ValueError("expire_after_s must not be shorter than stale_after_s")
         if self.half_life_s <= 0 or self.margin_mos < 0 or self.hold_down_s < 0:
             raise ValueError("half_life_s must be > 0; margin_mos and hold_down_s >= 0")
+        if self.confidence_z < 0 or self.evidence_s < 0:
+            raise ValueError("confidence_z and evidence_s must be >= 0")
 
     @property
     def max_penalty(self) -> float:
@@ -143,6 +159,7 @@ class _State:
     is_default: bool = False
     challenger: str | None = None  # route key of the current challenger
     streak: int = 0
+    counted_at: float = -math.inf  # data time of the last window counted towards the streak
     hold_until: float = -math.inf
     penalty: float = 0.0
     penalty_at: float = 0.0
@@ -199,7 +216,7 @@ class Decider:
         early = self._withdrawn_or_aged(rp, state, now, usable, current, age, dead, log)
         if early is not None:
             return early
-        return self._challenge(rp, state, now, usable, current, new_window, log)
+        return self._challenge(rp, state, now, usable, current, seen if new_window else None, log)
 
     def _withdrawn_or_aged(
         self,
@@ -231,8 +248,9 @@ class Decider:
             return self._entry(rp, state, usable, stale=True, reason=self._age(age))
         state.stale = False
         if state.is_default and usable:  # fresh data again after a default: adopt at once
-            why = "measurements arrived"
-            return self._switch(rp, state, usable[0], now, "initial", why, log, usable)
+            first, why = self._first_choice(usable)
+            why = f"measurements arrived; {why}"
+            return self._switch(rp, state, first, now, "initial", why, log, usable)
         return None
 
     def _challenge(
@@ -242,10 +260,11 @@ class Decider:
         now: float,
         usable: list[Route],
         current: Route | None,
-        new_window: bool,
+        new_data_at: float | None,
         log: list[Decision],
     ) -> TableEntry:
-        """Margin × k windows, then hold-down and damping, before a challenger takes over."""
+        """Margin under uncertainty × k windows of new evidence, then hold-down and damping,
+        before a challenger takes over. `new_data_at`: data time of this window if it is new."""
         pol = self.policy
         penalty = self._decay(state, now)
         challenger = usable[0] if usable else None
@@ -254,13 +273,16 @@ class Decider:
             return self._entry(rp, state, usable, route=current)
         gain = challenger.expected.mos - (current.expected.mos if current else -math.inf)
         release = challenger.kind == "direct" and rp.acceleration == "not_needed"
-        if gain < (-pol.margin_mos if release else pol.margin_mos):
+        sure = gain
+        if not release and current is not None and gain >= pol.margin_mos:
+            sure = self._sure_gain(challenger, current)
+        if (gain < -pol.margin_mos) if release else (sure < pol.margin_mos):
             state.challenger, state.streak = None, 0
             return self._entry(rp, state, usable, route=current)
-        if new_window:
-            same = state.challenger == _key(challenger)
-            state.challenger, state.streak = _key(challenger), state.streak + 1 if same else 1
+        self._count(state, _key(challenger), new_data_at)
         why = f"{_key(challenger)} beats {_key(state.route)} by {gain:+.2f} MOS"
+        if sure != gain:
+            why += f" ({sure:+.2f} beyond {pol.confidence_z:g} SE of loss noise)"
         if release:
             why = f"acceleration not needed (direct {gain:+.2f} MOS against {_key(state.route)})"
         blocked = None
@@ -288,8 +310,9 @@ class Decider:
         state = _State(route=None, decided_at=now, fresh_at=seen)
         self._state[(rp.region, rp.dest)] = state
         if usable and age <= self.policy.stale_after_s:
-            log.append(self._log(rp, state, now, "initial", usable[0], "first plan"))
-            state.route = usable[0]
+            first, why = self._first_choice(usable)
+            log.append(self._log(rp, state, now, "initial", first, why))
+            state.route = first
             return self._entry(rp, state, usable, reason=rp.reason)
         why = "nothing measured yet" if not usable else self._age(age)
         return self._to_default(rp, state, now, "default", why, log, stale=bool(usable))
@@ -336,6 +359,37 @@ class Decider:
         return self._entry(rp, state, [], stale=stale, reason=f"default route: {reason}")
 
     # ---- helpers ----------------------------------------------------------------------------
+
+    def _first_choice(self, usable: list[Route]) -> tuple[Route, str]:
+        """The plan's preferred route — unless it is a relay whose gain over the direct route
+        does not survive the sampling noise yet (a first plan may rest on a single round):
+        then direct, which the relay can still challenge once the evidence is there."""
+        best = usable[0]
+        direct = next((r for r in usable if r.kind == "direct"), None)
+        if best.kind == "direct" or direct is None:
+            return best, "first plan"
+        sure = self._sure_gain(best, direct)
+        if sure >= self.policy.margin_mos:
+            return best, "first plan"
+        return direct, f"first plan: {_key(best)}'s gain over direct is not yet sure ({sure:+.2f})"
+
+    def _sure_gain(self, challenger: Route, incumbent: Route) -> float:
+        """The gain left once loss sampling noise is held against the challenger."""
+        pol = self.policy
+        return sure_gain(challenger.expected, incumbent.expected, pol.confidence_z, pol.codec)
+
+    def _count(self, state: _State, challenger: str, data_at: float | None) -> None:
+        """Count this window towards the streak if it brings new evidence: new data, at least
+        `evidence_s` newer than the last counted window's (the first one always). The streak
+        is "the incumbent is beaten": it survives the lead passing between equal challengers,
+        which noise does all the time; the switch goes to the plan's best at that moment."""
+        if state.streak == 0:
+            state.counted_at = -math.inf
+        state.challenger = challenger
+        if data_at is None or data_at - state.counted_at < self.policy.evidence_s:
+            return
+        state.streak += 1
+        state.counted_at = data_at
 
     def _usable(self, route: Route, dead: set[str]) -> bool:
         return route.expected.loss_pct < self.policy.dead_loss_pct and not dead.intersection(

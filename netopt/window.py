@@ -2,7 +2,13 @@
 
 store → **stats** → plan. Kept in memory, fed as rounds arrive, so planning never waits on
 the database. RTT is the median of the rounds' medians (robust to one bad round), jitter the
-mean of the rounds' RFC 3550 jitter, loss the pooled ratio of all packets in the window.
+mean of the rounds' RFC 3550 jitter, loss the pooled ratio of all packets in the window, and
+`samples` the packets sent in the window (the planner's and decider's measure of how sure the
+loss figure is; see topology/uncertainty.py).
+
+A path with no reply in the whole window has no RTT to plan with: `stats` leaves it out (the
+planner then lists that candidate as unmeasured, and the decider withdraws a route over it at
+once) and `silent` names it, for metrics.
 """
 
 from __future__ import annotations
@@ -45,6 +51,11 @@ class WindowStats:
         q = self._rounds.get((src, dst))
         return q[-1].started_wall_ns if q else None
 
+    def silent(self, now_wall_ns: int) -> list[tuple[str, str]]:
+        """Paths probed within the window that answered no packet at all."""
+        self._expire(now_wall_ns)
+        return [k for k, q in self._rounds.items() if not any(r.received for r in q)]
+
     def stats(self, now_wall_ns: int) -> list[PathStats]:
         """One `PathStats` per path with at least one round in the window."""
         self._expire(now_wall_ns)
@@ -58,9 +69,7 @@ class WindowStats:
                 continue
             loss_pct = 100.0 * (sent - received) / sent
             if not medians:
-                # nothing came back in the whole window: the path is down
-                out.append(PathStats(src, dst, float("inf"), 0.0, 100.0, samples=sent))
-                continue
+                continue  # nothing came back in the whole window: see `silent`
             out.append(
                 PathStats(
                     src=src,

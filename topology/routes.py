@@ -34,12 +34,16 @@ class PathStats:
 
 @dataclass(frozen=True)
 class Expected:
-    """Expected quality of a route: composed round trip, jitter, loss, and E-model MOS."""
+    """Expected quality of a route: composed round trip, jitter, loss, and E-model MOS.
+
+    `samples` is how many probe packets the measured loss rests on (the region's leg: the
+    access path, or the direct path); 0 = unknown. `topology.uncertainty` turns it into a band."""
 
     rtt_ms: float
     jitter_ms: float
     loss_pct: float
     mos: float
+    samples: int = 0
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from netopt.decide import Decider, Policy, RouteTable
+from tests.unit.noisy_world import Sim, Truth, world
 from topology.planner import Expected, Plan, RegionPlan, Route
 
 R, D = "lagos", "fra"
@@ -272,3 +273,173 @@ def test_acceleration_is_released_when_direct_is_good_again_without_a_gain() -> 
     for t in (100.0, 101.0, 102.0):
         table, _ = d2.update(worse, now=t)
     assert chosen(table) == "jnb"
+
+
+# ---- statistically honest decisions (sampling noise, new evidence) --------------------------
+
+
+def noisy(entry: str | None, mos: float, loss: float, samples: int, rtt: float = 100) -> Route:
+    kind, path = ("direct", (R, D)) if entry is None else ("relay", (R, entry, D))
+    return Route(R, D, kind, path, entry, Expected(rtt, 2, loss, mos, samples))
+
+
+def test_a_gain_that_rests_on_loss_noise_does_not_count() -> None:
+    # +0.3 MOS from 0 vs 3 packets lost of 150: within two standard errors of chance
+    d = Decider(Policy(margin_mos=0.2, windows_to_switch=1, confidence_z=2.0))
+    d.update(plan_of(noisy(None, 4.2, 2.0, 150), noisy("jnb", 4.0, 2.0, 150)), now=0.0)
+    lucky = plan_of(noisy(None, 4.0, 2.0, 150), noisy("jnb", 4.3, 0.0, 150))
+    for t in range(1, 30):
+        table, decisions = d.update(lucky, now=float(t))
+        assert chosen(table) is None and not decisions
+    # the same figures measured over ten times the packets are no longer chance
+    sure = plan_of(noisy(None, 4.0, 2.0, 1500), noisy("jnb", 4.3, 0.0, 1500))
+    table, decisions = d.update(sure, now=40.0)
+    assert chosen(table) == "jnb" and "beyond 2 SE" in decisions[0].reason
+    # and without the test (confidence_z 0) the lucky window alone would have moved it
+    d0 = Decider(Policy(margin_mos=0.2, windows_to_switch=1, confidence_z=0.0))
+    d0.update(plan_of(noisy(None, 4.2, 2.0, 150), noisy("jnb", 4.0, 2.0, 150)), now=0.0)
+    assert chosen(d0.update(lucky, now=1.0)[0]) == "jnb"
+
+
+def test_a_gain_from_delay_counts_when_neither_route_lost_a_packet() -> None:
+    d = Decider(Policy(margin_mos=0.2, windows_to_switch=1, confidence_z=2.0))
+    d.update(plan_of(noisy(None, 4.2, 0.0, 30), noisy("jnb", 4.0, 0.0, 30)), now=0.0)
+    table, _ = d.update(plan_of(noisy(None, 4.0, 0.0, 30), noisy("jnb", 4.3, 0.0, 30)), now=1.0)
+    assert chosen(table) == "jnb"
+
+
+def test_windows_count_only_with_enough_new_evidence() -> None:
+    d = Decider(Policy(margin_mos=0.2, windows_to_switch=3, evidence_s=10.0, hold_down_s=0))
+    d.update(plan_of(route(None, 4.0), route("jnb", 3.5)), now=0.0, fresh_at={R: 0.0})
+    better = plan_of(route(None, 4.0), route("jnb", 4.4))
+    counts = []
+    for t in range(1, 21):  # new data every second: counted at 1 and 11 only
+        table, decisions = d.update(better, now=float(t), fresh_at={R: float(t)})
+        counts.append(decisions[0].consecutive)
+        assert chosen(table) is None
+    assert counts[0] == 1 and counts[9] == 1 and counts[10] == 2 and counts[-1] == 2
+    table, decisions = d.update(better, now=21.0, fresh_at={R: 21.0})
+    assert chosen(table) == "jnb" and decisions[0].action == "switch"
+
+
+def test_the_streak_survives_the_lead_passing_between_equal_challengers() -> None:
+    d = Decider(Policy(margin_mos=0.2, windows_to_switch=3, hold_down_s=0))
+    d.update(plan_of(route(None, 4.0), route("jnb", 3.5), route("lon", 3.5)), now=0.0)
+    a = plan_of(route(None, 3.0), route("jnb", 4.3), route("lon", 4.2))
+    b = plan_of(route(None, 3.0), route("jnb", 4.2), route("lon", 4.3))
+    d.update(a, now=1.0)
+    d.update(b, now=2.0)
+    table, decisions = d.update(a, now=3.0)
+    assert chosen(table) == "jnb" and decisions[0].action == "switch"
+
+
+def test_first_plan_does_not_adopt_a_relay_on_one_lossy_round() -> None:
+    # one round of 5 packets: direct lost 1 (20 %), the relay none — not evidence enough
+    d = Decider(Policy())
+    table, decisions = d.update(
+        plan_of(noisy(None, 3.3, 20.0, 5, rtt=44), noisy("los", 4.1, 0.0, 5, rtt=260)), now=0.0
+    )
+    assert chosen(table) is None and "not yet sure" in decisions[0].reason
+    # a relay that is surely better is adopted at once
+    d = Decider(Policy())
+    table, _ = d.update(
+        plan_of(noisy(None, 2.0, 0.0, 5, rtt=900), noisy("los", 4.1, 0.0, 5, rtt=260)), now=0.0
+    )
+    assert chosen(table) == "los"
+
+
+def test_config_derives_evidence_spacing_and_codec() -> None:
+    from netopt.config import parse_config
+
+    base = {
+        "regions": [{"id": "lagos", "address": "127.0.0.1"}],
+        "pops": [{"id": "fra", "role": "core", "address": "127.0.0.2"}],
+        "destinations": ["fra"],
+    }
+    pol = parse_config({**base, "planner": {"window_s": 30, "codec": "g729a"}}).to_policy()
+    assert pol.evidence_s == 10.0 and pol.confidence_z == 2.0 and pol.codec == "g729a"
+    pol = parse_config({**base, "decide": {"evidence_s": 0, "confidence_z": 0}}).to_policy()
+    assert pol.evidence_s == 0 and pol.confidence_z == 0
+    with pytest.raises(ValueError, match="confidence_z"):
+        Policy(confidence_z=-1)
+
+
+# ---- the same through probing noise: seeded rounds → window → planner → decider ------------
+
+SIM_POLICY = {"margin_mos": 0.2, "hold_down_s": 60, "stale_after_s": 1e9, "expire_after_s": 1e9}
+
+
+def changes(routes: list[tuple[float, str | None]]) -> int:
+    return len(routes) - 1
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_identical_noisy_paths_never_switch_over_ten_minutes(seed: int) -> None:
+    """The demo's Moscow case: access to fra and to los equally impaired (2.2 % round-trip loss,
+    15 ms jitter), the relay adds backbone delay; 5 packets a second, 30 s windows, k = 3."""
+    truth = {("r", "fra"): Truth(44, 15.4, 2.17), ("r", "los"): Truth(146, 15.4, 2.17),
+             ("r", "hkg"): Truth(185, 15.4, 2.17)}  # fmt: skip
+    policy = Policy(windows_to_switch=3, evidence_s=10, confidence_z=2, **SIM_POLICY)
+    sim = Sim(world({"los": 114, "hkg": 185}), truth, policy, window_s=30, count=5, seed=seed)
+    assert changes(sim.run(600)) == 0, [d.reason for d in sim.decisions if d.action == "switch"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_identical_noisy_relays_never_switch_in_short_windows(seed: int) -> None:
+    """Two relays equal in truth (2 % loss, 14 ms jitter), direct hopeless; 10 packets a
+    second, 3 s windows, k = 2 — the fast configuration."""
+    truth = {("r", "fra"): Truth(700, 2, 1.0), ("r", "e1"): Truth(40, 14, 2.0),
+             ("r", "e2"): Truth(40, 14, 2.0)}  # fmt: skip
+    policy = Policy(windows_to_switch=2, evidence_s=1.5, confidence_z=2, **SIM_POLICY)
+    sim = Sim(world({"e1": 40, "e2": 40}), truth, policy, window_s=3, count=10, seed=seed)
+    sim.replan_s = 0.5
+    assert changes(sim.run(600)) == 0, [d.reason for d in sim.decisions if d.action == "switch"]
+
+
+def test_without_the_statistics_the_same_noise_flaps() -> None:
+    """The old rule (point estimates, every replan a window) on the twin relays: it moves."""
+    truth = {("r", "fra"): Truth(700, 2, 1.0), ("r", "e1"): Truth(40, 14, 2.0),
+             ("r", "e2"): Truth(40, 14, 2.0)}  # fmt: skip
+    policy = Policy(windows_to_switch=3, evidence_s=0, confidence_z=0, **SIM_POLICY)
+    sim = Sim(world({"e1": 40, "e2": 40}), truth, policy, window_s=30, count=5, seed=0)
+    assert changes(sim.run(300)) >= 1
+
+
+def reroute_sim(seed: int) -> Sim:
+    """tests/lab/test_reroute.py's world: Lagos enters at los (6 ms + 80 ms backbone), jnb is
+    next best (160 + 190 ms), direct 400 ms; 10 packets a second, 3 s windows, k = 2."""
+    truth = {("r", "fra"): Truth(400, 1.4, 0.0), ("r", "los"): Truth(6, 0.7, 0.0),
+             ("r", "jnb"): Truth(160, 1.4, 0.0)}  # fmt: skip
+    policy = Policy(windows_to_switch=2, evidence_s=1.5, confidence_z=2, **SIM_POLICY)
+    sim = Sim(world({"los": 80, "jnb": 190}), truth, policy, window_s=3, count=10, seed=seed)
+    sim.replan_s = 0.2
+    return sim
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_real_degradation_moves_within_the_bound(seed: int) -> None:
+    """+150 ms RTT and 8 % loss each way on lagos–los at t = 20.3 s. Bound (docs/quality.md):
+    two degraded rounds (2 × 1 s) + result delay 0.6 s + evidence spacing 1.5 s + replan 0.2 s."""
+    sim = reroute_sim(seed)
+
+    def degrade(s: Sim) -> None:
+        s.truth[("r", "los")] = Truth(156, 0.7, 15.36)
+
+    routes = sim.run(40, {20.3: degrade})
+    assert routes[0][1] == "los"
+    (moved_at, to), *_ = routes[1:]
+    assert to != "los" and moved_at - 20.3 <= 4.3  # to jnb or direct, as the plan says
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_dead_pop_fails_over_at_the_first_silent_round(seed: int) -> None:
+    sim = reroute_sim(seed)
+
+    def kill(s: Sim) -> None:
+        s.truth[("r", "los")] = Truth(6, 0.7, 100.0)
+
+    routes = sim.run(30, {20.3: kill})
+    (moved_at, to), *_ = routes[1:]
+    failover = [d for d in sim.decisions if d.action == "failover"]
+    assert to != "los" and failover and "los stopped answering" in failover[0].reason
+    assert moved_at - 20.3 <= 1.0 + 0.6 + 0.2  # the next round's result, then one replan

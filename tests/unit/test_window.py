@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from netopt.app import Daemon
 from netopt.config import parse_config
 from netopt.store import RoundRecord, SqliteStore
@@ -50,3 +52,24 @@ async def test_a_restarted_daemon_primes_its_window_from_the_store(tmp_path: Pat
         assert not daemon._unmeasured  # no need to wait for a first round on a primed path
     finally:
         daemon.store.close()
+
+
+def test_a_path_silent_for_the_whole_window_is_left_out_and_named() -> None:
+    w = WindowStats(10)
+    lost = RoundRecord(int((NOW - 2) * 1e9), "lagos", "los", "icmp", 5, 0, *[None] * 5, None)
+    w.add(lost)
+    w.add(rec(NOW - 3))
+    stats = w.stats(int(NOW * 1e9))  # used to raise: a PathStats with an infinite RTT
+    assert [(s.src, s.dst) for s in stats] == [("lagos", "fra")]
+    assert w.silent(int(NOW * 1e9)) == [("lagos", "los")]
+    w.add(rec(NOW - 1, dst="los"))  # one answer is enough to plan with again
+    assert {s.dst for s in w.stats(int(NOW * 1e9))} == {"fra", "los"}
+    assert w.silent(int(NOW * 1e9)) == []
+
+
+def test_samples_count_every_packet_sent_in_the_window() -> None:
+    w = WindowStats(10)
+    for t in (NOW - 9, NOW - 5, NOW - 1):
+        w.add(RoundRecord(int(t * 1e9), "lagos", "fra", "icmp", 5, 4, 10, 10, 10, 10, 10, 1.0))
+    (s,) = w.stats(int(NOW * 1e9))
+    assert s.samples == 15 and s.loss_pct == pytest.approx(20.0)
