@@ -128,6 +128,13 @@ async def get_paths(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+async def get_traces(request: web.Request) -> web.Response:
+    """`/v1/traces?src=&dst=`: degradation-triggered traceroutes kept in memory, newest first."""
+    q = request.query
+    traces = request.app[DAEMON].tracer.recent(q.get("src"), q.get("dst"))
+    return web.json_response({"traces": [t.to_json() for t in traces]})
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "version": __version__})
 
@@ -174,6 +181,7 @@ def make_app(daemon: Daemon, answers: Answers | None = None) -> web.Application:
     app.router.add_get("/v1/regions", get_regions)
     app.router.add_get("/v1/pops", get_pops)
     app.router.add_get("/v1/paths", get_paths)
+    app.router.add_get("/v1/traces", get_traces)
     app.router.add_post("/v1/admin/publish", admin_publish)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -31,6 +31,7 @@ from netopt.push.answers import Answers
 from netopt.push.pusher import make_pushers
 from netopt.schedule import Scheduler
 from netopt.store import DecisionRecord, RoundRecord, SqliteStore
+from netopt.trace import Tracer
 from netopt.window import WindowStats
 from topology.planner import PathStats, plan
 
@@ -73,6 +74,7 @@ class Daemon:
         self.pushers = make_pushers(config, self.metrics.registry)
         self.publishers += [p.publish for p in self.pushers]
         self.pool = ProberPool(_socket_in())
+        self.tracer = Tracer(config, self.metrics.traceroutes, wall_clock, _socket_in())
         self._regions = frozenset(r.id for r in config.regions)
         self._fresh_at: dict[str, float] = {}
         self._last_round: dict[tuple[str, str], RoundRecord] = {}
@@ -187,6 +189,7 @@ class Daemon:
         table, decisions = self.decider.update(
             new_plan, self.mono_clock(), fresh_at=self._fresh_at, pop_alive=self.pop_alive()
         )
+        self.tracer.observe(stats, decisions, self.mono_clock())
         at_wall_ns = int(self.wall_clock() * 1e9)
         for d in decisions:
             self.store.add_decision(_decision_record(d, at_wall_ns, stats))
@@ -271,6 +274,7 @@ class Daemon:
         self.config = new
         self.topology = new.to_topology()
         self.decider.policy = new.to_policy()
+        self.tracer.reconfigure(new)
         self._regions = frozenset(r.id for r in new.regions)
         self.window.window_ns = int(new.planner.window_s * 1e9)
         jobs = jobs_from_config(new)
@@ -334,6 +338,7 @@ class Daemon:
                 tg.create_task(self.store.run(self.config.store.flush_interval_s))
                 tg.create_task(self.plan_loop())
                 tg.create_task(self._housekeeping())
+                tg.create_task(self.tracer.run())
                 tg.create_task(self._serve(on_listening))
                 for pusher in self.pushers:
                     tg.create_task(pusher.run())

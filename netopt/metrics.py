@@ -119,6 +119,11 @@ class Metrics:
             "netopt_schedule_skipped_runs_total",
             "Runs skipped because the job's previous round was still running.", registry=r,
         )  # fmt: skip
+        self.traceroutes = Counter(
+            "netopt_traceroutes_total",
+            "Traceroutes run because a path degraded (trigger: loss, rtt, rtt_jump, withdrawn).",
+            ("src", "dst", "trigger"), registry=r,
+        )  # fmt: skip
 
     def observe_round(
         self, src: str, dst: str, kind: str, rtts_s: Iterable[float], sent: int, received: int,

@@ -173,6 +173,26 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json({"type": "object"}), "400": _ERROR, "404": _ERROR},
                 }
             },
+            "/v1/traces": {
+                "get": {
+                    "summary": "Recent traceroutes run because a path degraded, newest first",
+                    "parameters": [
+                        {
+                            "name": "src",
+                            "required": False,
+                            **query,
+                            "description": "only traces that left from this site",
+                        },
+                        {
+                            "name": "dst",
+                            "required": False,
+                            **query,
+                            "description": "only traces towards this site",
+                        },
+                    ],
+                    "responses": {"200": _json({"type": "object"})},
+                }
+            },
             "/v1/admin/publish": {
                 "post": {
                     "summary": "Hand the current table to every publisher again (admin token)",
