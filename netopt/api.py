@@ -27,6 +27,7 @@ from netopt.push.answers import Answers, Rendered, error_body, paths_json
 
 if TYPE_CHECKING:
     from netopt.app import Daemon
+    from netopt.config import ApiConfig
 
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
 ANSWERS: web.AppKey[Answers] = web.AppKey("answers")
@@ -190,28 +191,20 @@ def make_app(daemon: Daemon, answers: Answers | None = None) -> web.Application:
     return app
 
 
-async def serve_api(daemon: Daemon, on_listening: Callable[[str], None] | None = None) -> None:
-    """Serve until cancelled; `on_listening` gets the base URL once the port is bound.
-
-    Registers the API's answer cache as a publisher, so each new table is rendered once.
-    """
-    answers = Answers(daemon.config, daemon.wall_time)
-    answers.publish(daemon.table)
-    daemon.publishers.append(answers.publish)
-    runner = web.AppRunner(make_app(daemon, answers), access_log=None)
+async def run_site(
+    app: web.Application, api: ApiConfig, on_listening: Callable[[str], None] | None = None
+) -> None:
+    """Serve `app` on `api.listen` until cancelled; `on_listening` gets the base URL once bound."""
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        api = daemon.config.api
         site = web.TCPSite(runner, api.host, api.port, reuse_address=True)
         await site.start()
         host = f"[{api.host}]" if ":" in api.host else api.host
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
+        sockets = getattr(site._server, "sockets", None) or []
         port = sockets[0].getsockname()[1] if sockets else api.port
         if on_listening is not None:
             on_listening(f"http://{host}:{port}")
         await asyncio.Event().wait()
     finally:
-        if answers.publish in daemon.publishers:
-            daemon.publishers.remove(answers.publish)
         await runner.cleanup()

@@ -18,9 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
 
-from aiohttp import web
-
-from netopt.api import make_app
+from netopt.api import make_app, run_site
 from netopt.config import Config, load_config
 from netopt.decide import Decider, Decision, RouteTable, TableEntry
 from netopt.errors import ConfigError
@@ -72,6 +70,7 @@ class Daemon:
         self.table = RouteTable(MappingProxyType({}), mono_clock())
         self.publishers: list[Callable[[RouteTable], None]] = []
         self.pushers = make_pushers(config, self.metrics.registry)
+        self.answers: Answers | None = None  # the route API's rendered answers, while serving
         self.publishers += [p.publish for p in self.pushers]
         self.pool = ProberPool(_socket_in())
         self.tracer = Tracer(config, self.metrics.traceroutes, wall_clock, _socket_in())
@@ -275,6 +274,10 @@ class Daemon:
         self.topology = new.to_topology()
         self.decider.policy = new.to_policy()
         self.tracer.reconfigure(new)
+        if self.answers is not None:  # new regions, prefixes and PoPs are routable at once
+            self.answers.reconfigure(new)
+        for pusher in self.pushers:
+            pusher.reconfigure(new)
         self._regions = frozenset(r.id for r in new.regions)
         self.window.window_ns = int(new.planner.window_s * 1e9)
         jobs = jobs_from_config(new)
@@ -300,26 +303,14 @@ class Daemon:
 
     async def _serve(self, on_listening: Callable[[str], None] | None) -> None:
         """The route API (netopt.api) plus the ingest and admin routes, until cancelled."""
-        answers = Answers(self.config, self.wall_time)
+        answers = self.answers = Answers(self.config, self.wall_time)
         answers.publish(self.table)
         self.publishers.append(answers.publish)
-        app = add_routes(make_app(self, answers), self)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
         try:
-            api = self.config.api
-            site = web.TCPSite(runner, api.host, api.port, reuse_address=True)
-            await site.start()
-            host = f"[{api.host}]" if ":" in api.host else api.host
-            sockets = getattr(site._server, "sockets", None) or []
-            port = sockets[0].getsockname()[1] if sockets else api.port
-            if on_listening is not None:
-                on_listening(f"http://{host}:{port}")
-            await asyncio.Event().wait()
+            await run_site(add_routes(make_app(self, answers), self), self.config.api, on_listening)
         finally:
-            if answers.publish in self.publishers:
-                self.publishers.remove(answers.publish)
-            await runner.cleanup()
+            self.publishers.remove(answers.publish)
+            self.answers = None
 
     def request_stop(self) -> None:
         """Stop launching rounds and cancel the daemon (the signal handlers call this)."""

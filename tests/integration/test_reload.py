@@ -64,3 +64,21 @@ def test_sighup_adds_and_removes_targets_and_refuses_a_bad_file(serve: Any) -> N
     assert "config_reload_failed" in log and "destinations[0]: unknown pop 'ams'" in log
     assert "jobs_added=1" in log and "jobs_removed=1" in log
     assert "Traceback" not in log
+
+
+def test_sighup_makes_a_new_region_routable(serve: Any) -> None:
+    daemon = serve(CONFIG)
+    daemon.wait_ready()
+    status, _ = http_get(daemon.url + "/v1/route?caller=%2B254700000000")
+    assert status == 404  # no region has +254 yet
+    nairobi = {"id": "nairobi", "address": "127.0.0.4", "e164": ["+254"]}
+    probes = [*CONFIG["probes"], {**CONFIG["probes"][0], "from": "nairobi"}]
+    rewrite(daemon, {"regions": [*CONFIG["regions"], nairobi], "probes": probes})
+    deadline = time.monotonic() + 10
+    status, body = 0, None
+    while time.monotonic() < deadline and status != 200:
+        status, body = http_get(daemon.url + "/v1/route?caller=%2B254700000000")
+        time.sleep(0.3)
+    assert status == 200, body
+    assert body["region"] == "nairobi"
+    assert daemon.stop() == 0
