@@ -92,9 +92,11 @@ def test_same_kind_source_and_target_twice_is_refused() -> None:
 
 
 def test_every_kind_becomes_a_job_with_its_options() -> None:
-    kinds = {"icmp": {}, "stamp": {"port": 8620, "clock_synced": True}, "udp_echo": {"port": 7},
-             "voice": {"codec": "g729", "count": 25}, "tcp_connect": {"port": 443},
-             "sip_options": {"transport": "tcp"}, "traceroute": {"transport": "icmp"}}  # fmt: skip
+    kinds: dict[str, dict[str, Any]] = {
+        "icmp": {}, "stamp": {"port": 8620, "clock_synced": True}, "udp_echo": {"port": 7},
+        "voice": {"codec": "g729", "count": 25}, "tcp_connect": {"port": 443},
+        "sip_options": {"transport": "tcp"}, "traceroute": {"transport": "icmp"},
+    }  # fmt: skip
     data = with_probes(*({"kind": k, "timeout_s": 0.5, **extra} for k, extra in kinds.items()))
     jobs = {j.kind: j for j in jobs_from_config(parse_config(data))}
     assert set(jobs) == set(kinds)
