@@ -1,13 +1,15 @@
 """Scheduling: config → **schedule** → probe → sample → store …
 
-One APScheduler interval job per probe job (kind, source, target) on the daemon's own loop.
 Start times are spread deterministically: each job's phase is a hash of its id modulo its
-interval, and its runs sit on the grid ``phase + k·interval`` counted from the Unix epoch, so a
-thousand targets do not fire in the same millisecond, a restart keeps every job's phase, and a
-late run never shifts the ones after it (no drift). Each run launches the round as a task of
-the caller's task group; a job whose previous round is still running skips that run (one
-instance at a time); runs missed while the loop was busy are coalesced into one, within a
-misfire grace of one interval. `sync()` swaps the job set on reload without a restart.
+interval (on a 10 ms grid), and its runs sit on the grid ``phase + k·interval`` counted from
+the Unix epoch, so a thousand targets do not fire in the same millisecond, a restart keeps
+every job's phase, and a late run never shifts the ones after it (no drift). Jobs that share an
+(interval, phase) *slot* share one APScheduler interval job on the daemon's own loop: one
+wakeup launches the whole slot (at 1,000 jobs/s, ~10 jobs per wakeup instead of one APScheduler
+job each). Each run launches the round as a task of the caller's task group; a job whose
+previous round is still running skips that run (one instance at a time); runs missed while the
+loop was busy are coalesced into one, within a misfire grace of one interval. `sync()` swaps
+the job set on reload without a restart.
 """
 
 from __future__ import annotations
@@ -49,9 +51,13 @@ def phase_s(job_id: str, interval_s: float, step_s: float = PHASE_STEP_S) -> flo
     return round((zlib.crc32(job_id.encode()) % slots) * step_s, 6)
 
 
-def first_run_s(job_id: str, interval_s: float, now_wall_s: float) -> float:
-    """The first instant ≥ now on the job's grid ``phase + k·interval`` (Unix seconds)."""
-    phase = phase_s(job_id, interval_s)
+def first_run_s(
+    job_id: str, interval_s: float, now_wall_s: float, phase: float | None = None
+) -> float:
+    """The first instant ≥ now on the job's grid ``phase + k·interval`` (Unix seconds); the
+    phase is the job id's unless given."""
+    if phase is None:
+        phase = phase_s(job_id, interval_s)
     k = math.ceil((now_wall_s - phase) / interval_s)
     return phase + k * interval_s
 
@@ -81,6 +87,13 @@ def _signature(job: Job) -> object:
     return job  # jobs are frozen dataclasses: equal jobs need no reschedule
 
 
+Slot = tuple[float, float]  # (interval_s, phase_s): the jobs one APScheduler job launches
+
+
+def slot_of(job: Job) -> Slot:
+    return (job.interval_s, phase_s(job.job_id, job.interval_s))
+
+
 class Scheduler:
     """The daemon's probe schedule; `run(job)` makes the coroutine of one round."""
 
@@ -96,6 +109,7 @@ class Scheduler:
         self._aps = AsyncIOScheduler(timezone=dt.UTC)
         self._aps.add_executor(_LaunchExecutor(), "default")
         self._jobs: dict[str, Any] = {}
+        self._slots: dict[Slot, dict[str, Any]] = {}  # slot → its jobs by id, in added order
         self._running: set[str] = set()
         self._stopping = False
         self.skipped = 0  # runs skipped because the previous round was still running
@@ -104,24 +118,41 @@ class Scheduler:
     def job_ids(self) -> frozenset[str]:
         return frozenset(self._jobs)
 
-    def _launch(self, job_id: str) -> None:
-        job = self._jobs.get(job_id)
-        if self._stopping or job is None:
+    def _launch_slot(self, slot: Slot) -> None:
+        jobs = self._slots.get(slot)
+        if self._stopping or not jobs:
             return
-        if job_id in self._running:
-            self.skipped += 1
-            return
-        self._running.add(job_id)
-        task = self._spawn(self._run(job))
-        task.add_done_callback(lambda _t: self._running.discard(job_id))
+        running, spawn, run = self._running, self._spawn, self._run
+        for job_id, job in list(jobs.items()):
+            if job_id in running:
+                self.skipped += 1
+                continue
+            running.add(job_id)
+            spawn(run(job)).add_done_callback(_Discard(running, job_id))
 
     def _add(self, job: Any, now: float) -> None:
         self._jobs[job.job_id] = job
-        self._aps.add_job(
-            self._launch, trigger_for(job.job_id, job.interval_s, now), args=[job.job_id],
-            id=job.job_id, coalesce=True, max_instances=1, replace_existing=True,
-            misfire_grace_time=max(1, math.ceil(job.interval_s)),
-        )  # fmt: skip
+        slot = slot_of(job)
+        members = self._slots.get(slot)
+        if members is None:
+            members = self._slots[slot] = {}
+            interval_s, phase = slot
+            start = dt.datetime.fromtimestamp(first_run_s("", interval_s, now, phase), dt.UTC)
+            self._aps.add_job(
+                self._launch_slot, IntervalTrigger(seconds=interval_s, start_date=start,
+                timezone=dt.UTC), args=[slot], id=_slot_id(slot), coalesce=True,
+                max_instances=1, replace_existing=True,
+                misfire_grace_time=max(1, math.ceil(interval_s)),
+            )  # fmt: skip
+        members[job.job_id] = job
+
+    def _remove(self, job_id: str) -> None:
+        slot = slot_of(self._jobs.pop(job_id))
+        members = self._slots[slot]
+        del members[job_id]
+        if not members:
+            del self._slots[slot]
+            self._aps.remove_job(_slot_id(slot))
 
     def sync(self, jobs: Iterable[Any]) -> tuple[int, int, int]:
         """Make the schedule exactly `jobs`; returns (added, removed, changed)."""
@@ -130,8 +161,7 @@ class Scheduler:
         added = removed = changed = 0
         for job_id in list(self._jobs):
             if job_id not in wanted:
-                del self._jobs[job_id]
-                self._aps.remove_job(job_id)
+                self._remove(job_id)
                 removed += 1
         for job_id, job in wanted.items():
             old = self._jobs.get(job_id)
@@ -139,6 +169,7 @@ class Scheduler:
                 added += 1
             elif _signature(old) != _signature(job):
                 changed += 1
+                self._remove(job_id)
             else:
                 continue
             self._add(job, now)
@@ -152,3 +183,19 @@ class Scheduler:
         self._stopping = True
         if self._aps.running:
             self._aps.shutdown(wait=False)
+
+
+class _Discard:
+    """A done callback: the job's round is over (cheaper than a closure per run)."""
+
+    __slots__ = ("_job_id", "_running")
+
+    def __init__(self, running: set[str], job_id: str) -> None:
+        self._running, self._job_id = running, job_id
+
+    def __call__(self, _task: object) -> None:
+        self._running.discard(self._job_id)
+
+
+def _slot_id(slot: Slot) -> str:
+    return f"slot:{slot[0]!r}:{slot[1]!r}"

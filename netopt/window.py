@@ -19,52 +19,62 @@ from collections import deque
 from netopt.store.model import RoundRecord
 from topology.planner import PathStats
 
+_Kept = tuple[int, int, int, float | None, float | None]
+# (started_wall_ns, sent, received, rtt_p50_ms, jitter_ms): what the stats need of a round. A
+# tuple of numbers is dropped from the garbage collector's tracking, so a minute of rounds for
+# thousands of paths costs full collections nothing (a RoundRecord each would be traversed).
+
 
 class WindowStats:
     """Per directed path (src, dst), the rounds whose start lies within `window_s` of now."""
 
     def __init__(self, window_s: float) -> None:
         self.window_ns = int(window_s * 1e9)
-        self._rounds: dict[tuple[str, str], deque[RoundRecord]] = {}
+        self._rounds: dict[tuple[str, str], deque[_Kept]] = {}
 
     def add(self, record: RoundRecord) -> None:
         """Add a round, kept in start-time order (an agent's replayed rounds arrive late)."""
-        q = self._rounds.setdefault((record.src, record.dst), deque())
-        if not q or q[-1].started_wall_ns <= record.started_wall_ns:
-            q.append(record)
+        key = (record.src, record.dst)
+        q = self._rounds.get(key)
+        if q is None:
+            q = self._rounds[key] = deque()
+        t = record.started_wall_ns
+        kept = (t, record.sent, record.received, record.rtt_p50_ms, record.jitter_ms)
+        if not q or q[-1][0] <= t:
+            q.append(kept)
             return
         i = len(q)
-        while i > 0 and q[i - 1].started_wall_ns > record.started_wall_ns:
+        while i > 0 and q[i - 1][0] > t:
             i -= 1
-        q.insert(i, record)
+        q.insert(i, kept)
 
     def _expire(self, now_wall_ns: int) -> None:
         cutoff = now_wall_ns - self.window_ns
         for key in list(self._rounds):
             q = self._rounds[key]
-            while q and q[0].started_wall_ns < cutoff:
+            while q and q[0][0] < cutoff:
                 q.popleft()
             if not q:
                 del self._rounds[key]
 
     def last_seen_ns(self, src: str, dst: str) -> int | None:
         q = self._rounds.get((src, dst))
-        return q[-1].started_wall_ns if q else None
+        return q[-1][0] if q else None
 
     def silent(self, now_wall_ns: int) -> list[tuple[str, str]]:
         """Paths probed within the window that answered no packet at all."""
         self._expire(now_wall_ns)
-        return [k for k, q in self._rounds.items() if not any(r.received for r in q)]
+        return [k for k, q in self._rounds.items() if not any(r[2] for r in q)]
 
     def stats(self, now_wall_ns: int) -> list[PathStats]:
         """One `PathStats` per path with at least one round in the window."""
         self._expire(now_wall_ns)
         out = []
         for (src, dst), q in self._rounds.items():
-            sent = sum(r.sent for r in q)
-            received = sum(r.received for r in q)
-            medians = [r.rtt_p50_ms for r in q if r.rtt_p50_ms is not None]
-            jitters = [r.jitter_ms for r in q if r.jitter_ms is not None]
+            sent = sum(r[1] for r in q)
+            received = sum(r[2] for r in q)
+            medians = [r[3] for r in q if r[3] is not None]
+            jitters = [r[4] for r in q if r[4] is not None]
             if sent == 0:
                 continue
             loss_pct = 100.0 * (sent - received) / sent

@@ -100,6 +100,10 @@ class Channel:
     def expire(self, seq: int, rnd: Round) -> bool:
         return self.matcher.expire(seq, rnd)
 
+    def retire(self, rnd: Round) -> None:
+        """`rnd` is finished: the matcher forgets it (keeps its nonce per sequence)."""
+        self.matcher.retire(rnd, rnd.seqs)
+
     def _on_readable(self) -> None:
         if self._tx_keys or not self.raw:
             self._drain_error_queue()

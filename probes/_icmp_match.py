@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import struct
 from collections import Counter
+from collections.abc import Iterable
 from typing import Protocol
 
 from probes import _icmp_wire as wire
@@ -42,7 +43,10 @@ class Matcher:
         v6 = family == socket.AF_INET6
         self._reply_type = wire.ECHO_REPLY_V6 if v6 else wire.ECHO_REPLY_V4
         self.pending: dict[int, tuple[RoundLike, int]] = {}  # seq → (round, index)
-        self.recent: dict[int, tuple[RoundLike, Outcome]] = {}  # resolved seq → (round, outcome)
+        # resolved seq → (round, outcome) while the round runs, (nonce, timed out?) once
+        # retired: a finished round is not kept alive (nor its entries tracked by the garbage
+        # collector) for the 65,536 sequences until its numbers come round again
+        self.recent: dict[int, tuple[RoundLike, Outcome] | tuple[int, bool]] = {}
         self.foreign: Counter[str] = Counter()
         self._next_seq = first_seq & 0xFFFF
 
@@ -64,6 +68,14 @@ class Matcher:
 
     def add(self, seq: int, rnd: RoundLike, index: int) -> None:
         self.pending[seq] = (rnd, index)
+
+    def retire(self, rnd: RoundLike, seqs: Iterable[int]) -> None:
+        """`rnd` has finished: keep only its nonce and outcomes (for `late`/`duplicate`)."""
+        recent = self.recent
+        for seq in seqs:
+            entry = recent.get(seq)
+            if entry is not None and entry[0] is rnd:
+                recent[seq] = (rnd.nonce, entry[1] is Outcome.TIMEOUT)
 
     def expire(self, seq: int, rnd: RoundLike) -> bool:
         """Time out `seq` if it is still pending for `rnd`; True if it was."""
@@ -149,10 +161,14 @@ class Matcher:
         if seen is None:
             self._count("wrong_seq", None)
             return
-        rnd, outcome = seen
-        if parsed.nonce is not None and parsed.nonce != rnd.nonce:
+        owner, outcome = seen
+        if isinstance(owner, int):  # a retired round: its nonce, whether it timed out
+            rnd, nonce, timed_out = None, owner, outcome is True
+        else:
+            rnd, nonce, timed_out = owner, owner.nonce, outcome is Outcome.TIMEOUT
+        if parsed.nonce is not None and parsed.nonce != nonce:
             self._count("wrong_nonce", rnd)
-        elif outcome is Outcome.TIMEOUT:
+        elif timed_out:
             self._count("late", rnd)
         else:
             self._count("duplicate", rnd)
@@ -162,7 +178,7 @@ class Matcher:
         if entry is not None:
             return entry[0]
         seen = self.recent.get(seq)
-        return seen[0] if seen is not None else None
+        return None if seen is None or isinstance(seen[0], int) else seen[0]
 
     def _count(self, kind: str, rnd: RoundLike | None) -> None:
         self.foreign[kind] += 1

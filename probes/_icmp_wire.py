@@ -36,7 +36,15 @@ def internet_sum(data: bytes | bytearray | memoryview) -> int:
 def payload(nonce: int, size: int) -> bytes:
     """The echo payload: the round's nonce, then a fixed pattern up to `size` bytes."""
     pad = max(size, NONCE_BYTES) - NONCE_BYTES
-    return _NONCE.pack(nonce) + bytes(i & 0xFF for i in range(pad))
+    pattern = _PATTERNS.get(pad)
+    if pattern is None:
+        pattern = bytes(i & 0xFF for i in range(pad))
+        if len(_PATTERNS) < 64:  # a handful of sizes in practice: keep them
+            _PATTERNS[pad] = pattern
+    return _NONCE.pack(nonce) + pattern
+
+
+_PATTERNS: dict[int, bytes] = {}  # pad length → the fixed pattern (built once per size)
 
 
 def echo_request(family: int, ident: int, seq: int, body: bytes) -> bytes:

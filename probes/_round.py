@@ -89,6 +89,7 @@ class Round:
         self.outcomes: list[Outcome | None] = [None] * self.count
         self.one_way_ns: dict[int, tuple[int | None, int | None]] = {}  # index → (fwd, back)
         self.foreign: Counter[str] = Counter()
+        self.seqs: list[int] = []  # the channel's sequence numbers of the packets sent
         self.finished = False
         self._next = 0
         self._unresolved = 0
@@ -140,6 +141,7 @@ class Round:
         self.finished = True
         if self._sweep is not None:
             self._sweep.cancel()
+            self._sweep = None
         if self._channel is not None:
             for _deadline, seq, index in self._deadlines:
                 if self.outcomes[index] is None:
@@ -168,6 +170,7 @@ class Round:
             self._check_done()
             return
         self._unresolved += 1
+        self.seqs.append(seq)
         deadline = self._loop.time() + self.timeout_s
         self._deadlines.append((deadline, seq, index))
         if self._sweep is None:

@@ -10,6 +10,7 @@ fixed schedule while earlier ones are still in flight.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import os
 import socket
@@ -50,10 +51,9 @@ class IcmpProber:
         self._channels: dict[tuple[int, str | None, int], Channel] = {}
 
     async def probe(self, target: Target, options: ProbeOptions) -> ProbeResult:
-        address, family = _parse_address(target.address)
+        address, family, sockaddr = _parse_address(target.address)
         channel = self._channel(family, options.source, options.dscp)
-        sockaddr = (address, 0, 0, 0) if family == socket.AF_INET6 else (address, 0)
-        nonce = int.from_bytes(os.urandom(8), "big")
+        nonce = _nonces.take()
         body = wire.payload(nonce, options.size)
         rnd = Round(address, sockaddr, nonce, options, body, wire.body_sum(body), channel.pacer)
         started_wall_ns = time.time_ns()
@@ -62,6 +62,7 @@ class IcmpProber:
             await rnd.done
         finally:
             rnd.finish()
+            channel.retire(rnd)
         return ProbeResult(self.kind, target, started_wall_ns, rnd.samples(), dict(rnd.foreign))
 
     def foreign_totals(self) -> dict[str, int]:
@@ -106,12 +107,41 @@ class IcmpProber:
             raise ProbeSetupError(HOW_TO_GRANT.format(gid=os.getgid())) from exc
 
 
-def _parse_address(text: str) -> tuple[str, int]:
+@functools.lru_cache(maxsize=65536)
+def _parse_address(text: str) -> tuple[str, int, tuple[object, ...]]:
+    """(normalised address, family, sockaddr); cached: the same targets come every second."""
     try:
         ip = ipaddress.ip_address(text)
     except ValueError as exc:
         raise ProbeSetupError(f"icmp target {text!r} is not an IP address") from exc
-    return str(ip), socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    if ip.version == 6:
+        return str(ip), socket.AF_INET6, (str(ip), 0, 0, 0)
+    return str(ip), socket.AF_INET, (str(ip), 0)
+
+
+class _Nonces:
+    """Round nonces from the OS's random source, read 512 at a time (one getrandom call per
+    512 rounds instead of one per round)."""
+
+    BATCH = 512
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._buf = b""
+        self._at = 0
+
+    def take(self) -> int:
+        at = self._at
+        if at >= len(self._buf):
+            self._buf, at = os.urandom(8 * self.BATCH), 0
+        self._at = at + 8
+        return int.from_bytes(self._buf[at : at + 8], "big")
+
+
+_nonces = _Nonces()
+os.register_at_fork(after_in_child=_nonces.reset)  # a forked prober draws its own nonces
 
 
 def _configure(sock: socket.socket, family: int, raw: bool, source: str | None, dscp: int) -> None:

@@ -114,6 +114,23 @@ def test_finished_round_is_not_charged() -> None:
     assert m.foreign == {"duplicate": 1} and not rnd.foreign
 
 
+def test_a_retired_round_is_forgotten_but_late_and_duplicate_still_counted() -> None:
+    rnd = FakeRound()
+    m = matcher_with(10, rnd)
+    m.on_datagram(ip4(reply4(IDENT, 10)), "127.0.0.2", 5)
+    assert m.allocate() == 11
+    m.add(11, rnd, 1)
+    assert m.expire(11, rnd)
+    rnd.finished = True
+    m.retire(rnd, [10, 11])
+    assert all(entry[0] is not rnd for entry in m.recent.values())  # not kept alive
+    m.on_datagram(ip4(reply4(IDENT, 10)), "127.0.0.2", 6)
+    m.on_datagram(ip4(reply4(IDENT, 11)), "127.0.0.2", 7)
+    m.on_datagram(ip4(reply4(IDENT, 11, nonce=NONCE + 1)), "127.0.0.2", 8)
+    assert m.foreign == {"duplicate": 1, "late": 1, "wrong_nonce": 1} and not rnd.foreign
+    assert rnd.resolved == [(0, Outcome.OK, 5)]
+
+
 def test_unreachable_quoting_our_request() -> None:
     rnd = FakeRound()
     m = matcher_with(10, rnd)
