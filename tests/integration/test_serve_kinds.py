@@ -163,6 +163,10 @@ def test_every_kind_runs_from_the_daemon_config(serve: Any, peers: dict[str, int
 
     status, route = http_get(daemon.url + "/v1/route?region=lagos")
     assert status == 200 and route["dest"] == "fra", route
+    status, body = http_get(daemon.url + "/v1/traces?src=lagos")
+    assert status == 200 and isinstance(body["traces"], list), body
+    status, doc = http_get(daemon.url + "/openapi.json")
+    assert "/v1/traces" in doc["paths"]
 
     assert daemon.stop() == 0
     stderr = daemon.stderr_path.read_text()
