@@ -155,15 +155,19 @@ class Tracer:
         self._socket_in = socket_in
         self._probers: dict[str | None, Any] = {}
         self._queue: asyncio.Queue[TraceRequest] | None = None
-        self.reconfigure(config)
+        self.cfg = config.traceroute
+        self.trigger = TraceTrigger(self.cfg)
         self.traces: deque[TraceRecord] = deque(maxlen=self.cfg.keep)
+        self._origins = origins(config)
 
     def reconfigure(self, config: Config) -> None:
-        self.cfg = config.traceroute
-        self.trigger = TraceTrigger(self.cfg)  # thresholds may have changed: start afresh
-        self._origins = origins(config)
-        if hasattr(self, "traces") and self.traces.maxlen != self.cfg.keep:
+        """A reloaded config: new probe jobs (origins); new thresholds start a new trigger
+        (same thresholds keep the cooldowns, so a reload does not re-trace every bad path)."""
+        if config.traceroute != self.cfg:
+            self.cfg = config.traceroute
+            self.trigger = TraceTrigger(self.cfg)
             self.traces = deque(self.traces, maxlen=self.cfg.keep)
+        self._origins = origins(config)
 
     def observe(
         self, stats: Iterable[PathStats], decisions: Iterable[Decision], now_s: float

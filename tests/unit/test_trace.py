@@ -87,7 +87,7 @@ def test_failover_traces_the_withdrawn_path() -> None:
     assert trig.check([ps(loss_pct=100)], 10.0) == []
 
 
-CONFIG = {
+CONFIG: dict[str, Any] = {
     "regions": [{"id": "lagos", "address": "198.18.0.1", "netns": "lab-lagos"}],
     "pops": [
         {"id": "fra", "role": "core", "address": "198.18.0.2"},
@@ -201,3 +201,17 @@ def test_disabled_tracer_never_queues() -> None:
     cfg = parse_config({**CONFIG, "traceroute": {"enabled": False}})
     tracer = Tracer(cfg, Metrics().traceroutes, wall_clock=lambda: 0.0)
     assert tracer.observe([ps(loss_pct=50)], [failover()], 0.0) == []
+
+
+def test_reload_keeps_cooldowns_unless_the_thresholds_change() -> None:
+    cfg = parse_config(CONFIG)
+    tracer = Tracer(cfg, Metrics().traceroutes, wall_clock=lambda: 0.0)
+    assert len(tracer.trigger.check([ps(loss_pct=5)], 0.0)) == 1
+    tracer.reconfigure(parse_config(CONFIG))
+    assert tracer.trigger.check([ps(loss_pct=5)], 1.0) == []  # still cooling down
+    tracer.reconfigure(parse_config({**CONFIG, "traceroute": {"keep": 5, "loss_pct": 2}}))
+    assert tracer.traces.maxlen == 5
+    assert len(tracer.trigger.check([ps(loss_pct=5)], 2.0)) == 1
+    # a reload that drops the probe job leaves nothing to trace that path from
+    tracer.reconfigure(parse_config({**CONFIG, "probes": CONFIG["probes"][1:]}))
+    assert ("lagos", "fra") not in tracer._origins
