@@ -188,8 +188,8 @@ class Daemon:
         table, decisions = self.decider.update(
             new_plan, self.mono_clock(), fresh_at=self._fresh_at, pop_alive=self.pop_alive()
         )
-        self.tracer.observe(stats, decisions, self.mono_clock())
         at_wall_ns = int(self.wall_clock() * 1e9)
+        self.tracer.observe(stats, decisions, self.mono_clock(), self.window.silent(at_wall_ns))
         for d in decisions:
             self.store.add_decision(_decision_record(d, at_wall_ns, stats))
             log.info(

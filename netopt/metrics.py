@@ -121,7 +121,8 @@ class Metrics:
         )  # fmt: skip
         self.traceroutes = Counter(
             "netopt_traceroutes_total",
-            "Traceroutes run because a path degraded (trigger: loss, rtt, rtt_jump, withdrawn).",
+            "Traceroutes run because a path degraded (trigger: loss, rtt, rtt_jump, silent, "
+            "withdrawn).",
             ("src", "dst", "trigger"), registry=r,
         )  # fmt: skip
 

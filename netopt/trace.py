@@ -2,7 +2,8 @@
 
 When a path turns poor — window loss above `traceroute.loss_pct` (1.2 %, the poor-path flag),
 window RTT above `traceroute.rtt_ms`, RTT `rtt_jump_ms` above the best window seen on that
-path, or the decider withdraws it (failover) — one traceroute runs from the site that probes
+path, no reply at all in the window (silent), or the decider withdraws it (failover) — one
+traceroute runs from the site that probes
 that path to the other end, at most once per `cooldown_s` per path. So the evidence of *where*
 a path broke is taken while it is broken.
 
@@ -39,7 +40,7 @@ QUEUE_MAX = 64  # pending traces; more are dropped (a storm of degradations need
 class TraceRequest:
     src: str  # as the window/decider name the path (region → PoP)
     dst: str
-    trigger: str  # loss | rtt | rtt_jump | withdrawn
+    trigger: str  # loss | rtt | rtt_jump | silent | withdrawn
     reason: str
 
 
@@ -78,6 +79,11 @@ class TraceTrigger:
                 f"({best_ms:.1f} ms; threshold {c.rtt_jump_ms:g} ms)"
             )
         return None
+
+    def silent(self, paths: Iterable[tuple[str, str]], now_s: float) -> list[TraceRequest]:
+        """Requests for the paths that answered nothing in the whole window (no stats at all)."""
+        reason = "no reply in the whole window"
+        return [TraceRequest(*key, "silent", reason) for key in paths if self._due(key, now_s)]
 
     def withdrawn(self, decisions: Iterable[Decision], now_s: float) -> list[TraceRequest]:
         """Requests for the paths the decider just withdrew (failover): region → old entry."""
@@ -170,12 +176,18 @@ class Tracer:
         self._origins = origins(config)
 
     def observe(
-        self, stats: Iterable[PathStats], decisions: Iterable[Decision], now_s: float
+        self,
+        stats: Iterable[PathStats],
+        decisions: Iterable[Decision],
+        now_s: float,
+        silent: Iterable[tuple[str, str]] = (),
     ) -> list[TraceRequest]:
-        """Judge one plan's inputs and decisions; queue the traces due. Returns them."""
+        """Judge one plan's inputs (window stats, silent paths) and decisions; queue the
+        traces due. Returns them."""
         if not self.cfg.enabled:
             return []
-        requests = self.trigger.check(stats, now_s) + self.trigger.withdrawn(decisions, now_s)
+        t = self.trigger
+        requests = t.check(stats, now_s) + t.silent(silent, now_s) + t.withdrawn(decisions, now_s)
         queued = []
         for req in requests:
             if (req.src, req.dst) not in self._origins:

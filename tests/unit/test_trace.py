@@ -215,3 +215,18 @@ def test_reload_keeps_cooldowns_unless_the_thresholds_change() -> None:
     # a reload that drops the probe job leaves nothing to trace that path from
     tracer.reconfigure(parse_config({**CONFIG, "probes": CONFIG["probes"][1:]}))
     assert ("lagos", "fra") not in tracer._origins
+
+
+def test_a_silent_path_is_traced_once_per_cooldown() -> None:
+    trig = TraceTrigger(CFG)
+    [req] = trig.silent([("jnb", "lagos")], 0.0)
+    assert req == TraceRequest("jnb", "lagos", "silent", "no reply in the whole window")
+    assert trig.silent([("jnb", "lagos")], 30.0) == []
+    assert len(trig.silent([("jnb", "lagos")], 60.0)) == 1
+
+
+def test_observe_queues_silent_paths_it_can_trace_from_here() -> None:
+    tracer = Tracer(parse_config(CONFIG), Metrics().traceroutes, wall_clock=lambda: 0.0)
+    tracer._queue = asyncio.Queue(4)
+    queued = tracer.observe([], [], 0.0, silent=[("jnb", "lagos"), ("fra", "jnb")])
+    assert [(r.src, r.dst, r.trigger) for r in queued] == [("jnb", "lagos", "silent")]
