@@ -5,6 +5,7 @@ Names follow netopt_<what>_<unit>, base units, `_total` on counters, bounded lab
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -138,8 +139,7 @@ class Metrics:
                 self.rtt.labels(*key), self.sent.labels(*key), self.received.labels(*key),
                 self.jitter.labels(*key), {},
             )  # fmt: skip
-        for v in rtts_s:
-            children.rtt.observe(v)
+        _observe_all(children.rtt, rtts_s)
         children.sent.inc(sent)
         children.received.inc(received)
         for outcome, n in outcomes.items():
@@ -152,6 +152,30 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _observe_all(child: Any, values: Iterable[float]) -> None:
+    """`child.observe(v)` for each value, with one lock round per bucket touched instead of
+    two per value: the same sum (added in the same order) and bucket counts. Falls back to
+    `observe` if the client's histogram internals ever differ."""
+    bounds = getattr(child, "_upper_bounds", None)
+    buckets = getattr(child, "_buckets", None)
+    total = getattr(child, "_sum", None)
+    if bounds is None or buckets is None or total is None or getattr(total, "_multiprocess", True):
+        for v in values:
+            child.observe(v)
+        return
+    counts: dict[int, int] = {}
+    acc = total.get()
+    for v in values:
+        acc += v
+        if v == v:  # NaN lands in no bucket, as in `observe`
+            i = bisect.bisect_left(bounds, v)  # the first bound ≥ v: `observe`'s bucket
+            if i < len(bounds):
+                counts[i] = counts.get(i, 0) + 1
+    total.set(acc)
+    for i, n in counts.items():
+        buckets[i].inc(n)
 
 
 class AgentMetrics:

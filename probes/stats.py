@@ -42,17 +42,14 @@ class RttSummary:
 
     @classmethod
     def of_ms(cls, values_ms: Sequence[float]) -> RttSummary | None:
-        n = len(values_ms)
-        if n == 0:
+        if not values_ms:
             return None
-        if n >= NUMPY_FROM:
-            v = np.asarray(values_ms, dtype=np.float64)
-            mean, std = float(v.mean()), float(v.std())
-        else:
-            mean = math.fsum(values_ms) / n
-            std = math.sqrt(math.fsum((x - mean) ** 2 for x in values_ms) / n)
-        p50, p90, p99 = percentiles(values_ms, (50, 90, 99))
-        return cls(min(values_ms), mean, p50, p90, p99, max(values_ms), std)
+        mean, std = moments(values_ms)
+        v = _sorted(values_ms)
+        return cls(
+            min(values_ms), mean, _quantile(v, 50), _quantile(v, 90), _quantile(v, 99),
+            max(values_ms), std,
+        )  # fmt: skip
 
     def to_json(self) -> dict[str, float]:
         return {k: round(getattr(self, k), 4) for k in self.__slots__}
@@ -150,13 +147,24 @@ class RoundStats:
 
 def summarize(result: ProbeResult, jitter_buffer_ms: float | None = None) -> RoundStats:
     """The statistics of one round; `jitter_buffer_ms` adds the late-packet share (voice)."""
-    samples = [s for s in result.samples if s.outcome is not Outcome.ERROR]
-    ok = sorted((s for s in samples if s.outcome is Outcome.OK), key=_arrival)
+    error, ok_outcome, timeout = Outcome.ERROR, Outcome.OK, Outcome.TIMEOUT
+    samples, ok, lost, by_outcome = [], [], 0, dict[Outcome, int]()
+    for s in result.samples:  # one pass: the per-round cost matters at 1,000 rounds/s
+        o = s.outcome
+        by_outcome[o] = by_outcome.get(o, 0) + 1
+        if o is not error:
+            samples.append(s)
+            if o is ok_outcome:
+                ok.append(s)
+            elif o is timeout:
+                lost += 1
+    ok.sort(key=_arrival)
     rtt_ms = [((s.received_ns or 0) - s.sent_ns) / _NS_PER_MS for s in ok]
-    lost = sum(1 for s in samples if s.outcome is Outcome.TIMEOUT)
     sent = len(samples)
     forward = [s.forward_ns / _NS_PER_MS for s in ok if s.forward_ns is not None]
     backward = [s.backward_ns / _NS_PER_MS for s in ok if s.backward_ns is not None]
+    if not _in_seq_order(samples):
+        samples.sort(key=_seq)
     return RoundStats(
         target=result.target.label,
         kind=result.kind,
@@ -168,10 +176,10 @@ def summarize(result: ProbeResult, jitter_buffer_ms: float | None = None) -> Rou
         rtt_ms=RttSummary.of_ms(rtt_ms),
         jitter_ms=_last_jitter(rtt_ms) if rtt_ms else None,
         ipdv_ms=ipdv_summary(ok),
-        bursts=burst_summary([s.outcome is Outcome.TIMEOUT for s in sorted(samples, key=_seq)]),
+        bursts=burst_summary([s.outcome is timeout for s in samples]),
         reordered=reordered_count([s.seq for s in ok]),
         duplicates=int(result.foreign.get("duplicate", 0)),
-        outcomes=result.outcome_counts(),
+        outcomes={o._value_: n for o, n in by_outcome.items()},  # = result.outcome_counts()
         foreign=dict(result.foreign),
         forward_ms=RttSummary.of_ms(forward),
         backward_ms=RttSummary.of_ms(backward),
@@ -181,19 +189,52 @@ def summarize(result: ProbeResult, jitter_buffer_ms: float | None = None) -> Rou
 
 
 def percentiles(values: Sequence[float], qs: Sequence[float]) -> list[float]:
-    """Percentiles with numpy's default (linear) interpolation: a sorted list for short
-    vectors (numpy's call overhead is ~50 µs), numpy from `NUMPY_FROM` values on."""
+    """Percentiles with numpy's default (linear) interpolation, bit for bit (`_quantile`)."""
+    v = _sorted(values)
+    return [_quantile(v, q) for q in qs]
+
+
+def moments(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, population standard deviation): the sum and the sum of squared deviations are
+    exactly rounded (`math.fsum`), so the result does not depend on the order or the path;
+    numpy computes the deviations from `NUMPY_FROM` values on, the same IEEE operations."""
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n >= NUMPY_FROM:
+        d = np.asarray(values, dtype=np.float64) - mean
+        squares: Sequence[float] = (d * d).tolist()
+    else:
+        squares = [(x - mean) * (x - mean) for x in values]
+    return mean, math.sqrt(math.fsum(squares) / n)
+
+
+def _sorted(values: Sequence[float]) -> Sequence[float]:
+    """Ascending: `sorted` for short vectors (numpy's call overhead is ~50 µs), numpy's sort
+    from `NUMPY_FROM` values on (both give the same order of the same floats)."""
     if len(values) >= NUMPY_FROM:
-        return [float(x) for x in np.percentile(np.asarray(values, dtype=np.float64), qs)]
-    v = sorted(values)
+        return np.sort(np.asarray(values, dtype=np.float64)).tolist()  # type: ignore[no-any-return]
+    return sorted(values)
+
+
+def _quantile(v: Sequence[float], q: float) -> float:
+    """The q-th percentile of ascending `v` by numpy's 'linear' method, with numpy's exact
+    arithmetic (virtual index (n−1)·q/100, and its two-sided lerp), so one definition serves
+    every vector length."""
     last = len(v) - 1
-    out = []
-    for q in qs:
-        h = last * q / 100.0
-        lo = int(h)
-        hi = min(lo + 1, last)
-        out.append(v[lo] + (h - lo) * (v[hi] - v[lo]))
-    return out
+    h = last * (q / 100)
+    if h >= last:  # numpy takes the last value at both ends, weight h − (−1)
+        lo, g = last, h + 1
+        a = b = v[last]
+    else:
+        lo = math.floor(h)
+        g = h - lo
+        a, b = v[lo], v[lo + 1]
+    diff = b - a
+    return b - diff * (1 - g) if g >= 0.5 else a + diff * g
+
+
+def _in_seq_order(samples: Sequence[Sample]) -> bool:
+    return all(a.seq < b.seq for a, b in itertools.pairwise(samples))
 
 
 def _last_jitter(transit: Sequence[float]) -> float:
@@ -240,7 +281,7 @@ def rfc3550_jitter(sent: npt.ArrayLike, received: npt.ArrayLike) -> npt.NDArray[
 
 def ipdv_summary(ok: Sequence[Sample]) -> IpdvSummary | None:
     """|IPDV| of consecutive sequence numbers that both arrived (RFC 5481 §1.1)."""
-    by_seq = sorted(ok, key=_seq)
+    by_seq = ok if _in_seq_order(ok) else sorted(ok, key=_seq)
     v = [
         abs(((b.received_ns or 0) - b.sent_ns) - ((a.received_ns or 0) - a.sent_ns)) / _NS_PER_MS
         for a, b in itertools.pairwise(by_seq)
@@ -248,8 +289,8 @@ def ipdv_summary(ok: Sequence[Sample]) -> IpdvSummary | None:
     ]
     if not v:
         return None
-    p50, p90, p99 = percentiles(v, (50, 90, 99))
-    return IpdvSummary(p50, p90, p99, max(v), len(v))
+    s = _sorted(v)
+    return IpdvSummary(_quantile(s, 50), _quantile(s, 90), _quantile(s, 99), max(v), len(v))
 
 
 def wilson_interval(failures: int, trials: int, z: float = Z95) -> tuple[float, float]:

@@ -197,6 +197,30 @@ def test_pion_lsr_and_dlsr() -> None:
     assert ntp_middle32(ns(sr2["ntp_time_utc"])) == exp2["last_sr_LSR"]
 
 
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=600))
+def test_percentiles_are_numpys_bit_for_bit_and_both_paths_agree_exactly(
+    values: list[float],
+) -> None:
+    from unittest import mock
+
+    import probes.stats as stats_mod
+
+    qs = (0, 1, 25, 50, 90, 99, 99.9, 100)
+    expected = [float(x) for x in np.percentile(np.asarray(values), qs)]
+    results = []
+    for numpy_from in (1, 10**9):  # every vector through numpy, then none
+        with mock.patch.object(stats_mod, "NUMPY_FROM", numpy_from):
+            results.append((stats_mod.percentiles(values, qs), stats_mod.moments(values)))
+    assert results[0][0] == expected and results[1][0] == expected
+    assert results[0][1] == results[1][1]  # mean and stddev: identical on both paths
+
+
+def test_a_round_summary_does_not_depend_on_the_sample_order() -> None:
+    samples = [_ok(i, 20 * i, 20 * i + 10 + (i * 7) % 5) for i in range(6)]
+    samples += [Sample(6, 0, None, Outcome.TIMEOUT), Sample(7, 0, None, Outcome.ERROR)]
+    assert summarize(_result(samples)) == summarize(_result(samples[::-1]))
+
+
 @given(st.lists(st.floats(0, 1e4, allow_nan=False), min_size=1, max_size=300))
 def test_short_path_percentiles_and_moments_match_numpy(values: list[float]) -> None:
     from probes.stats import RttSummary, percentiles
