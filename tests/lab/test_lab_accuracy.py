@@ -20,7 +20,7 @@ import pytest
 from netopt.lab import Lab, netns
 from netopt.lab.impair import predicted_rtt_ms, round_trip_loss
 from netopt.lab.profile import LinkParams
-from tests.lab.conftest import LabFactory, binomial_interval, parse_ping, ping
+from tests.lab.conftest import STATISTICAL, LabFactory, binomial_interval, parse_ping, ping
 
 pytestmark = pytest.mark.lab
 
@@ -52,6 +52,7 @@ def lab(lab_world: LabFactory) -> Lab:
     return lab_world(WORLD)
 
 
+@STATISTICAL
 def test_ping_1000_packets_match_delay_jitter_and_loss(lab: Lab) -> None:
     params = LinkParams(delay_ms=40, jitter_ms=5, loss_pct=3)
     replies = parse_ping(ping(lab, "a", "b", 1000, 0.02))
@@ -110,6 +111,7 @@ def _burst_lengths(received: list[int], count: int) -> list[int]:
     return bursts
 
 
+@STATISTICAL
 def test_burst_lengths_follow_gilbert_elliott(lab: Lab) -> None:
     count, r = 6000, 0.3
     before = _direction(lab, "e", "b")
@@ -159,6 +161,7 @@ def _set_delay_latency_s(lab: Lab) -> float:
     return sent + 0.005 - t_set
 
 
+@STATISTICAL
 def test_set_takes_effect_within_100_ms(lab: Lab) -> None:
     latency = _set_delay_latency_s(lab)
     if latency > 0.1:  # one retry: a busy 2-core machine can stall ping itself
@@ -166,6 +169,7 @@ def test_set_takes_effect_within_100_ms(lab: Lab) -> None:
     assert latency <= 0.1, f"lab set took effect after {latency * 1000:.0f} ms"
 
 
+@STATISTICAL
 def test_two_links_carry_independent_impairments(lab: Lab) -> None:
     outputs: dict[str, str] = {}
     threads = [

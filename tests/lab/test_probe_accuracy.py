@@ -36,7 +36,7 @@ from probes.base import ProbeOptions, ProbeResult, Target
 from probes.icmp import IcmpProber
 from probes.stats import rfc3550_jitter, summarize
 from probes.voice import VoiceProber
-from tests.lab.conftest import LabFactory, binomial_interval, need_program, parse_ping
+from tests.lab.conftest import STATISTICAL, LabFactory, binomial_interval, need_program, parse_ping
 
 pytestmark = pytest.mark.lab
 
@@ -106,6 +106,7 @@ def _fping(lab: Lab, dst: str, count: int, out: dict[str, list[float]]) -> None:
     out["fping"] = [float(x) for x in fields if re.fullmatch(r"[\d.]+", x)]
 
 
+@STATISTICAL
 def test_icmp_median_matches_ping_and_fping_on_a_fixed_path(lab: Lab) -> None:
     need_program("ping")
     need_program("fping")
@@ -129,6 +130,7 @@ def test_icmp_median_matches_ping_and_fping_on_a_fixed_path(lab: Lab) -> None:
         assert abs(median - theirs) <= 0.1, (tool, median, theirs)
 
 
+@STATISTICAL
 def test_icmp_loss_inside_the_binomial_interval(lab: Lab) -> None:
     count = 1000
     result = asyncio.run(_netopt_icmp(lab, "b", count))
@@ -140,6 +142,7 @@ def test_icmp_loss_inside_the_binomial_interval(lab: Lab) -> None:
     assert abs(statistics.median(rtts) - 80.0) <= 2.0  # SE of the median ≈ 0.3 ms here
 
 
+@STATISTICAL
 def test_voice_probe_jitter_and_loss_match_the_profile(lab: Lab, reflector: int) -> None:
     count = 500  # 10 s of a call
     opts = ProbeOptions(count=count, timeout_s=1.0, codec="g711", dscp=46)

@@ -34,7 +34,7 @@ from netopt.lab import Lab
 from netopt.push import rpc
 from netopt.push.kamailio import loaded_lines
 from tests.integration.conftest import REPO, free_port, http_get
-from tests.lab.conftest import LabFactory
+from tests.lab.conftest import STATISTICAL, LabFactory
 from tests.sip import UAC_XML, Kamailio, Uas, need, parse_answered, stop
 
 pytestmark = pytest.mark.lab
@@ -207,6 +207,7 @@ def first_after(answered: list[Any], t: float, pops: set[str]) -> float | None:
     return next((a.at_unix_s for a in answered if a.at_unix_s > t and a.pop in pops), None)
 
 
+@STATISTICAL
 def test_calls_follow_the_routes(world: dict[str, Any]) -> None:
     lab, kam, api, tmp = world["lab"], world["kam"], world["api"], world["tmp"]
     chosen = wait_for(lambda: primary(api) is not None, 30, "a route for lagos")

@@ -21,7 +21,7 @@ from netopt.demo import config_for_lab
 from netopt.lab import Lab
 from netopt.lab.build import ROUTER_ADDRESS
 from tests.integration.conftest import Served, http_get
-from tests.lab.conftest import LabFactory
+from tests.lab.conftest import STATISTICAL, LabFactory
 
 pytestmark = pytest.mark.lab
 
@@ -72,6 +72,7 @@ def _counted(d: Served) -> dict[tuple[str, str, str], float]:
     return out
 
 
+@STATISTICAL
 def test_a_degraded_path_is_traced_through_the_router(lab: Lab, daemon: Served) -> None:
     time.sleep(3)  # six rounds on clean paths
     assert _traces(daemon) == [] and _counted(daemon) == {}
