@@ -19,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from netopt.api import make_app, run_site
+from netopt.api_workers import serve_with_workers
 from netopt.config import Config, load_config
 from netopt.decide import Decider, Decision, RouteTable, TableEntry
 from netopt.errors import ConfigError
@@ -306,8 +307,12 @@ class Daemon:
         answers = self.answers = Answers(self.config, self.wall_time)
         answers.publish(self.table)
         self.publishers.append(answers.publish)
+        app, api = add_routes(make_app(self, answers), self), self.config.api
         try:
-            await run_site(add_routes(make_app(self, answers), self), self.config.api, on_listening)
+            if api.workers > 1:  # N processes share the port; this one keeps a unix socket
+                await serve_with_workers(app, answers, api, on_listening)
+            else:
+                await run_site(app, api, on_listening)
         finally:
             self.publishers.remove(answers.publish)
             self.answers = None

@@ -33,6 +33,17 @@ class Rendered:
     body: bytes
 
 
+@dataclass(frozen=True)
+class TableAnswers:
+    """One table's rendered answers, whole (what `netopt.api_workers` ships to its workers)."""
+
+    as_json: Mapping[tuple[str, str | None], Rendered]
+    as_rtjson: Mapping[tuple[str, str | None], Rendered]
+    routes: Rendered
+    routed: int  # entries with a route (for /readyz)
+    entries: int
+
+
 def dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
 
@@ -131,14 +142,17 @@ class Answers:
 
     def __init__(self, config: Config, wall_time: Callable[[float], float]) -> None:
         self._wall_time = wall_time
-        self._json: dict[tuple[str, str | None], Rendered] = {}
-        self._rtjson: dict[tuple[str, str | None], Rendered] = {}
+        self._json: Mapping[tuple[str, str | None], Rendered] = {}
+        self._rtjson: Mapping[tuple[str, str | None], Rendered] = {}
         self._by_query: dict[str, Rendered] = {}
         self.routes = Rendered(200, dumps({"routes": []}))
+        self.routed = self.entries = 0
+        self.on_change: list[Callable[[Answers], None]] = []  # after each reconfigure/publish
         self.reconfigure(config)
 
     def reconfigure(self, config: Config) -> None:
         """Take a reloaded config (regions, prefixes, PoPs); the next `publish` uses it."""
+        self.config = config
         self.resolver = Resolver.build(config.regions)
         self.region_ids = config.region_ids
         self.destinations = frozenset(config.destinations)
@@ -148,6 +162,8 @@ class Answers:
         self.regions = Rendered(200, dumps({"regions": regions}))
         self.pops = Rendered(200, dumps({"pops": pops}))
         self._by_query = {}
+        for changed in self.on_change:
+            changed(self)
 
     def publish(self, table: RouteTable) -> None:
         """Render every answer of `table` (a daemon publisher: called with each new table)."""
@@ -163,8 +179,19 @@ class Answers:
                 as_json[key], as_rtjson[key] = j, r
             if entry.route is not None:
                 listed.append(json.loads(j.body))
-        self._json, self._rtjson = as_json, as_rtjson
-        self.routes = Rendered(200, dumps({"routes": listed}))
+        self.load(TableAnswers(as_json, as_rtjson, Rendered(200, dumps({"routes": listed})),
+                               len(listed), len(table)))  # fmt: skip
+        for changed in self.on_change:
+            changed(self)
+
+    def snapshot(self) -> TableAnswers:
+        """The current table's answers, whole."""
+        return TableAnswers(self._json, self._rtjson, self.routes, self.routed, self.entries)
+
+    def load(self, table: TableAnswers) -> None:
+        """Swap in a table's answers (rendered here by `publish`, or shipped from the daemon)."""
+        self._json, self._rtjson = table.as_json, table.as_rtjson  # never changed in place
+        self.routes, self.routed, self.entries = table.routes, table.routed, table.entries
         self._by_query = {}  # answers of the old table are forgotten with it
 
     def remembered(self, query_string: str) -> Rendered | None:
