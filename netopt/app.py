@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import signal
@@ -161,7 +162,7 @@ class Daemon:
         best: dict[tuple[str, str], PathStats] = {}
         for s in self.window.stats(int(self.wall_clock() * 1e9)):
             if s.src not in self._regions and s.dst in self._regions:
-                s = PathStats(s.dst, s.src, s.rtt_ms, s.jitter_ms, s.loss_pct, s.samples)
+                s = dataclasses.replace(s, src=s.dst, dst=s.src)
             key = (s.src, s.dst)
             if key not in best or s.samples > best[key].samples:
                 best[key] = s

@@ -22,18 +22,21 @@ Rules, per region × destination (`Policy` holds the numbers):
 1. A route that crosses a dead PoP (`pop_alive` False), shows ≥ `dead_loss_pct` loss, or is no
    longer in the plan is withdrawn at once: failover to the best usable route, ignoring the
    streak, hold-down and damping (a flap penalty is still charged).
-2. A challenger (the plan's preferred usable route, if different from the incumbent) must beat
-   the incumbent by `margin_mos` for `windows_to_switch` consecutive windows — a gain that is
-   left once the two routes' loss figures are moved against the challenger by `confidence_z`
-   standard errors of their difference (`topology.uncertainty.sure_gain`; routes without a
-   sample count are taken as exact). A window counts towards the streak only when its data is
-   at least `evidence_s` newer than the last counted window's, so k windows are k pieces of
-   evidence, not one window re-read k times. The streak is "the incumbent is beaten": the lead
-   may pass between equally good challengers (noise does that); the switch goes to the plan's
-   best at that moment. Releasing acceleration is the one exception: when the plan says
-   acceleration is `not_needed`, the direct route wins back once it is within `margin_mos` of
-   the incumbent relay (point estimates) for `windows_to_switch` windows (relays cost
-   capacity; a good direct path is preferred).
+2. A challenger (the plan's preferred usable route, if different from the incumbent) takes
+   over after `windows_to_switch` windows in which it beats the incumbent by `margin_mos`
+   beyond the sampling noise: the gain left once the two routes' loss figures are moved
+   against the challenger by `confidence_z` standard errors of their difference
+   (`topology.uncertainty.sure_gain`), the loss figures resting on every packet since the
+   challenge began (the first window plus the running counters' growth, so no packet counts
+   twice). A window counts only with new data at least `evidence_s` newer than the last
+   counted one, so k windows are k pieces of evidence, not one window re-read k times. A
+   window within the noise does not count but keeps the challenge alive; the challenge ends
+   when the plain gain falls below the margin. It is "the incumbent is beaten": the lead may
+   pass between equally good challengers (noise does that); the switch goes to the plan's best
+   at that moment. Routes without sample counts are taken as exact. Releasing acceleration is
+   the one exception: when the plan says acceleration is `not_needed`, the direct route wins
+   back once it is within `margin_mos` of the incumbent relay (point estimates) for
+   `windows_to_switch` windows (relays cost capacity; a good direct path is preferred).
 3. After a change, no further change for `hold_down_s` (failover excepted).
 4. Flap damping, as BGP route-flap damping (RFC 2439): every change adds `flap_penalty`; the
    penalty halves every `half_life_s`; above `suppress_threshold` changes are suppressed until
@@ -43,8 +46,9 @@ Rules, per region × destination (`Policy` holds the numbers):
    or "*", → entry PoP id, None = direct). A region nothing has been measured from also gets
    the default.
 6. The first plan (and the first after a default) adopts the plan's preferred route, except a
-   relay whose gain over the direct route is not sure yet (rule 2's test): then direct, which
-   the relay can challenge once the evidence is there.
+   relay that beats the direct route by less than `margin_mos` once both are given the same
+   (pooled) loss — its lead rests on a loss difference seen in a round or two: then direct,
+   which the relay can challenge under rule 2 once the evidence is there.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from topology.planner import Expected, Plan, RegionPlan, Route
-from topology.uncertainty import sure_gain
+from topology.uncertainty import Evidence, gain_at_equal_loss, sure_gain
 
 Key = tuple[str, str]
 
@@ -160,6 +164,8 @@ class _State:
     challenger: str | None = None  # route key of the current challenger
     streak: int = 0
     counted_at: float = -math.inf  # data time of the last window counted towards the streak
+    # per route key, at the start of the challenge: (sent_total, lost_total, loss_pct, samples)
+    evidence: dict[str, tuple[int, int, float, int]] | None = None
     hold_until: float = -math.inf
     penalty: float = 0.0
     penalty_at: float = 0.0
@@ -269,25 +275,27 @@ class Decider:
         penalty = self._decay(state, now)
         challenger = usable[0] if usable else None
         if challenger is None or _key(challenger) == _key(state.route):
-            state.challenger, state.streak = None, 0
+            _reset_challenge(state)
             return self._entry(rp, state, usable, route=current)
         gain = challenger.expected.mos - (current.expected.mos if current else -math.inf)
         release = challenger.kind == "direct" and rp.acceleration == "not_needed"
-        sure = gain
-        if not release and current is not None and gain >= pol.margin_mos:
-            sure = self._sure_gain(challenger, current)
-        if (gain < -pol.margin_mos) if release else (sure < pol.margin_mos):
-            state.challenger, state.streak = None, 0
+        if (gain < -pol.margin_mos) if release else (gain < pol.margin_mos):
+            _reset_challenge(state)
             return self._entry(rp, state, usable, route=current)
-        self._count(state, _key(challenger), new_data_at)
+        if state.evidence is None:
+            state.evidence = {_key(r): _snapshot(r) for r in (*usable, current) if r is not None}
+        sure = gain if release or current is None else self._sure_gain(challenger, current, state)
+        beyond_noise = release or sure >= pol.margin_mos
+        self._count(state, _key(challenger), new_data_at if beyond_noise else None)
         why = f"{_key(challenger)} beats {_key(state.route)} by {gain:+.2f} MOS"
         if sure != gain:
             why += f" ({sure:+.2f} beyond {pol.confidence_z:g} SE of loss noise)"
         if release:
             why = f"acceleration not needed (direct {gain:+.2f} MOS against {_key(state.route)})"
         blocked = None
-        if state.streak < pol.windows_to_switch:
-            blocked = ("pending", f"{why}, {state.streak}/{pol.windows_to_switch} windows")
+        if state.streak < pol.windows_to_switch or not beyond_noise:
+            noise = "" if beyond_noise else ", within the loss noise so far"
+            blocked = ("pending", f"{why}, {state.streak}/{pol.windows_to_switch} windows{noise}")
         elif now < state.hold_until:
             blocked = ("hold_down", f"{why}, held down until {state.hold_until:.0f}")
         elif state.suppressed:
@@ -337,7 +345,8 @@ class Decider:
                 state.suppressed = True
             state.hold_until = now + pol.hold_down_s
         state.route, state.decided_at, state.is_default = new, now, False
-        state.challenger, state.streak, state.stale, state.expired = None, 0, False, False
+        _reset_challenge(state)
+        state.stale, state.expired = False, False
         return self._entry(rp, state, usable, reason=f"{reason}. {rp.reason}")
 
     def _to_default(
@@ -353,7 +362,7 @@ class Decider:
         route = self._default_route(rp)
         log.append(self._log(rp, state, now, action, route, reason))
         state.route, state.decided_at, state.is_default = route, now, True
-        state.challenger, state.streak = None, 0
+        _reset_challenge(state)
         state.expired = action == "expired"
         state.stale = stale
         return self._entry(rp, state, [], stale=stale, reason=f"default route: {reason}")
@@ -361,30 +370,34 @@ class Decider:
     # ---- helpers ----------------------------------------------------------------------------
 
     def _first_choice(self, usable: list[Route]) -> tuple[Route, str]:
-        """The plan's preferred route — unless it is a relay whose gain over the direct route
-        does not survive the sampling noise yet (a first plan may rest on a single round):
-        then direct, which the relay can still challenge once the evidence is there."""
+        """The plan's preferred route — unless it is a relay that beats the direct route only
+        through a loss difference: a first plan may rest on one round of a few packets, so
+        then direct, which the relay can challenge once the evidence is there (rule 2)."""
         best = usable[0]
         direct = next((r for r in usable if r.kind == "direct"), None)
         if best.kind == "direct" or direct is None:
             return best, "first plan"
-        sure = self._sure_gain(best, direct)
-        if sure >= self.policy.margin_mos:
+        gain = gain_at_equal_loss(best.expected, direct.expected, self.policy.codec)
+        if gain >= self.policy.margin_mos:
             return best, "first plan"
-        return direct, f"first plan: {_key(best)}'s gain over direct is not yet sure ({sure:+.2f})"
+        why = f"first plan: {_key(best)} beats direct only by its loss ({gain:+.2f} at equal loss)"
+        return direct, why
 
-    def _sure_gain(self, challenger: Route, incumbent: Route) -> float:
-        """The gain left once loss sampling noise is held against the challenger."""
+    def _sure_gain(self, challenger: Route, incumbent: Route, state: _State | None = None) -> float:
+        """The gain left once loss sampling noise is held against the challenger, on all the
+        evidence since the challenge began (see `_pooled`)."""
         pol = self.policy
-        return sure_gain(challenger.expected, incumbent.expected, pol.confidence_z, pol.codec)
+        evidence = (None, None) if state is None else (_pooled(state, challenger),
+                                                      _pooled(state, incumbent))  # fmt: skip
+        return sure_gain(
+            challenger.expected, incumbent.expected, pol.confidence_z, pol.codec, evidence
+        )
 
     def _count(self, state: _State, challenger: str, data_at: float | None) -> None:
         """Count this window towards the streak if it brings new evidence: new data, at least
         `evidence_s` newer than the last counted window's (the first one always). The streak
         is "the incumbent is beaten": it survives the lead passing between equal challengers,
         which noise does all the time; the switch goes to the plan's best at that moment."""
-        if state.streak == 0:
-            state.counted_at = -math.inf
         state.challenger = challenger
         if data_at is None or data_at - state.counted_at < self.policy.evidence_s:
             return
@@ -475,6 +488,30 @@ class Decider:
             old_mos=old.expected.mos if old else None, new_mos=new.expected.mos if new else None,
             consecutive=state.streak, penalty=self._decay(state, now), reason=reason,
         )  # fmt: skip
+
+
+def _reset_challenge(state: _State) -> None:
+    state.challenger, state.streak, state.counted_at, state.evidence = None, 0, -math.inf, None
+
+
+def _snapshot(route: Route) -> tuple[int, int, float, int]:
+    e = route.expected
+    return e.sent_total, e.lost_total, e.loss_pct, e.samples
+
+
+def _pooled(state: _State, route: Route) -> Evidence | None:
+    """The route's loss over the challenge's first window plus every packet since — exact
+    counts from the running counters, so no packet counts twice however often we replan.
+    None (use the current window) when the route has no counters or no snapshot."""
+    e = route.expected
+    snap = None if state.evidence is None else state.evidence.get(_key(route))
+    if snap is None or e.sent_total <= 0 or e.sent_total < snap[0]:
+        return None
+    sent, lost = e.sent_total - snap[0], e.lost_total - snap[1]
+    n = snap[3] + sent
+    if n <= 0 or not math.isfinite(snap[2]):
+        return None
+    return 100.0 * (snap[2] / 100.0 * snap[3] + lost) / n, n
 
 
 __all__ = ["Decider", "Decision", "Policy", "RouteTable", "TableEntry"]

@@ -4,7 +4,9 @@ store → **stats** → plan. Kept in memory, fed as rounds arrive, so planning 
 the database. RTT is the median of the rounds' medians (robust to one bad round), jitter the
 mean of the rounds' RFC 3550 jitter, loss the pooled ratio of all packets in the window, and
 `samples` the packets sent in the window (the planner's and decider's measure of how sure the
-loss figure is; see topology/uncertainty.py).
+loss figure is; see topology/uncertainty.py). `sent_total`/`lost_total` count every packet
+added since this WindowStats was made, so the decider can pool the evidence that arrived
+since a challenge began without counting a packet twice.
 
 A path with no reply in the whole window has no RTT to plan with: `stats` leaves it out (the
 planner then lists that candidate as unmeasured, and the decider withdraws a route over it at
@@ -31,6 +33,7 @@ class WindowStats:
     def __init__(self, window_s: float) -> None:
         self.window_ns = int(window_s * 1e9)
         self._rounds: dict[tuple[str, str], deque[_Kept]] = {}
+        self._totals: dict[tuple[str, str], list[int]] = {}  # sent, lost since the start
 
     def add(self, record: RoundRecord) -> None:
         """Add a round, kept in start-time order (an agent's replayed rounds arrive late)."""
@@ -38,6 +41,9 @@ class WindowStats:
         q = self._rounds.get(key)
         if q is None:
             q = self._rounds[key] = deque()
+        total = self._totals.setdefault(key, [0, 0])
+        total[0] += record.sent
+        total[1] += record.sent - record.received
         t = record.started_wall_ns
         kept = (t, record.sent, record.received, record.rtt_p50_ms, record.jitter_ms)
         if not q or q[-1][0] <= t:
@@ -88,6 +94,8 @@ class WindowStats:
                     jitter_ms=statistics.fmean(jitters) if jitters else 0.0,
                     loss_pct=loss_pct,
                     samples=sent,
+                    sent_total=self._totals[(src, dst)][0],
+                    lost_total=self._totals[(src, dst)][1],
                 )
             )
         return out

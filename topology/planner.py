@@ -181,6 +181,7 @@ def collect_paths(
     shape = (len(regions), len(pops))
     rtt, jit, loss = np.full(shape, np.nan), np.zeros(shape), np.zeros(shape)
     samples = np.zeros(shape, dtype=np.int64)
+    totals = np.zeros((2, *shape), dtype=np.int64)
     from_region = np.zeros(shape, dtype=bool)
     overrides: dict[tuple[str, str], tuple[float, float, float]] = {}
     for ps in paths:
@@ -203,8 +204,9 @@ def collect_paths(
             raise ValueError(f"path {ps.src}->{ps.dst}: region to region is not a candidate path")
         rtt[r, p], jit[r, p], loss[r, p] = ps.rtt_ms, ps.jitter_ms, ps.loss_pct
         samples[r, p] = ps.samples
+        totals[:, r, p] = ps.sent_total, ps.lost_total
     ov = tuple((a, b, *v) for (a, b), v in sorted(overrides.items()))
-    return AccessMatrix(rtt, jit, loss, samples), ov
+    return AccessMatrix(rtt, jit, loss, samples, totals), ov
 
 
 _BACKBONES: dict[int, tuple[weakref.ref[Topology], BackboneOverrides, Backbone]] = {}
@@ -336,13 +338,14 @@ class _Run:
             mos = float(self.scorer.r_to_mos(np.float64(r_value)))
         a_rtt, a_jit, a_loss = (x.item(r, p) for x in (a.rtt_ms, a.jitter_ms, a.loss_pct))
         n = 0 if a.samples is None else int(a.samples.item(r, p))
+        sent, lost = (0, 0) if a.totals is None else (int(a.totals.item(i, r, p)) for i in (0, 1))
         if p == self.dest_pops[k]:
-            e = Expected(a_rtt, a_jit, a_loss, mos, n)
+            e = Expected(a_rtt, a_jit, a_loss, mos, n, sent, lost)
             return Route(region, dest, "direct", (region, dest), None, e)
         bb = self.bb
         b_rtt, b_jit, b_loss = (x.item(p, k) for x in (bb.rtt_ms, bb.jitter_ms, bb.loss_pct))
         loss = 100 * (1 - (1 - a_loss / 100) * (1 - b_loss / 100))
-        e = Expected(a_rtt + b_rtt, math.hypot(a_jit, b_jit), loss, mos, n)
+        e = Expected(a_rtt + b_rtt, math.hypot(a_jit, b_jit), loss, mos, n, sent, lost)
         return Route(region, dest, "relay", (region, *bb.paths[(p, k)]), self.pops[p], e)
 
     def rank_all(self) -> None:

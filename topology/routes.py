@@ -17,7 +17,11 @@ ACCELERATIONS = ("needed", "not_needed", "insufficient", "unmeasured", "unreacha
 class PathStats:
     """Window stats of one measured directed pair: region → PoP (access; region → destination
     is the direct route), PoP → region (access measured from the PoP side), or PoP → PoP
-    (overrides or adds to the declared backbone in that direction)."""
+    (overrides or adds to the declared backbone in that direction).
+
+    `samples`: packets sent in the window (how sure `loss_pct` is). `sent_total`/`lost_total`:
+    packets sent and lost on the path since counting began, never decreasing (0 = not
+    counted), so the decider can pool evidence across windows without counting a packet twice."""
 
     src: str
     dst: str
@@ -25,6 +29,8 @@ class PathStats:
     jitter_ms: float = 0.0
     loss_pct: float = 0.0
     samples: int = 0
+    sent_total: int = 0
+    lost_total: int = 0
 
     def __post_init__(self) -> None:
         check_path_numbers(
@@ -37,13 +43,16 @@ class Expected:
     """Expected quality of a route: composed round trip, jitter, loss, and E-model MOS.
 
     `samples` is how many probe packets the measured loss rests on (the region's leg: the
-    access path, or the direct path); 0 = unknown. `topology.uncertainty` turns it into a band."""
+    access path, or the direct path); 0 = unknown. `sent_total`/`lost_total` are that leg's
+    running packet counters (see PathStats). `topology.uncertainty` uses them."""
 
     rtt_ms: float
     jitter_ms: float
     loss_pct: float
     mos: float
     samples: int = 0
+    sent_total: int = 0
+    lost_total: int = 0
 
 
 @dataclass(frozen=True)

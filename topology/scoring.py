@@ -55,12 +55,14 @@ _STEP_MS = 0.1
 @dataclass(frozen=True)
 class AccessMatrix:
     """Measured region → PoP window stats, arrays [regions, pops]; NaN rtt = not measured.
-    `samples` (optional, same shape): probe packets behind each loss figure, 0 = unknown."""
+    `samples` (optional, same shape): probe packets behind each loss figure, 0 = unknown;
+    `totals` (optional, [2, regions, pops]): running sent and lost counters (PathStats)."""
 
     rtt_ms: NDArray[np.float64]
     jitter_ms: NDArray[np.float64]
     loss_pct: NDArray[np.float64]
     samples: NDArray[np.int64] | None = None
+    totals: NDArray[np.int64] | None = None
 
     @property
     def valid(self) -> NDArray[np.bool_]:

@@ -26,15 +26,19 @@ import math
 from topology import quality
 from topology.routes import Expected
 
+Evidence = tuple[float, int]  # (loss_pct, packets) a loss figure rests on
 
-def loss_shifts_pct(challenger: Expected, incumbent: Expected, z: float) -> tuple[float, float]:
+
+def loss_shifts_pct(challenger: Evidence, incumbent: Evidence, z: float) -> tuple[float, float]:
     """Percentage points to add to the challenger's loss and to take off the incumbent's:
-    z · SE of the loss difference at the pooled loss, split in proportion to each side's 1/n."""
-    inv_c = 1.0 / challenger.samples if challenger.samples > 0 else 0.0
-    inv_i = 1.0 / incumbent.samples if incumbent.samples > 0 else 0.0
+    z · SE of the loss difference at the pooled loss, split in proportion to each side's 1/n.
+    A side with 0 packets is unknown and taken as exact."""
+    (p_c, n_c), (p_i, n_i) = challenger, incumbent
+    inv_c = 1.0 / n_c if n_c > 0 else 0.0
+    inv_i = 1.0 / n_i if n_i > 0 else 0.0
     if z <= 0 or inv_c + inv_i == 0:
         return 0.0, 0.0
-    known = [(e.loss_pct, e.samples) for e in (challenger, incumbent) if e.samples > 0]
+    known = [(p, n) for p, n in ((p_c, n_c), (p_i, n_i)) if n > 0]
     if not all(math.isfinite(p) for p, _ in known):
         return 0.0, 0.0
     pooled = sum(p * n for p, n in known) / sum(n for _, n in known) / 100.0
@@ -43,21 +47,54 @@ def loss_shifts_pct(challenger: Expected, incumbent: Expected, z: float) -> tupl
     return shift * inv_c / (inv_c + inv_i), shift * inv_i / (inv_c + inv_i)
 
 
-def sure_gain(challenger: Expected, incumbent: Expected, z: float, codec: str = "g711") -> float:
+def sure_gain(
+    challenger: Expected,
+    incumbent: Expected,
+    z: float,
+    codec: str = "g711",
+    evidence: tuple[Evidence | None, Evidence | None] = (None, None),
+) -> float:
     """The challenger's MOS gain over the incumbent with their loss difference discounted by
-    `z` standard errors (see module). Equals the plain gain when nothing is uncertain."""
-    gain = challenger.mos - incumbent.mos
-    up, down = loss_shifts_pct(challenger, incumbent, z)
-    return gain + _mos_change(challenger, up, codec) - _mos_change(incumbent, -down, codec)
+    `z` standard errors (see module): the E-model at the challenger's loss raised and the
+    incumbent's lowered, every other term as in the current window. `evidence` (per side,
+    optional) is a loss figure resting on more packets than the window's — the decider pools
+    what arrived since a challenge began; default: the window's own (loss_pct, samples)."""
+    ev_c = evidence[0] or (challenger.loss_pct, challenger.samples)
+    ev_i = evidence[1] or (incumbent.loss_pct, incumbent.samples)
+    up, down = loss_shifts_pct(ev_c, ev_i, z)
+    if up == down == 0 and ev_c[0] == challenger.loss_pct and ev_i[0] == incumbent.loss_pct:
+        return challenger.mos - incumbent.mos
+    return (
+        challenger.mos
+        - incumbent.mos
+        + _mos_change(challenger, ev_c[0] + up, codec)
+        - _mos_change(incumbent, ev_i[0] - down, codec)
+    )
 
 
-def _mos_change(e: Expected, shift_pct: float, codec: str) -> float:
-    """E-model MOS at loss + shift (kept within [0, 100] %) minus MOS at the measured loss."""
-    if shift_pct == 0 or not (math.isfinite(e.rtt_ms) and math.isfinite(e.loss_pct)):
+def gain_at_equal_loss(challenger: Expected, incumbent: Expected, codec: str = "g711") -> float:
+    """The challenger's MOS gain with both routes given their pooled loss (weighted by
+    packets; a plain mean when counts are unknown): what delay and jitter alone are worth."""
+    n_c, n_i = max(challenger.samples, 0), max(incumbent.samples, 0)
+    w_c, w_i = (n_c, n_i) if n_c + n_i > 0 else (1, 1)
+    pooled = (challenger.loss_pct * w_c + incumbent.loss_pct * w_i) / (w_c + w_i)
+    if not math.isfinite(pooled):
+        return challenger.mos - incumbent.mos
+    return (
+        challenger.mos
+        - incumbent.mos
+        + _mos_change(challenger, pooled, codec)
+        - _mos_change(incumbent, pooled, codec)
+    )
+
+
+def _mos_change(e: Expected, loss_pct: float, codec: str) -> float:
+    """E-model MOS at `loss_pct` (kept within [0, 100] %) minus MOS at the window's loss."""
+    moved = min(max(loss_pct, 0.0), 100.0)
+    if moved == e.loss_pct or not (math.isfinite(e.rtt_ms) and math.isfinite(e.loss_pct)):
         return 0.0
-    moved = min(max(e.loss_pct + shift_pct, 0.0), 100.0)
     at = quality.path_mos(e.rtt_ms, e.jitter_ms, [e.loss_pct, moved], codec).tolist()
     return float(at[1] - at[0])
 
 
-__all__ = ["loss_shifts_pct", "sure_gain"]
+__all__ = ["Evidence", "gain_at_equal_loss", "loss_shifts_pct", "sure_gain"]

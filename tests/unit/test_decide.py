@@ -290,7 +290,8 @@ def test_a_gain_that_rests_on_loss_noise_does_not_count() -> None:
     lucky = plan_of(noisy(None, 4.0, 2.0, 150), noisy("jnb", 4.3, 0.0, 150))
     for t in range(1, 30):
         table, decisions = d.update(lucky, now=float(t))
-        assert chosen(table) is None and not decisions
+        assert chosen(table) is None and decisions[0].action == "pending"
+        assert "within the loss noise" in decisions[0].reason
     # the same figures measured over ten times the packets are no longer chance
     sure = plan_of(noisy(None, 4.0, 2.0, 1500), noisy("jnb", 4.3, 0.0, 1500))
     table, decisions = d.update(sure, now=40.0)
@@ -339,7 +340,7 @@ def test_first_plan_does_not_adopt_a_relay_on_one_lossy_round() -> None:
     table, decisions = d.update(
         plan_of(noisy(None, 3.3, 20.0, 5, rtt=44), noisy("los", 4.1, 0.0, 5, rtt=260)), now=0.0
     )
-    assert chosen(table) is None and "not yet sure" in decisions[0].reason
+    assert chosen(table) is None and "beats direct only by its loss" in decisions[0].reason
     # a relay that is surely better is adopted at once
     d = Decider(Policy())
     table, _ = d.update(
@@ -384,16 +385,22 @@ def test_identical_noisy_paths_never_switch_over_ten_minutes(seed: int) -> None:
     assert changes(sim.run(600)) == 0, [d.reason for d in sim.decisions if d.action == "switch"]
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_identical_noisy_relays_never_switch_in_short_windows(seed: int) -> None:
+def test_identical_noisy_relays_rarely_switch_in_short_windows() -> None:
     """Two relays equal in truth (2 % loss, 14 ms jitter), direct hopeless; 10 packets a
-    second, 3 s windows, k = 2 — the fast configuration."""
+    second, 3 s windows, k = 2 — the fast configuration, where a 5 s run of 5 lost packets
+    in 50 (as likely as not somewhere in 10 minutes) looks like a real 10 % loss. Four runs of
+    ten minutes: at most one change in all, where the old rule changes within five minutes."""
     truth = {("r", "fra"): Truth(700, 2, 1.0), ("r", "e1"): Truth(40, 14, 2.0),
              ("r", "e2"): Truth(40, 14, 2.0)}  # fmt: skip
-    policy = Policy(windows_to_switch=2, evidence_s=1.5, confidence_z=2, **SIM_POLICY)
-    sim = Sim(world({"e1": 40, "e2": 40}), truth, policy, window_s=3, count=10, seed=seed)
-    sim.replan_s = 0.5
-    assert changes(sim.run(600)) == 0, [d.reason for d in sim.decisions if d.action == "switch"]
+    counts = {}
+    for z, ev, runs, run_s in ((2.0, 1.5, 4, 600), (0.0, 0.0, 2, 300)):
+        policy = Policy(windows_to_switch=2, evidence_s=ev, confidence_z=z, **SIM_POLICY)
+        counts[z] = 0
+        for seed in range(runs):
+            sim = Sim(world({"e1": 40, "e2": 40}), truth, policy, window_s=3, count=10, seed=seed)
+            sim.replan_s = 0.5
+            counts[z] += changes(sim.run(run_s))
+    assert counts[2.0] <= 1 and counts[0.0] >= 2, counts
 
 
 def test_without_the_statistics_the_same_noise_flaps() -> None:

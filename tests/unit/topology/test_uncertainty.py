@@ -9,7 +9,7 @@ import pytest
 from topology import quality
 from topology.model import Link, Pop, Region, Topology
 from topology.planner import Expected, PathStats, plan
-from topology.uncertainty import loss_shifts_pct, sure_gain
+from topology.uncertainty import gain_at_equal_loss, loss_shifts_pct, sure_gain
 
 
 def e(rtt: float, loss: float, samples: int, jitter: float = 2.0) -> Expected:
@@ -18,11 +18,11 @@ def e(rtt: float, loss: float, samples: int, jitter: float = 2.0) -> Expected:
 
 def test_shifts_are_z_standard_errors_of_the_difference_at_the_pooled_loss() -> None:
     # 0 of 100 against 4 of 100: pooled 2 %, SE = sqrt(.02 * .98 * (1/100 + 1/100)) = 1.98 %
-    up, down = loss_shifts_pct(e(100, 0.0, 100), e(100, 4.0, 100), z=1.0)
+    up, down = loss_shifts_pct((0.0, 100), (4.0, 100), z=1.0)
     se = 100 * math.sqrt(0.02 * 0.98 * 0.02)
     assert up == pytest.approx(se / 2) and down == pytest.approx(se / 2)
     # unequal counts: the side with fewer packets takes the larger share (its 1/n)
-    up, down = loss_shifts_pct(e(100, 0.0, 50), e(100, 4.0, 200), z=2.0)
+    up, down = loss_shifts_pct((0.0, 50), (4.0, 200), z=2.0)
     assert up == pytest.approx(4 * down)
 
 
@@ -68,3 +68,23 @@ def test_planner_carries_the_sample_count_into_every_route() -> None:
     assert {r.entry_pop: r.expected.samples for r in entry.routes} == {None: 150, "los": 30}
     unknown = plan(world, [PathStats("lagos", "fra", 400)]).get("lagos", "fra")
     assert unknown is not None and unknown.routes[0].expected.samples == 0
+
+
+def test_pooled_evidence_replaces_the_window_figure() -> None:
+    c, i = e(100, 0.0, 30), e(100, 10.0, 30)  # one lucky window...
+    window_only = sure_gain(c, i, z=2.0)
+    # ...against the same routes over 600 packets since, which lost alike: no gain left
+    alike = sure_gain(c, i, z=2.0, evidence=((2.0, 630), (2.5, 630)))
+    held = sure_gain(c, i, z=2.0, evidence=((0.5, 630), (10.0, 630)))
+    assert held > 0.2 > window_only  # 3 of 30 lost is not sure; 63 of 630 against 3 is
+    assert alike < 0.2  # the same routes, once the packets since show they lose alike
+
+
+def test_gain_at_equal_loss_is_what_delay_and_jitter_are_worth() -> None:
+    near, far = e(80, 0.0, 10), e(600, 10.0, 10)
+    assert gain_at_equal_loss(near, far) == pytest.approx(
+        quality.mos(80, 2.0, 5.0) - quality.mos(600, 2.0, 5.0), abs=1e-9
+    )
+    assert (
+        gain_at_equal_loss(e(260, 0.0, 5), e(44, 20.0, 5)) < 0 < e(260, 0, 5).mos - e(44, 20, 5).mos
+    )
