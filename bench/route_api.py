@@ -1,20 +1,22 @@
-"""Route API throughput and latency: netopt vs nginx serving the same JSON, same run.
+"""Route API throughput and latency: `netopt serve` vs nginx serving the same JSON, same run.
 
     .venv/bin/python bench/route_api.py [--workers 2] [--duration 5] [--connections 50]
 
-netopt: `netopt.api.make_app` (the daemon's own app, auth middleware and all) over a table of
-200 regions with 3 PoPs each, answering ``/v1/route?src_ip=…`` (longest-prefix match over
-400 prefixes of several lengths, then the pre-rendered answer) in `--workers` processes
-sharing the port with SO_REUSEPORT. nginx (Debian nginx-light, same worker count): the
-same answer bytes as a static file. wrk (Debian) drives both: saturation (2 threads,
-`--connections`) and a paced run at ~2,000 requests/s (wrk Lua `delay`) for p99.
-Only 127.0.0.1 is used; every process started here is stopped by PID.
+netopt: a real `netopt serve` (`api.workers: --workers`; 1 = the daemon's own process, N > 1
+= N worker processes sharing the port with SO_REUSEPORT, see `netopt.api_workers`) with 200
+regions and 3 PoPs, probing every region → PoP path with ICMP on loopback (one packet per
+path every 10 s) and planning as usual, answering ``/v1/route?src_ip=…`` (longest-prefix
+match over 400 prefixes of several lengths, then the pre-rendered answer). nginx (Debian
+nginx-light, same worker count): the same answer bytes as a static file. wrk (Debian) drives
+both: saturation (2 threads, `--connections`) and a paced run at ~2,000 requests/s (wrk Lua
+`delay`) for p99. Only 127.0.0.0/8 is used; every process started here is stopped by PID.
+Needs root or net.ipv4.ping_group_range for the daemon's ICMP probes.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import os
 import re
 import shutil
@@ -24,25 +26,23 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
-from types import MappingProxyType
-from typing import ClassVar
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 N_REGIONS = 200
+QUERY = "/v1/route?src_ip=10.123.45.67"  # region r123 via its /16
 
 
-def bench_config():  # type: ignore[no-untyped-def]
-    from netopt.config import parse_config
-
+def bench_config(port: int, workers: int, tmp: Path) -> dict:  # type: ignore[type-arg]
     pops = [
         {
             "id": f"p{i}",
-            "role": "edge",
-            "address": f"198.18.200.{i + 1}",
-            "sip_uri": f"sip:198.18.200.{i + 1}:5060",
+            "role": "core" if i == 0 else "edge",
+            "address": f"127.0.0.{i + 2}",
+            "sip_uri": f"sip:127.0.0.{i + 2}:5060",
             "rtpengine_set": i,
         }
         for i in range(3)
@@ -50,53 +50,52 @@ def bench_config():  # type: ignore[no-untyped-def]
     regions = [{"id": f"r{i}", "prefixes": [f"198.{18 + (i >> 8) % 2}.{i % 256}.0/24",
                                             f"10.{i}.0.0/16"],
                 "e164": [f"+{200 + i}"]} for i in range(N_REGIONS)]  # fmt: skip
-    return parse_config({"regions": regions, "pops": pops, "destinations": ["p0"]})
+    probes = [{"kind": "icmp", "from": r["id"], "to": ["p0", "p1", "p2"], "interval_s": 10,
+               "count": 1, "timeout_s": 1} for r in regions]  # fmt: skip
+    return {
+        "regions": regions, "pops": pops, "destinations": ["p0"], "probes": probes,
+        "backbone": [{"a": "p1", "b": "p0", "rtt_ms": 20}, {"a": "p2", "b": "p0", "rtt_ms": 30}],
+        "api": {"listen": f"127.0.0.1:{port}", "workers": workers},
+        "store": {"url": f"sqlite:///{tmp / 'netopt.db'}"},
+    }  # fmt: skip
 
 
-def bench_table():  # type: ignore[no-untyped-def]
-    from netopt.decide import RouteTable, TableEntry
-    from topology.planner import Expected, Route
-
-    entries = {}
-    for i in range(N_REGIONS):
-        r = f"r{i}"
-        routes = [Route(r, "p0", "relay", (r, f"p{k}", "p0"), f"p{k}",
-                        Expected(80.0 + k, 2.0, 0.1, 4.3 - 0.1 * k)) for k in (1, 2)]  # fmt: skip
-        routes.append(Route(r, "p0", "direct", (r, "p0"), None, Expected(150, 3, 0.5, 4.0)))
-        entries[(r, "p0")] = TableEntry(r, "p0", routes[0], 0.0, "needed", "bench", False,
-                                        False, tuple(routes[1:]))  # fmt: skip
-    return RouteTable(MappingProxyType(entries), 0.0)
+def get(url: str) -> tuple[int, str, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.headers.get("X-Netopt-Worker", "main"), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, "", exc.read()
+    except OSError:
+        return 0, "", b""
 
 
-def serve_worker(port: int) -> None:
-    """One API process (run as a child: `route_api.py --serve PORT`)."""
-    from aiohttp import web
+def start_netopt(tmp: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    """`netopt serve`; returns once r123 is routed and every API process has answered."""
+    import yaml
 
-    from netopt.api import make_app
-    from netopt.metrics import Metrics
+    conf = tmp / "netopt.yaml"
+    conf.write_text(yaml.safe_dump(bench_config(port, workers, tmp)))
+    argv = [sys.executable, "-m", "netopt", "serve", "--config", str(conf)]
+    log = (tmp / "serve.log").open("wb")
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=log)
+    seen: set[str] = set()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        status, worker, _ = get(f"http://127.0.0.1:{port}{QUERY}")
+        if status == 200:
+            seen.add(worker)
+            if len(seen) >= workers:
+                return proc
+        time.sleep(0.2)
+    stop(proc)
+    raise RuntimeError(f"netopt serve not routing in time: {(tmp / 'serve.log').read_text()}")
 
-    class Daemon:
-        config = bench_config()
-        table = bench_table()
-        publishers: ClassVar[list[object]] = []
-        metrics = Metrics()
 
-        def wall_time(self, mono_s: float) -> float:
-            return 1.8e9 + mono_s
-
-    async def main() -> None:
-        runner = web.AppRunner(make_app(Daemon()), access_log=None)  # type: ignore[arg-type]
-        await runner.setup()
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(("127.0.0.1", port))
-        await web.SockSite(runner, sock).start()
-        ready = os.environ.get("ROUTE_API_READY_DIR")
-        if ready:
-            Path(ready, str(os.getpid())).touch()  # noqa: ASYNC240 - once, at start
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its reaped children (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return sum(int(f) for f in fields[11:13]) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -173,62 +172,50 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--connections", type=int, default=50)
     args = ap.parse_args()
-    if args.serve:
-        serve_worker(args.serve)
-        return 0
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
             print(f"needs `{tool}` (Debian: wrk, nginx-light)")
             return 2
-    query = "/v1/route?src_ip=10.123.45.67"  # region r123 via its /16
     procs: list[subprocess.Popen[bytes]] = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         tmp.chmod(0o755)  # nginx workers run as nobody
-        (tmp / "ready").mkdir()
         try:
             port = free_port()
-            for _ in range(args.workers):
-                env = {**os.environ, "PYTHONPATH": str(REPO),
-                       "ROUTE_API_READY_DIR": str(tmp / "ready")}  # fmt: skip
-                argv = [sys.executable, __file__, "--serve", str(port)]
-                procs.append(subprocess.Popen(argv, env=env))
-            deadline = time.monotonic() + 30
-            while len(list((tmp / "ready").iterdir())) < args.workers:  # every worker bound
-                if time.monotonic() > deadline:
-                    raise RuntimeError("API workers did not start")
-                time.sleep(0.1)
-            import urllib.request
-
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{query}") as resp:
-                body = resp.read()
-            assert b'"region":"r123"' in body, body[:200]
+            daemon = start_netopt(tmp, port, args.workers)
+            procs.append(daemon)
+            _, _, body = get(f"http://127.0.0.1:{port}{QUERY}")
+            assert json.loads(body)["region"] == "r123", body[:200]
             nport = free_port()
             procs.append(start_nginx(tmp, nport, body, args.workers))
             wait_port(nport)
             pace = tmp / "pace.lua"
             pace.write_text("function delay() return 5 end\n")  # 10 conns x 200/s = ~2000/s
             results = {}
-            for name, url in (("netopt", f"http://127.0.0.1:{port}{query}"),
+            for name, url in (("netopt", f"http://127.0.0.1:{port}{QUERY}"),
                               ("nginx", f"http://127.0.0.1:{nport}/v1/route")):  # fmt: skip
                 wrk(url, 1, args.connections)  # warm-up
+                cpu0 = cpu_s(daemon.pid)
                 sat = wrk(url, args.duration, args.connections)
                 paced = wrk(url, args.duration, 10, pace)
-                results[name] = (sat, paced)
+                results[name] = (sat, paced, cpu_s(daemon.pid) - cpu0)
         finally:
             for p in procs:
                 stop(p)
+    load_after = os.getloadavg()
     print(f"route API, {args.workers} worker(s) each, wrk -t2 -c{args.connections} "
-          f"-d{args.duration}s, {len(body)} B answer")  # fmt: skip
-    print(f"{'':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} | paced {'req/s':>7} {'p99 ms':>7}")
-    for name, (sat, paced) in results.items():
+          f"-d{args.duration}s, {len(body)} B answer; load average before "
+          f"{load_before[0]:.2f}, after {load_after[0]:.2f}")  # fmt: skip
+    print(f"{'':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} | paced {'req/s':>7} {'p99 ms':>7}"
+          " | daemon main CPU s")  # fmt: skip
+    for name, (sat, paced, cpu) in results.items():
         print(f"{name:8} {sat['rps']:9.0f} {sat['p50_ms']:8.2f} {sat['p99_ms']:8.2f} | "
-              f"      {paced['rps']:7.0f} {paced['p99_ms']:7.2f}"
+              f"      {paced['rps']:7.0f} {paced['p99_ms']:7.2f} | {cpu:.1f}"
               + (f"  (non-2xx: {sat['non2xx']})" if sat["non2xx"] else ""))  # fmt: skip
     ratio = results["netopt"][0]["rps"] / results["nginx"][0]["rps"]
     print(
