@@ -117,7 +117,7 @@ class Daemon:
         jitter_s = None if stats.jitter_ms is None else stats.jitter_ms / 1000
         self.metrics.observe_round(
             job.src, job.dst, job.kind, rtts_s, stats.sent, stats.received,
-            result.outcome_counts(), jitter_s,
+            stats.outcomes, jitter_s,  # = result.outcome_counts(), already counted
         )  # fmt: skip
 
     def add_round(self, record: RoundRecord) -> None:
