@@ -43,6 +43,7 @@ from multidict import CIMultiDict
 
 from netopt import api as routes
 from netopt.api import ANSWERS, JSON, Handler, auth_middleware
+from netopt.commands import setup_logging
 from netopt.push.answers import Answers, TableAnswers, error_body
 
 if TYPE_CHECKING:
@@ -69,7 +70,6 @@ class WorkerPool:
         self._latest: tuple[Config, TableAnswers] | None = None
         self._wake = [asyncio.Event() for _ in range(count)]
         self._frames: dict[int, tuple[object, bytes]] = {}  # id → (object, pickled) cache
-        self.pids: list[int | None] = [None] * count
 
     def ship(self, answers: Answers) -> None:
         """`Answers.on_change` hook: the newest config and table go to every worker."""
@@ -117,11 +117,14 @@ class WorkerPool:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "netopt.api_workers", "--fd", str(theirs.fileno()),
                 "--index", str(index), "--host", self.host, "--port", str(self.port),
-                "--main-socket", self.main_socket, pass_fds=(theirs.fileno(),),
+                "--main-socket", self.main_socket, "--log-level", _log_level(),
+                pass_fds=(theirs.fileno(),),
             )  # fmt: skip
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
-        self.pids[index] = proc.pid
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         try:
             sender = asyncio.create_task(self._send(index, writer))
@@ -134,12 +137,13 @@ class WorkerPool:
                 log.info("api_worker_listening index=%d pid=%d", index, proc.pid)
                 await proc.wait()
         finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
-            writer.close()
+            sender.cancel()  # not awaited: that could swallow our own cancellation
             await stop_process(proc)
-            self.pids[index] = None
+            writer.close()
+
+
+def _log_level() -> str:
+    return logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
 
 
 async def stop_process(proc: asyncio.subprocess.Process) -> None:
@@ -325,7 +329,7 @@ async def worker_main(fd: int, index: int, host: str, port: int, main_socket: st
         while True:
             apply_frame(answers, *await read_frame(reader))
     except asyncio.IncompleteReadError:
-        log.info("api_worker_stopping index=%d reason=daemon_gone", index)
+        log.info("api_worker_stopping index=%d reason=pipe_closed (daemon gone)", index)
     finally:
         await runner.cleanup()
         writer.close()
@@ -338,8 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--main-socket", required=True)
+    ap.add_argument("--log-level", default="info")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging(args.log_level)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the daemon stops us by PID
 
     async def run() -> None:
