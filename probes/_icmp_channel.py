@@ -120,19 +120,20 @@ class Channel:
     def _drain_error_queue(self) -> None:
         """TX timestamps (matched by the looped packet's id and sequence) and, on ping sockets,
         ICMP errors quoting one of our requests (IP_RECVERR)."""
-        for _ in range(_RECV_BATCH):
+        recvmsg, errqueue, sol_socket = self.sock.recvmsg, socket.MSG_ERRQUEUE, socket.SOL_SOCKET
+        timespec, ext_err_size = _TIMESPEC.unpack_from, _EXT_ERR.size
+        for _ in range(_RECV_BATCH):  # one message per packet sent: locals, no tuple per field
             try:
-                data, ancdata, _flags, _addr = self.sock.recvmsg(2048, 512, socket.MSG_ERRQUEUE)
+                data, ancdata, _flags, _addr = recvmsg(2048, 512, errqueue)
             except OSError:  # BlockingIOError: drained
                 return
             stamp_ns, origin = None, None
             for level, kind, payload in ancdata:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPING and len(payload) >= 16:
-                    sec, nsec = _TIMESPEC.unpack_from(payload)
-                    stamp_ns = int(sec) * 1_000_000_000 + int(nsec)
-                elif (level, kind) in _RECVERR and len(payload) >= _EXT_ERR.size:
-                    fields = _EXT_ERR.unpack_from(payload)
-                    origin = fields[1]
+                if kind == SO_TIMESTAMPING and level == sol_socket and len(payload) >= 16:
+                    sec, nsec = timespec(payload)
+                    stamp_ns = sec * 1_000_000_000 + nsec
+                elif (level, kind) in _RECVERR and len(payload) >= ext_err_size:
+                    origin = payload[4]  # sock_extended_err.ee_origin (after the u32 errno)
             if origin == SO_EE_ORIGIN_TIMESTAMPING and stamp_ns is not None:
                 self._on_tx_stamp(data, stamp_ns)
             elif origin in (SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6):
