@@ -73,3 +73,13 @@ def test_samples_count_every_packet_sent_in_the_window() -> None:
         w.add(RoundRecord(int(t * 1e9), "lagos", "fra", "icmp", 5, 4, 10, 10, 10, 10, 10, 1.0))
     (s,) = w.stats(int(NOW * 1e9))
     assert s.samples == 15 and s.loss_pct == pytest.approx(20.0)
+
+
+def test_running_totals_outlive_the_window_and_count_each_packet_once() -> None:
+    w = WindowStats(10)
+    w.add(RoundRecord(int((NOW - 30) * 1e9), "lagos", "fra", "icmp", 5, 3, 10, 10, 10, 10, 10, 1.0))
+    for t in (NOW - 5, NOW - 1):
+        w.add(RoundRecord(int(t * 1e9), "lagos", "fra", "icmp", 5, 4, 10, 10, 10, 10, 10, 1.0))
+    for _ in range(3):  # however often the stats are read
+        (s,) = w.stats(int(NOW * 1e9))
+    assert (s.samples, s.sent_total, s.lost_total) == (10, 15, 4)
