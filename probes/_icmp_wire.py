@@ -35,16 +35,37 @@ def internet_sum(data: bytes | bytearray | memoryview) -> int:
 
 def payload(nonce: int, size: int) -> bytes:
     """The echo payload: the round's nonce, then a fixed pattern up to `size` bytes."""
+    return _NONCE.pack(nonce) + _pattern(size)[0]
+
+
+def payload_and_sum(nonce: int, size: int) -> tuple[bytes, int]:
+    """`payload(nonce, size)` and its `body_sum`, once per round: the nonce's four words plus
+    the fixed pattern's (cached) word sum — the nonce is 8 bytes, so the pattern's words keep
+    their alignment — folded as `body_sum` folds."""
+    pattern, pattern_total = _pattern(size)
+    total = (
+        (nonce >> 48) + ((nonce >> 32) & 0xFFFF) + ((nonce >> 16) & 0xFFFF) + (nonce & 0xFFFF)
+        + pattern_total
+    )  # fmt: skip
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return _NONCE.pack(nonce) + pattern, total
+
+
+def _pattern(size: int) -> tuple[bytes, int]:
+    """The fixed pattern after the nonce and its unfolded big-endian word sum, by size."""
     pad = max(size, NONCE_BYTES) - NONCE_BYTES
-    pattern = _PATTERNS.get(pad)
-    if pattern is None:
+    cached = _PATTERNS.get(pad)
+    if cached is None:
         pattern = bytes(i & 0xFF for i in range(pad))
+        padded = pattern + b"\0" if pad % 2 else pattern
+        cached = (pattern, sum(struct.unpack(f"!{len(padded) // 2}H", padded)))
         if len(_PATTERNS) < 64:  # a handful of sizes in practice: keep them
-            _PATTERNS[pad] = pattern
-    return _NONCE.pack(nonce) + pattern
+            _PATTERNS[pad] = cached
+    return cached
 
 
-_PATTERNS: dict[int, bytes] = {}  # pad length → the fixed pattern (built once per size)
+_PATTERNS: dict[int, tuple[bytes, int]] = {}  # pad length → (pattern, word sum), once per size
 
 
 def echo_request(family: int, ident: int, seq: int, body: bytes) -> bytes:

@@ -54,8 +54,8 @@ class IcmpProber:
         address, family, sockaddr = _parse_address(target.address)
         channel = self._channel(family, options.source, options.dscp)
         nonce = _nonces.take()
-        body = wire.payload(nonce, options.size)
-        rnd = Round(address, sockaddr, nonce, options, body, wire.body_sum(body), channel.pacer)
+        body, body_sum = wire.payload_and_sum(nonce, options.size)
+        rnd = Round(address, sockaddr, nonce, options, body, body_sum, channel.pacer)
         started_wall_ns = time.time_ns()
         try:
             rnd.start(channel)

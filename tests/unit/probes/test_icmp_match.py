@@ -64,6 +64,12 @@ def test_fast_request_equals_reference_and_kernel_checksum_holds() -> None:
     assert wire.internet_sum(wire.echo_request(V4, 1, 2, odd)) == 0xFFFF
 
 
+@given(st.integers(0, 2**64 - 1), st.integers(0, 300))
+def test_payload_and_its_sum_equal_the_reference(nonce: int, size: int) -> None:
+    body = wire.payload(nonce, size)
+    assert wire.payload_and_sum(nonce, size) == (body, wire.body_sum(body))
+
+
 def test_valid_reply_resolves_ok_with_the_kernel_time() -> None:
     rnd = FakeRound()
     m = matcher_with(10, rnd)
