@@ -21,7 +21,9 @@ Rules, per region × destination (`Policy` holds the numbers):
 
 1. A route that crosses a dead PoP (`pop_alive` False), shows ≥ `dead_loss_pct` loss, or is no
    longer in the plan is withdrawn at once: failover to the best usable route, ignoring the
-   streak, hold-down and damping (a flap penalty is still charged).
+   streak, hold-down and damping (a flap penalty is still charged). A route the plan skips as
+   "not measured" (no round in the window: probing stalled) is a gap in the data, not a
+   failure: it is kept as it was (region staleness, rule 5, covers a long gap).
 2. A challenger (the plan's preferred usable route, if different from the incumbent) takes
    over after `windows_to_switch` windows in which it beats the incumbent by `margin_mos`
    beyond the sampling noise: the gain left once the two routes' loss figures are moved
@@ -414,6 +416,8 @@ class Decider:
         if inc is None:
             return None
         now_route = self._plan.find(rp.region, rp.dest, inc.entry_pop)
+        if now_route is None and _unmeasured(rp, inc) and not dead.intersection(inc.path[1:]):
+            return inc  # a gap in the data (probing stalled), not a failure: keep it as it was
         if now_route is None or not self._usable(now_route, dead):
             return None
         return now_route
@@ -488,6 +492,12 @@ class Decider:
             old_mos=old.expected.mos if old else None, new_mos=new.expected.mos if new else None,
             consecutive=state.streak, penalty=self._decay(state, now), reason=reason,
         )  # fmt: skip
+
+
+def _unmeasured(rp: RegionPlan, route: Route) -> bool:
+    """The plan skipped the route's first hop as not measured (no round in the window)."""
+    pop = route.entry_pop or rp.dest
+    return any(s.pop == pop and s.why.startswith("not measured") for s in rp.skipped)
 
 
 def _reset_challenge(state: _State) -> None:

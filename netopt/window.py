@@ -8,9 +8,11 @@ loss figure is; see topology/uncertainty.py). `sent_total`/`lost_total` count ev
 added since this WindowStats was made, so the decider can pool the evidence that arrived
 since a challenge began without counting a packet twice.
 
-A path with no reply in the whole window has no RTT to plan with: `stats` leaves it out (the
-planner then lists that candidate as unmeasured, and the decider withdraws a route over it at
-once) and `silent` names it, for metrics.
+A path with no reply in the whole window is reported with 100 % loss and the RTT of its last
+answered round (the loss is what counts: the decider withdraws a route over it at once); one
+that never answered has no RTT to plan with and is left out. `silent` names both, for metrics.
+A path with no round in the window at all (probing stalled) is left out too: the planner lists
+it as not measured, which the decider does not mistake for a failure.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class WindowStats:
         self.window_ns = int(window_s * 1e9)
         self._rounds: dict[tuple[str, str], deque[_Kept]] = {}
         self._totals: dict[tuple[str, str], list[int]] = {}  # sent, lost since the start
+        self._last_rtt: dict[tuple[str, str], tuple[int, float]] = {}  # newest answered round
 
     def add(self, record: RoundRecord) -> None:
         """Add a round, kept in start-time order (an agent's replayed rounds arrive late)."""
@@ -45,6 +48,9 @@ class WindowStats:
         total[0] += record.sent
         total[1] += record.sent - record.received
         t = record.started_wall_ns
+        last = self._last_rtt.get(key)
+        if record.rtt_p50_ms is not None and (last is None or last[0] <= t):
+            self._last_rtt[key] = (t, record.rtt_p50_ms)
         kept = (t, record.sent, record.received, record.rtt_p50_ms, record.jitter_ms)
         if not q or q[-1][0] <= t:
             q.append(kept)
@@ -84,8 +90,12 @@ class WindowStats:
             if sent == 0:
                 continue
             loss_pct = 100.0 * (sent - received) / sent
-            if not medians:
-                continue  # nothing came back in the whole window: see `silent`
+            totals = self._totals[(src, dst)]
+            if not medians:  # nothing came back in the whole window: see `silent`
+                last = self._last_rtt.get((src, dst))
+                if last is not None:
+                    out.append(PathStats(src, dst, last[1], 0.0, 100.0, sent, *totals))
+                continue
             out.append(
                 PathStats(
                     src=src,
@@ -94,8 +104,8 @@ class WindowStats:
                     jitter_ms=statistics.fmean(jitters) if jitters else 0.0,
                     loss_pct=loss_pct,
                     samples=sent,
-                    sent_total=self._totals[(src, dst)][0],
-                    lost_total=self._totals[(src, dst)][1],
+                    sent_total=totals[0],
+                    lost_total=totals[1],
                 )
             )
         return out

@@ -450,3 +450,17 @@ def test_a_dead_pop_fails_over_at_the_first_silent_round(seed: int) -> None:
     failover = [d for d in sim.decisions if d.action == "failover"]
     assert to != "los" and failover and "los stopped answering" in failover[0].reason
     assert moved_at - 20.3 <= 1.0 + 0.6 + 0.2  # the next round's result, then one replan
+
+
+def test_an_unmeasured_incumbent_is_a_gap_in_the_data_not_a_failure() -> None:
+    from topology.routes import Skipped
+
+    d = Decider(POLICY)
+    d.update(plan_of(route(None, 3.5), route("jnb", 4.2)), now=0.0)
+    gap = Plan([RegionPlan(R, D, (route(None, 3.5),), "not_needed", "t",
+                           (Skipped("jnb", f"not measured from {R}"),))])  # fmt: skip
+    table, decisions = d.update(gap, now=1.0)
+    assert chosen(table) == "jnb" and not decisions
+    # but a dead PoP is withdrawn even when its path is also unmeasured
+    table, decisions = d.update(gap, now=2.0, pop_alive={"jnb": False})
+    assert chosen(table) is None and decisions[0].action == "failover"

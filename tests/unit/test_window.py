@@ -83,3 +83,19 @@ def test_running_totals_outlive_the_window_and_count_each_packet_once() -> None:
     for _ in range(3):  # however often the stats are read
         (s,) = w.stats(int(NOW * 1e9))
     assert (s.samples, s.sent_total, s.lost_total) == (10, 15, 4)
+
+
+def test_a_path_that_answered_before_and_now_is_silent_shows_total_loss() -> None:
+    w = WindowStats(10)
+    w.add(rec(NOW - 30, dst="los", p50=42.0))  # answered, long ago
+    for t in (NOW - 6, NOW - 2):
+        w.add(RoundRecord(int(t * 1e9), "lagos", "los", "icmp", 5, 0, *[None] * 5, None))
+    (s,) = w.stats(int(NOW * 1e9))
+    assert (s.rtt_ms, s.loss_pct, s.samples, s.sent_total, s.lost_total) == (
+        42.0,
+        100.0,
+        10,
+        15,
+        10,
+    )
+    assert w.silent(int(NOW * 1e9)) == [("lagos", "los")]
