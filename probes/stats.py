@@ -145,21 +145,61 @@ class RoundStats:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class RoundDigest:
+    """The part of `RoundStats` a daemon stores and exports for every round (`digest`): the
+    same fields, computed by the same code, without the rest (IPDV, bursts, intervals …)."""
+
+    sent: int
+    received: int
+    rtt_ms: RttSummary | None
+    jitter_ms: float | None
+    outcomes: dict[str, int]
+
+
+class _Split:
+    """One pass over a round's samples: what `summarize` and `digest` both start from."""
+
+    __slots__ = ("by_outcome", "lost", "ok", "rtt_ms", "samples")
+
+    def __init__(self, result: ProbeResult) -> None:
+        error, ok_outcome, timeout = Outcome.ERROR, Outcome.OK, Outcome.TIMEOUT
+        samples, ok, lost, by_outcome = [], [], 0, dict[Outcome, int]()
+        for s in result.samples:  # one pass: the per-round cost matters at 1,000 rounds/s
+            o = s.outcome
+            by_outcome[o] = by_outcome.get(o, 0) + 1
+            if o is not error:
+                samples.append(s)
+                if o is ok_outcome:
+                    ok.append(s)
+                elif o is timeout:
+                    lost += 1
+        ok.sort(key=_arrival)
+        self.samples, self.ok, self.lost, self.by_outcome = samples, ok, lost, by_outcome
+        self.rtt_ms = [((s.received_ns or 0) - s.sent_ns) / _NS_PER_MS for s in ok]  # arrival order
+
+    def jitter_ms(self) -> float | None:
+        return _last_jitter(self.rtt_ms) if self.rtt_ms else None
+
+    def outcomes(self) -> dict[str, int]:
+        return {o._value_: n for o, n in self.by_outcome.items()}  # = result.outcome_counts()
+
+
+def digest(result: ProbeResult) -> RoundDigest:
+    """`summarize(result)`'s sent, received, rtt_ms, jitter_ms and outcomes (a third of its
+    cost): what the daemon and the agent keep of each scheduled round."""
+    split = _Split(result)
+    return RoundDigest(
+        len(split.samples), len(split.ok), RttSummary.of_ms(split.rtt_ms), split.jitter_ms(),
+        split.outcomes(),
+    )  # fmt: skip
+
+
 def summarize(result: ProbeResult, jitter_buffer_ms: float | None = None) -> RoundStats:
     """The statistics of one round; `jitter_buffer_ms` adds the late-packet share (voice)."""
-    error, ok_outcome, timeout = Outcome.ERROR, Outcome.OK, Outcome.TIMEOUT
-    samples, ok, lost, by_outcome = [], [], 0, dict[Outcome, int]()
-    for s in result.samples:  # one pass: the per-round cost matters at 1,000 rounds/s
-        o = s.outcome
-        by_outcome[o] = by_outcome.get(o, 0) + 1
-        if o is not error:
-            samples.append(s)
-            if o is ok_outcome:
-                ok.append(s)
-            elif o is timeout:
-                lost += 1
-    ok.sort(key=_arrival)
-    rtt_ms = [((s.received_ns or 0) - s.sent_ns) / _NS_PER_MS for s in ok]
+    timeout = Outcome.TIMEOUT
+    split = _Split(result)
+    samples, ok, lost, rtt_ms = split.samples, split.ok, split.lost, split.rtt_ms
     sent = len(samples)
     forward = [s.forward_ns / _NS_PER_MS for s in ok if s.forward_ns is not None]
     backward = [s.backward_ns / _NS_PER_MS for s in ok if s.backward_ns is not None]
@@ -174,12 +214,12 @@ def summarize(result: ProbeResult, jitter_buffer_ms: float | None = None) -> Rou
         loss_ratio=lost / sent if sent else 1.0,
         loss_ci95=wilson_interval(lost, sent),
         rtt_ms=RttSummary.of_ms(rtt_ms),
-        jitter_ms=_last_jitter(rtt_ms) if rtt_ms else None,
+        jitter_ms=split.jitter_ms(),
         ipdv_ms=ipdv_summary(ok),
         bursts=burst_summary([s.outcome is timeout for s in samples]),
         reordered=reordered_count([s.seq for s in ok]),
         duplicates=int(result.foreign.get("duplicate", 0)),
-        outcomes={o._value_: n for o, n in by_outcome.items()},  # = result.outcome_counts()
+        outcomes=split.outcomes(),
         foreign=dict(result.foreign),
         forward_ms=RttSummary.of_ms(forward),
         backward_ms=RttSummary.of_ms(backward),

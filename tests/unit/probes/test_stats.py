@@ -215,6 +215,32 @@ def test_percentiles_are_numpys_bit_for_bit_and_both_paths_agree_exactly(
     assert results[0][1] == results[1][1]  # mean and stddev: identical on both paths
 
 
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 20),
+            st.sampled_from(list(Outcome)),
+            st.integers(0, 10**9),
+            st.integers(-(10**6), 10**9),
+        ),
+        max_size=12,
+    )
+)
+def test_the_digest_is_the_summary_for_its_fields(
+    packets: list[tuple[int, Outcome, int, int]],
+) -> None:
+    from probes.stats import digest
+
+    samples = [
+        Sample(seq, sent, None if o in (Outcome.TIMEOUT, Outcome.ERROR) else sent + rtt, o)
+        for seq, o, sent, rtt in packets
+    ]
+    full, lean = summarize(_result(samples)), digest(_result(samples))
+    assert (lean.sent, lean.received, lean.rtt_ms, lean.jitter_ms, lean.outcomes) == (
+        full.sent, full.received, full.rtt_ms, full.jitter_ms, full.outcomes,
+    )  # fmt: skip
+
+
 def test_a_round_summary_does_not_depend_on_the_sample_order() -> None:
     samples = [_ok(i, 20 * i, 20 * i + 10 + (i * 7) % 5) for i in range(6)]
     samples += [Sample(6, 0, None, Outcome.TIMEOUT), Sample(7, 0, None, Outcome.ERROR)]
