@@ -71,6 +71,33 @@ class Round:
     """The packets of one round to one address: what was sent, what came back, what did not
     belong. `done` completes when every packet has an outcome."""
 
+    __slots__ = (
+        "_channel",
+        "_deadlines",
+        "_loop",
+        "_next",
+        "_pacer",
+        "_sweep",
+        "_t0",
+        "_unresolved",
+        "address",
+        "body",
+        "body_sum",
+        "count",
+        "done",
+        "finished",
+        "foreign",
+        "interval_s",
+        "nonce",
+        "one_way_ns",
+        "outcomes",
+        "received_ns",
+        "sent_ns",
+        "seqs",
+        "sockaddr",
+        "timeout_s",
+    )  # one per round, a thousand a second: no instance dict
+
     def __init__(
         self,
         address: str,
