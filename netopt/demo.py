@@ -71,14 +71,14 @@ def config_for_lab(lab: Any, *, listen: str, store: str, interval_s: float = 1.0
                 "from": r.name,
                 "to": [p.name for p in pops],
                 "interval_s": interval_s,
-                "count": 5,
+                "count": 10,
                 "timeout_s": min(0.5, interval_s / 2),
             }
             for r in regions
         ],
         "store": {"url": f"sqlite:///{store}"},
         "api": {"listen": listen},
-        "planner": {"window_s": 30},
+        "planner": {"window_s": 10},
     }
     return parse_config(data, "demo config")
 
