@@ -34,6 +34,8 @@ _TX_KEYS_MAX = 0x10000
 SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6, SO_EE_ORIGIN_TIMESTAMPING = 2, 3, 4
 _RECVERR = {(socket.IPPROTO_IP, 11), (socket.IPPROTO_IPV6, 25)}  # IP_RECVERR, IPV6_RECVERR
 _TIMESPEC = struct.Struct("@qq")
+_TIMESPEC_UNPACK = _TIMESPEC.unpack_from
+_SOL_SOCKET = socket.SOL_SOCKET
 _EXT_ERR = struct.Struct("=IBBBBII")  # sock_extended_err
 SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
 _RECV_BATCH = 8192  # drain (nearly) all: replies pile up fast while rounds send in bursts
@@ -166,8 +168,8 @@ def _enable_tx_stamps(sock: socket.socket) -> bool:
 
 
 def _kernel_time_ns(ancdata: list[tuple[int, int, bytes]]) -> int:
-    for level, kind, payload in ancdata:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= 16:
-            sec, nsec = _TIMESPEC.unpack_from(payload)
-            return int(sec) * 1_000_000_000 + int(nsec)
+    for level, kind, payload in ancdata:  # once per reply: module constants, no int() calls
+        if kind == SO_TIMESTAMPNS and level == _SOL_SOCKET and len(payload) >= 16:
+            sec, nsec = _TIMESPEC_UNPACK(payload)
+            return sec * 1_000_000_000 + nsec  # type: ignore[no-any-return]
     return time.time_ns()  # no kernel timestamp (should not happen): same clock, user space

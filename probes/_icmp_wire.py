@@ -178,25 +178,31 @@ def looped_request(data: bytes, family: int) -> tuple[int, int] | None:
 
     The error queue returns the packet with every header, link layer included: try the usual
     link header lengths (Ethernet 14, none 0, Linux cooked 16) and keep the one whose IP length
-    field accounts for exactly the rest of the bytes.
+    field accounts for exactly the rest of the bytes. (Once per packet sent: byte arithmetic,
+    no slices.)
     """
+    n = len(data)
+    v6 = family == socket.AF_INET6
     for off in (14, 0, 16):
-        if family == socket.AF_INET6:
-            if len(data) < off + 48 or data[off] >> 4 != 6 or data[off + 6] != 58:
+        if v6:
+            if n < off + 48 or data[off] >> 4 != 6 or data[off + 6] != 58:
                 continue
-            if int.from_bytes(data[off + 4 : off + 6], "big") != len(data) - off - 40:
+            if (data[off + 4] << 8 | data[off + 5]) != n - off - 40:
                 continue
             icmp, want = off + 40, ECHO_REQUEST_V6
         else:
-            if len(data) < off + 28 or data[off] >> 4 != 4:
+            if n < off + 28 or data[off] >> 4 != 4:
                 continue
-            if int.from_bytes(data[off + 2 : off + 4], "big") != len(data) - off:
+            if (data[off + 2] << 8 | data[off + 3]) != n - off:
                 continue
             icmp, want = off + (data[off] & 0x0F) * 4, ECHO_REQUEST_V4
-        if len(data) >= icmp + _HEADER.size and data[icmp] == want:
-            _t, _c, _ck, ident, seq = _HEADER.unpack_from(data, icmp)
+        if n >= icmp + _HEADER.size and data[icmp] == want:
+            ident, seq = _ID_SEQ.unpack_from(data, icmp + 4)
             return ident, seq
     return None
+
+
+_ID_SEQ = struct.Struct("!HH")
 
 
 def bpf_program(family: int, ident: int) -> list[tuple[int, int, int, int]]:

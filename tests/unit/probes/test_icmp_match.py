@@ -173,6 +173,51 @@ def test_sequence_allocation_skips_numbers_in_flight() -> None:
     assert m.allocate() == 1  # wrapped past 0xFFFF, skipped 0
 
 
+def _looped_request_reference(data: bytes, family: int) -> tuple[int, int] | None:
+    """The first implementation (slices and int.from_bytes), kept as the reference."""
+    for off in (14, 0, 16):
+        if family == V6:
+            if len(data) < off + 48 or data[off] >> 4 != 6 or data[off + 6] != 58:
+                continue
+            if int.from_bytes(data[off + 4 : off + 6], "big") != len(data) - off - 40:
+                continue
+            icmp, want = off + 40, wire.ECHO_REQUEST_V6
+        else:
+            if len(data) < off + 28 or data[off] >> 4 != 4:
+                continue
+            if int.from_bytes(data[off + 2 : off + 4], "big") != len(data) - off:
+                continue
+            icmp, want = off + (data[off] & 0x0F) * 4, wire.ECHO_REQUEST_V4
+        if len(data) >= icmp + wire._HEADER.size and data[icmp] == want:
+            _t, _c, _ck, ident, seq = wire._HEADER.unpack_from(data, icmp)
+            return ident, seq
+    return None
+
+
+def _ip6(payload: bytes) -> bytes:
+    return struct.pack("!IHBB", 6 << 28, len(payload), 58, 64) + bytes(32) + payload
+
+
+@given(
+    st.binary(max_size=120),
+    st.sampled_from([V4, V6]),
+    st.sampled_from([0, 14, 16]),
+    st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=3),
+)
+def test_looped_request_equals_the_reference(
+    tail: bytes, family: int, off: int, flips: list[tuple[int, int]]
+) -> None:
+    req4 = wire.echo_request(V4, IDENT, 77, wire.payload(NONCE, 20))
+    req6 = wire.echo_request(V6, IDENT, 78, wire.payload(NONCE, 20))
+    for packet in (tail, ip4(req4), _ip6(req6)):
+        data = bytearray(bytes(off) + packet)
+        for i, byte in flips:  # damage a few bytes: every branch of the parser
+            if i < len(data):
+                data[i] = byte
+        for d in (bytes(data), bytes(off) + packet):
+            assert wire.looped_request(d, family) == _looped_request_reference(d, family)
+
+
 def test_looped_request_finds_id_and_seq_behind_link_headers() -> None:
     req = wire.echo_request(V4, IDENT, 77, wire.payload(NONCE, 56))
     assert wire.looped_request(b"\0" * 14 + ip4(req), V4) == (IDENT, 77)
