@@ -92,11 +92,12 @@ class Channel:
             rnd.sent_ns[index] = sent_ns
             return None
         rnd.sent_ns[index] = sent_ns
-        matcher.pending[seq] = (rnd, index)  # `Matcher.add`, inlined: this is the hot path
+        entry = (rnd, index)
+        matcher.pending[seq] = entry  # `Matcher.add`, inlined: this is the hot path
         if self.tx_stamps:
             if len(self._tx_keys) >= _TX_KEYS_MAX:  # stamps that never came: forget the oldest
                 del self._tx_keys[next(iter(self._tx_keys))]
-            self._tx_keys[seq] = (rnd, index)
+            self._tx_keys[seq] = entry
         return seq
 
     def expire(self, seq: int, rnd: Round) -> bool:

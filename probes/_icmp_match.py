@@ -43,10 +43,10 @@ class Matcher:
         v6 = family == socket.AF_INET6
         self._reply_type = wire.ECHO_REPLY_V6 if v6 else wire.ECHO_REPLY_V4
         self.pending: dict[int, tuple[RoundLike, int]] = {}  # seq → (round, index)
-        # resolved seq → (round, outcome) while the round runs, (nonce, timed out?) once
-        # retired: a finished round is not kept alive (nor its entries tracked by the garbage
-        # collector) for the 65,536 sequences until its numbers come round again
-        self.recent: dict[int, tuple[RoundLike, Outcome] | tuple[int, bool]] = {}
+        # resolved seq → (round, outcome) while the round runs; once it is retired, one int,
+        # nonce·2 + timed out: a finished round is not kept alive (nor anything the garbage
+        # collector tracks) for the 65,536 sequences until its numbers come round again
+        self.recent: dict[int, tuple[RoundLike, Outcome] | int] = {}
         self.foreign: Counter[str] = Counter()
         self._next_seq = first_seq & 0xFFFF
 
@@ -74,8 +74,8 @@ class Matcher:
         recent = self.recent
         for seq in seqs:
             entry = recent.get(seq)
-            if entry is not None and entry[0] is rnd:
-                recent[seq] = (rnd.nonce, entry[1] is Outcome.TIMEOUT)
+            if entry is not None and not isinstance(entry, int) and entry[0] is rnd:
+                recent[seq] = rnd.nonce << 1 | (entry[1] is Outcome.TIMEOUT)
 
     def expire(self, seq: int, rnd: RoundLike) -> bool:
         """Time out `seq` if it is still pending for `rnd`; True if it was."""
@@ -161,11 +161,10 @@ class Matcher:
         if seen is None:
             self._count("wrong_seq", None)
             return
-        owner, outcome = seen
-        if isinstance(owner, int):  # a retired round: its nonce, whether it timed out
-            rnd, nonce, timed_out = None, owner, outcome is True
+        if isinstance(seen, int):  # a retired round: its nonce, whether it timed out
+            rnd, nonce, timed_out = None, seen >> 1, bool(seen & 1)
         else:
-            rnd, nonce, timed_out = owner, owner.nonce, outcome is Outcome.TIMEOUT
+            rnd, nonce, timed_out = seen[0], seen[0].nonce, seen[1] is Outcome.TIMEOUT
         if parsed.nonce is not None and parsed.nonce != nonce:
             self._count("wrong_nonce", rnd)
         elif timed_out:
@@ -178,7 +177,7 @@ class Matcher:
         if entry is not None:
             return entry[0]
         seen = self.recent.get(seq)
-        return None if seen is None or isinstance(seen[0], int) else seen[0]
+        return None if seen is None or isinstance(seen, int) else seen[0]
 
     def _count(self, kind: str, rnd: RoundLike | None) -> None:
         self.foreign[kind] += 1

@@ -79,6 +79,7 @@ class Round:
         "_pacer",
         "_sweep",
         "_t0",
+        "_tick_cb",
         "_unresolved",
         "address",
         "body",
@@ -130,6 +131,7 @@ class Round:
     def start(self, channel: Channel) -> None:
         self._channel = channel
         self._t0 = self._loop.time()
+        self._tick_cb = self._tick  # one bound method for the round, not one per packet
         if self.count == 0:
             self.done.set_result(None)
         elif self.interval_s > 0:
@@ -181,7 +183,7 @@ class Round:
             return
         self._send_one()
         if self._next < self.count:
-            self._pacer.at(self._t0 + self._next * self.interval_s, self._tick)
+            self._pacer.at(self._t0 + self._next * self.interval_s, self._tick_cb)
 
     def _pump(self) -> None:
         while self._next < self.count and self._unresolved == 0 and not self.finished:

@@ -129,7 +129,7 @@ def test_a_retired_round_is_forgotten_but_late_and_duplicate_still_counted() -> 
     assert m.expire(11, rnd)
     rnd.finished = True
     m.retire(rnd, [10, 11])
-    assert all(entry[0] is not rnd for entry in m.recent.values())  # not kept alive
+    assert all(isinstance(entry, int) for entry in m.recent.values())  # not kept alive
     m.on_datagram(ip4(reply4(IDENT, 10)), "127.0.0.2", 6)
     m.on_datagram(ip4(reply4(IDENT, 11)), "127.0.0.2", 7)
     m.on_datagram(ip4(reply4(IDENT, 11, nonce=NONCE + 1)), "127.0.0.2", 8)
