@@ -1,5 +1,8 @@
 """`netopt serve` with `api.workers: 2`: two processes share the API port and answer the same
-table; a reload reaches both; shutdown and `kill -9` of the daemon leave no worker behind."""
+table; a reload reaches both; shutdown and `kill -9` of the daemon leave no worker behind.
+
+The table is fed by an agent's batches posted through the workers (no probes: the test needs
+no ICMP permission, and the gzip body must reach the daemon intact through a worker)."""
 
 from __future__ import annotations
 
@@ -17,14 +20,23 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.conftest import REPO, free_port, icmp_allowed
-from tests.integration.test_serve import CONFIG
-
-pytestmark = pytest.mark.skipif(
-    not icmp_allowed(), reason="ICMP probes need root or net.ipv4.ping_group_range"
-)
+from netopt.ingest import encode_batch
+from netopt.store.model import RoundRecord
+from tests.integration.conftest import REPO, free_port
 
 ADMIN = "admin-token-0123456789"
+READ = "read-token-0123456789"
+AGENT = "agent-token-0123456789"
+CONFIG: dict[str, Any] = {
+    "regions": [{"id": "lagos", "e164": ["+234"]}],
+    "pops": [
+        {"id": "fra", "role": "core", "address": "127.0.0.2", "sip_uri": "sip:127.0.0.2:5060"},
+        {"id": "jnb", "role": "edge", "address": "127.0.0.3", "relay_delay_ms": 0.5},
+    ],
+    "destinations": ["fra"],
+    "backbone": [{"a": "jnb", "b": "fra", "rtt_ms": 160, "jitter_ms": 1}],
+    "agents": [{"id": "agent-lagos", "site": "lagos", "token": AGENT}],
+}
 NEW_URI = "sip:127.0.0.2:5070"
 
 
@@ -45,17 +57,30 @@ class Daemon:
     def write(self, config: dict[str, Any]) -> None:
         config = {**config, "store": {"url": f"sqlite:///{self.config_path.parent / 'n.db'}"},
                   "api": {"listen": f"127.0.0.1:{self.port}", "workers": 2,
-                          "admin_token": ADMIN}}  # fmt: skip
+                          "admin_token": ADMIN, "read_token": READ}}  # fmt: skip
         self.config_path.write_text(yaml.safe_dump(config))
+
+    def ingest(self, batch_id: str) -> None:
+        """An agent's batch (lagos → fra and jnb, 2 ms, no loss), posted through a worker."""
+        t = int((time.time() - 1) * 1e9)
+        rounds = [RoundRecord(t + i, "lagos", dst, "icmp", 10, 10, 1.0, 2.0, 2.0, 2.5, 3.0, 0.1)
+                  for i, dst in enumerate(("fra", "jnb"))]  # fmt: skip
+        req = urllib.request.Request(
+            self.url + "/v1/ingest", data=encode_batch("agent-lagos", batch_id, rounds, 0),
+            headers={"Authorization": f"Bearer {AGENT}", "Content-Encoding": "gzip"},
+        )  # fmt: skip
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert resp.status == 200 and resp.headers["X-Netopt-Worker"], resp.read()
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.stderr_path.read_text()
             try:  # every worker listens (the daemon logs it), and the table has a route
-                listening = "api_workers_listening" in self.stderr_path.read_text()
-                if listening and get(self.url + "/readyz")[0] == 200:
-                    return
+                if "api_workers_listening" in self.stderr_path.read_text():
+                    self.ingest(f"b{time.monotonic_ns()}")
+                    if get(self.url + "/readyz")[0] == 200:
+                        return
             except OSError:
                 pass
             time.sleep(0.2)
@@ -75,10 +100,10 @@ class Daemon:
         self._stderr.close()
 
 
-def get(url: str, method: str = "GET") -> tuple[int, str, bytes]:
+def get(url: str, method: str = "GET", token: str | None = ADMIN) -> tuple[int, str, bytes]:
     """(status, X-Netopt-Worker, body); one new connection per call."""
-    req = urllib.request.Request(url, method=method,
-                                 headers={"Authorization": f"Bearer {ADMIN}"})  # fmt: skip
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
+    req = urllib.request.Request(url, method=method, headers=auth)
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return resp.status, resp.headers.get("X-Netopt-Worker", ""), resp.read()
@@ -165,6 +190,12 @@ def test_workers_share_the_port_and_the_table(daemon: Daemon) -> None:
     assert status == 200 and b'"published"' in body
     status, _, body = get(daemon.url + "/v1/route?region=atlantis")
     assert status == 404 and b"atlantis" in body
+    # the read token is checked by the workers too; other methods go to the daemon
+    status, worker, body = get(daemon.url + "/v1/route?region=lagos", token=None)
+    assert status == 401 and int(worker) in workers, body
+    assert get(daemon.url + "/v1/route?region=lagos", token=READ)[0] == 200
+    assert get(daemon.url + "/v1/route?region=lagos", method="POST")[0] == 405
+    assert get(daemon.url + "/healthz", token=None)[0] == 200
 
     # a reload changes the answer: every worker takes the new table
     config = {**CONFIG, "pops": [{**CONFIG["pops"][0], "sip_uri": NEW_URI}, CONFIG["pops"][1]]}
