@@ -379,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log-level", default="info")
     args = ap.parse_args(argv)
     setup_logging(args.log_level)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the daemon stops us by PID
+    for sig in (signal.SIGINT, signal.SIGHUP):  # Ctrl-C, a reload sent to the group: the
+        signal.signal(sig, signal.SIG_IGN)  # daemon's business; it stops us by PID
 
     async def run() -> None:
         task = asyncio.current_task()
