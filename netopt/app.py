@@ -83,7 +83,7 @@ class Daemon:
         # the first plan waits for every path's first round (or two intervals), so no region
         # is decided on half its candidates
         jobs = jobs_from_config(config)
-        self._unmeasured = {(j.src, j.dst) for j in jobs}
+        self._unmeasured = {(j.src, j.dst) for j in jobs if j.kind in config.planner.kinds}
         self._warmup_s = 2 * max((j.interval_s for j in jobs), default=0.0)
         self._started = mono_clock()
         self._stopping = False
@@ -139,6 +139,8 @@ class Daemon:
                 m.jitter.labels(r.src, r.dst, r.kind).set(r.jitter_ms / 1000)
 
     def _account(self, record: RoundRecord, at_mono: float | None = None) -> None:
+        if record.kind not in self.config.planner.kinds:
+            return  # stored and exported, but not a measure of the path for planning
         self.window.add(record)
         key = (record.src, record.dst)
         last = self._last_round.get(key)
@@ -283,7 +285,7 @@ class Daemon:
         self._regions = frozenset(r.id for r in new.regions)
         self.window.window_ns = int(new.planner.window_s * 1e9)
         jobs = jobs_from_config(new)
-        wanted = {(j.src, j.dst) for j in jobs}
+        wanted = {(j.src, j.dst) for j in jobs if j.kind in new.planner.kinds}
         self._unmeasured = {k for k in wanted if k not in self._last_round}
         if self._scheduler is not None:
             added, removed, changed = self._scheduler.sync(jobs)

@@ -28,6 +28,12 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _probe_kind(value: str) -> str:
+    if value not in PROBERS:
+        raise ValueError(f"unknown probe kind {value!r}; known: {', '.join(sorted(PROBERS))}")
+    return value
+
+
 def _ip(value: str) -> str:
     try:
         return str(ipaddress.ip_address(value))
@@ -128,9 +134,7 @@ class ProbeConfig(_Model):
     @field_validator("kind")
     @classmethod
     def _kind(cls, v: str) -> str:
-        if v not in PROBERS:
-            raise ValueError(f"unknown probe kind {v!r}; known: {', '.join(sorted(PROBERS))}")
-        return v
+        return _probe_kind(v)
 
     @model_validator(mode="after")
     def _timeout(self) -> ProbeConfig:
@@ -232,6 +236,14 @@ class PlannerConfig(_Model):
     target_mos: float = Field(default=4.0, ge=1, le=5)
     margin_mos: float = Field(default=0.2, ge=0)
     codec: str = "g711"
+    # which probe kinds measure a path for planning (pooled where several do); the others
+    # (tcp_connect, sip_options, traceroute) are exported as metrics but plan nothing
+    kinds: tuple[str, ...] = Field(default=("voice", "stamp", "udp_echo", "icmp"), min_length=1)
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_probe_kind(kind) for kind in v)
 
 
 class DecideConfig(_Model):

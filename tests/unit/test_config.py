@@ -159,3 +159,9 @@ def test_probe_options_reach_the_prober() -> None:
     assert job.target.port == 862
     with pytest.raises(ConfigError, match=r"probes\[0\]\.codec"):
         parse_config(variant("probes.0.codec", "speex"))
+
+
+def test_planner_kinds_are_probe_kinds() -> None:
+    assert parse_config(BASE).planner.kinds == ("voice", "stamp", "udp_echo", "icmp")
+    with pytest.raises(ConfigError, match=r"planner\.kinds: unknown probe kind 'ping'"):
+        parse_config({**BASE, "planner": {"kinds": ["ping"]}})
