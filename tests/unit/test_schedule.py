@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from netopt.schedule import Scheduler, first_run_s, next_run_s, phase_s, trigger_for
+from netopt.schedule import Scheduler, first_run_s, phase_s, trigger_for
 
 DAY_S = 86_400
 T0 = 1_700_000_123.456
@@ -69,66 +69,6 @@ def test_no_drift_over_a_simulated_day_with_late_runs_and_stalls(interval_s: flo
     missed = 2 * (int(10.0 / interval_s))  # the two stalls swallowed these runs
     assert DAY_S / interval_s - missed - 2 <= len(fires) <= DAY_S / interval_s
     assert fires[-1] > T0 + DAY_S - interval_s - 11
-
-
-@pytest.mark.parametrize("interval_s", [1.0, 5.0, 30.0])
-def test_the_slot_timer_books_the_same_runs_as_apschedulers_trigger(interval_s: float) -> None:
-    """`next_run_s` (what the scheduler books after a run, possibly late) against APScheduler's
-    interval trigger with coalescing, over a simulated day with late runs and two stalls."""
-    rng = random.Random(11)
-    job_id = "icmp:lagos->fra"
-    phase = phase_s(job_id, interval_s)
-    trigger = trigger_for(job_id, interval_s, T0)
-    fire = trigger.get_next_fire_time(None, dt.datetime.fromtimestamp(T0, dt.UTC))
-    ours = first_run_s(job_id, interval_s, T0)
-    runs = 0
-    while fire is not None and _ts(fire) < T0 + DAY_S:
-        assert ours == pytest.approx(_ts(fire), abs=1e-6)
-        runs += 1
-        late_s = rng.uniform(0, 0.9 * interval_s) + (3.5 * interval_s if runs % 5000 == 0 else 0)
-        now = dt.datetime.fromtimestamp(_ts(fire) + late_s, dt.UTC)
-        nxt = trigger.get_next_fire_time(fire, now)
-        while nxt is not None and nxt <= now:
-            nxt = trigger.get_next_fire_time(nxt, now)
-        fire = nxt
-        ours = next_run_s(interval_s, phase, _ts(now))
-    assert runs > DAY_S / interval_s * 0.9
-
-
-async def test_a_wakeup_launches_exactly_the_slots_due_and_coalesces_missed_runs() -> None:
-    """Driven by a fake wall clock: which jobs a wakeup launches, never one before its time."""
-    now = [T0]
-    launched: list[str] = []
-
-    async def run(job: FakeJob) -> None:
-        pass
-
-    def spawn(coro):  # type: ignore[no-untyped-def]
-        launched.append(coro.cr_frame.f_locals["job"].job_id)
-        return asyncio.get_running_loop().create_task(coro)
-
-    jobs = [FakeJob(f"j{i}", 1.0) for i in range(300)]
-    sched = Scheduler(run, spawn, lambda: now[0])
-    sched.start(jobs)
-    first = min(first_run_s(j.job_id, 1.0, T0) for j in jobs)
-    now[0] = first - 1e-6
-    sched._fire()  # an early wakeup launches nothing
-    assert launched == []
-    now[0] = first
-    sched._fire()
-    assert sorted(launched) == sorted(
-        j.job_id for j in jobs if first_run_s(j.job_id, 1.0, T0) == first
-    )
-    launched.clear()
-    await asyncio.sleep(0.01)  # the launched rounds finish
-    now[0] = first + 3.5  # a stall: every slot is due once, missed runs coalesced
-    sched._fire()
-    assert sorted(launched) == sorted(j.job_id for j in jobs)
-    launched.clear()
-    sched._fire()
-    assert launched == []  # nothing due twice
-    sched.shutdown()
-    await asyncio.sleep(0)
 
 
 @dataclass(frozen=True)
