@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import signal
@@ -330,6 +331,9 @@ class Daemon:
 
     async def run(self, on_listening: Callable[[str], None] | None = None) -> None:
         self._main = asyncio.current_task()
+        # what start-up made (modules, config, tables) lives as long as the daemon: keep it
+        # out of every garbage collection, which then only walks what rounds create
+        gc.freeze()
         try:
             async with asyncio.TaskGroup() as tg:
                 self._scheduler = Scheduler(self.probe_job, tg.create_task, self.wall_clock)

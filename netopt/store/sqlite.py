@@ -18,7 +18,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from pathlib import Path
 from typing import TypeVar
 
@@ -37,6 +38,12 @@ _DECISION_COLUMNS = (
     "at_wall_ns", "region", "dest", "action", "old_entry", "new_entry", "old_mos", "new_mos",
     "consecutive", "penalty", "reason", "inputs",
 )  # fmt: skip
+# a record's values in column order, read straight from its slots (astuple deep-copies)
+_round_row = attrgetter(*ROUND_COLUMNS)
+_decision_row = attrgetter(*_DECISION_COLUMNS)
+assert tuple(f.name for f in fields(RoundRecord)) == ROUND_COLUMNS
+assert tuple(f.name for f in fields(DecisionRecord)) == _DECISION_COLUMNS
+
 _INSERT_DECISION = (
     f"INSERT INTO decisions ({', '.join(_DECISION_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_DECISION_COLUMNS))})"
@@ -140,9 +147,8 @@ class SqliteStore:
         outcomes = []
         db.execute("BEGIN IMMEDIATE")
         try:
-            for r in rounds:
-                db.execute(_INSERT_ROUND, astuple(r))
-            db.executemany(_INSERT_DECISION, [astuple(d) for d in decisions])
+            db.executemany(_INSERT_ROUND, map(_round_row, rounds))
+            db.executemany(_INSERT_DECISION, map(_decision_row, decisions))
             for b in batches:
                 seen = db.execute("SELECT 1 FROM batches WHERE batch_id = ?", (b.batch_id,))
                 if seen.fetchone() is not None:
@@ -301,7 +307,7 @@ class SqliteStore:
 def _inserted(db: sqlite3.Connection, r: RoundRecord) -> bool:
     """Insert one round unless already stored; True when it was new (rowcount lies here)."""
     before = db.total_changes
-    db.execute(_INSERT_ROUND, astuple(r))
+    db.execute(_INSERT_ROUND, _round_row(r))
     return db.total_changes != before
 
 
