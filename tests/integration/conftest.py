@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.procs import stop
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,13 +78,7 @@ class Served:
         raise AssertionError(f"not ready in {timeout_s} s: {self.stderr_path.read_text()}")
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, 10)
         self._stderr.close()
         return self.proc.returncode
 

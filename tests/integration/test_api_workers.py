@@ -23,6 +23,7 @@ import yaml
 from netopt.ingest import encode_batch
 from netopt.store.model import RoundRecord
 from tests.integration.conftest import REPO, free_port
+from tests.procs import stop
 
 ADMIN = "admin-token-0123456789"
 READ = "read-token-0123456789"
@@ -90,13 +91,7 @@ class Daemon:
         return {pid for pid in children(self.proc.pid) if b"netopt.api_workers" in cmdline(pid)}
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, 15)
         self._stderr.close()
 
 

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from netopt import cli, dashboards
 from tests.integration.conftest import REPO, free_port, http_get, icmp_allowed
+from tests.procs import stop
 
 RULES_DIR = REPO / "dashboards" / "rules"
 PROMETHEUS = shutil.which("prometheus")
@@ -109,12 +110,7 @@ def prometheus(tmp_path: Path) -> Iterator[Any]:
         yield start
     finally:
         for p in procs:
-            p.terminate()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            stop(p, 10)
 
 
 @pytest.fixture
@@ -144,12 +140,7 @@ def agent(tmp_path: Path) -> Iterator[Any]:
         yield start
     finally:
         for p in procs:
-            p.terminate()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            stop(p, 10)
 
 
 def query(base: str, expr: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import pytest
 from probes._sip_wire import options_request
 from probes.base import Outcome, ProbeOptions, Target, make_prober
 from probes.stats import summarize
+from tests.procs import stop
 
 KAMAILIO_CFG = """#!KAMAILIO
 debug=1
@@ -78,12 +79,7 @@ def kamailio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, in
         _wait_udp_sip(port)
         yield port, busy
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 10)
         log.close()
 
 
@@ -136,12 +132,7 @@ def reflector() -> Iterator[int]:
         assert proc.stdout is not None and "listening" in proc.stdout.readline()
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 5)
 
 
 def test_voice_cli_reports_jitter_late_loss_and_mos(reflector: int) -> None:

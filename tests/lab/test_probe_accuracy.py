@@ -37,6 +37,7 @@ from probes.icmp import IcmpProber
 from probes.stats import rfc3550_jitter, summarize
 from probes.voice import VoiceProber
 from tests.lab.conftest import STATISTICAL, LabFactory, binomial_interval, need_program, parse_ping
+from tests.procs import stop
 
 pytestmark = pytest.mark.lab
 
@@ -67,12 +68,7 @@ def reflector(lab: Lab) -> Iterator[int]:
         assert proc.stdout is not None and "listening" in proc.stdout.readline()
         yield REFLECTOR_PORT
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 5)
 
 
 def _in_a(lab: Lab) -> Callable[[int, int, int], socket.socket]:

@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from netopt.lab import Lab
 from tests.integration.conftest import REPO, free_port, http_get
 from tests.lab.conftest import LabFactory
+from tests.procs import stop
 
 pytestmark = pytest.mark.lab
 
@@ -84,12 +85,7 @@ def serve(lab_world: LabFactory, tmp_path: Path) -> Iterator[tuple[Lab, str, Pat
     try:
         yield lab, f"http://{cfg['api']['listen']}", err
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 10)
 
 
 def route(api: str) -> tuple[str, float] | None:
