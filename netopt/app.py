@@ -80,6 +80,7 @@ class Daemon:
         self._regions = frozenset(r.id for r in config.regions)
         self._fresh_at: dict[str, float] = {}
         self._last_round: dict[tuple[str, str], RoundRecord] = {}
+        self._last_sip: dict[tuple[str, str], RoundRecord] = {}  # latest sip_options per path
         self._dirty = asyncio.Event()
         # the first plan waits for every path's first round (or two intervals), so no region
         # is decided on half its candidates
@@ -140,6 +141,8 @@ class Daemon:
                 m.jitter.labels(r.src, r.dst, r.kind).set(r.jitter_ms / 1000)
 
     def _account(self, record: RoundRecord, at_mono: float | None = None) -> None:
+        if record.kind == "sip_options":
+            self._note_sip(record)
         if record.kind not in self.config.planner.kinds:
             return  # stored and exported, but not a measure of the path for planning
         self.window.add(record)
@@ -154,6 +157,15 @@ class Daemon:
             if site in self._regions and self._fresh_at.get(site, -1e18) < now:
                 self._fresh_at[site] = now
         self._dirty.set()
+
+    def _note_sip(self, record: RoundRecord) -> None:
+        """The latest SIP OPTIONS round per path: a PoP whose SIP service answers no path's
+        OPTIONS with a 2xx takes no calls, however well it answers pings."""
+        key = (record.src, record.dst)
+        last = self._last_sip.get(key)
+        if last is None or last.started_wall_ns <= record.started_wall_ns:
+            self._last_sip[key] = record
+            self._dirty.set()
 
     def _store_failed(self, exc: Exception) -> None:
         self.metrics.store_errors.inc()
@@ -172,9 +184,15 @@ class Daemon:
         return list(best.values())
 
     def pop_alive(self) -> dict[str, bool]:
-        """A PoP is dead when the latest round of every path towards it got no answer."""
+        """A PoP is dead when the latest round of every path towards it got no answer, or,
+        where its SIP service is probed (sip_options), no path's latest OPTIONS got a 2xx."""
+        paths, sip = self._answering(self._last_round), self._answering(self._last_sip)
+        return {pop: up and sip.get(pop, True) for pop, up in paths.items()}
+
+    def _answering(self, last: dict[tuple[str, str], RoundRecord]) -> dict[str, bool]:
+        """Per PoP: did the latest round of any path towards it get an answer?"""
         alive: dict[str, bool] = {}
-        for (src, dst), rec in self._last_round.items():
+        for (src, dst), rec in last.items():
             pop = dst if dst not in self._regions else src
             alive[pop] = alive.get(pop, False) or rec.received > 0
         return alive

@@ -38,3 +38,23 @@ def test_tcp_and_sip_rounds_do_not_plan_or_kill_a_pop(tmp_path: Path) -> None:
         assert daemon.pop_alive()["jnb"] is False
     finally:
         daemon.store.close()
+
+
+def test_a_pop_whose_sip_service_is_down_is_dead_though_it_answers_pings(tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE)
+    data["store"] = {"url": f"sqlite:///{tmp_path / 'n.db'}"}
+    data["probes"].append(
+        {"kind": "sip_options", "from": "lagos", "to": ["jnb"], "port": 5060, "timeout_s": 0.5}
+    )
+    daemon = Daemon(parse_config(data), wall_clock=lambda: NOW_S, mono_clock=lambda: 100.0)
+    try:
+        daemon.add_round(rnd("icmp", "jnb", 5, 60.0))
+        daemon.add_round(rnd("icmp", "fra", 5, 120.0))
+        daemon.add_round(rnd("sip_options", "jnb", 5, 61.0))  # 200 OK
+        assert daemon.pop_alive() == {"jnb": True, "fra": True}  # fra: SIP not probed
+        daemon.add_round(rnd("sip_options", "jnb", 0, None))  # refused / 503 / silence
+        assert daemon.pop_alive() == {"jnb": False, "fra": True}
+        stats = {(s.src, s.dst): s for s in daemon.path_stats()}
+        assert stats[("lagos", "jnb")].loss_pct == 0  # the path itself is fine
+    finally:
+        daemon.store.close()
