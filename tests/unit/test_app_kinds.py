@@ -19,13 +19,18 @@ def rnd(kind: str, dst: str, received: int, rtt_ms: float | None) -> RoundRecord
                        rtt_ms, 0.5 if rtt_ms else None)  # fmt: skip
 
 
-def test_tcp_and_sip_rounds_do_not_plan_or_kill_a_pop(tmp_path: Path) -> None:
+def daemon_probing_jnb_with(kind: str, tmp_path: Path) -> Daemon:
+    """The BASE world plus one `kind` probe group from lagos to jnb, on a fixed clock."""
     data = copy.deepcopy(BASE)
     data["store"] = {"url": f"sqlite:///{tmp_path / 'n.db'}"}
     data["probes"].append(
-        {"kind": "tcp_connect", "from": "lagos", "to": ["jnb"], "port": 5060, "timeout_s": 0.5}
+        {"kind": kind, "from": "lagos", "to": ["jnb"], "port": 5060, "timeout_s": 0.5}
     )
-    daemon = Daemon(parse_config(data), wall_clock=lambda: NOW_S, mono_clock=lambda: 100.0)
+    return Daemon(parse_config(data), wall_clock=lambda: NOW_S, mono_clock=lambda: 100.0)
+
+
+def test_tcp_and_sip_rounds_do_not_plan_or_kill_a_pop(tmp_path: Path) -> None:
+    daemon = daemon_probing_jnb_with("tcp_connect", tmp_path)
     try:
         daemon.add_round(rnd("icmp", "jnb", 5, 60.0))
         daemon.add_round(rnd("tcp_connect", "jnb", 0, None))  # refused: says nothing of the path
@@ -41,12 +46,7 @@ def test_tcp_and_sip_rounds_do_not_plan_or_kill_a_pop(tmp_path: Path) -> None:
 
 
 def test_a_pop_whose_sip_service_is_down_is_dead_though_it_answers_pings(tmp_path: Path) -> None:
-    data = copy.deepcopy(BASE)
-    data["store"] = {"url": f"sqlite:///{tmp_path / 'n.db'}"}
-    data["probes"].append(
-        {"kind": "sip_options", "from": "lagos", "to": ["jnb"], "port": 5060, "timeout_s": 0.5}
-    )
-    daemon = Daemon(parse_config(data), wall_clock=lambda: NOW_S, mono_clock=lambda: 100.0)
+    daemon = daemon_probing_jnb_with("sip_options", tmp_path)
     try:
         daemon.add_round(rnd("icmp", "jnb", 5, 60.0))
         daemon.add_round(rnd("icmp", "fra", 5, 120.0))
