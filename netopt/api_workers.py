@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import pickle
 import shutil
 import signal
@@ -34,26 +32,25 @@ import socket
 import struct
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
-from netopt import __version__
-from netopt.api import JSON, Handler, auth_middleware, route_answer
+from netopt.api import JSON
 from netopt.commands import setup_logging
-from netopt.openapi import openapi_document
-from netopt.push.answers import Answers, Rendered, TableAnswers, dumps, error_body
+from netopt.http_fast import FastSite, Upstream, serve
+from netopt.push.answers import Answers, TableAnswers, error_body
 
 if TYPE_CHECKING:
     from netopt.config import ApiConfig, Config
 
 log = logging.getLogger("netopt.api_workers")
 
-WORKER_HEADER = "X-Netopt-Worker"
 START_TIMEOUT_S = 60.0  # a worker imports aiohttp and netopt on a busy 2-core machine
 RESTART_DELAY_S = 1.0
 STOP_TIMEOUT_S = 5.0
@@ -235,8 +232,8 @@ def apply_frame(answers: Answers, config: Config | None, table: TableAnswers) ->
 class Proxy:
     """Forwards a request the worker cannot answer to the daemon's unix socket."""
 
-    def __init__(self, main_socket: str, headers: Mapping[str, str]) -> None:
-        self.main_socket, self.headers = main_socket, headers
+    def __init__(self, main_socket: str) -> None:
+        self.main_socket = main_socket
         self.session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -249,89 +246,26 @@ class Proxy:
         if self.session is not None:
             await self.session.close()
 
-    async def forward(self, request: web.BaseRequest) -> web.Response:
+    async def forward(
+        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, peer: str
+    ) -> Upstream:
+        """The daemon's answer (502 if it gives none); `target` is origin-form, as received."""
         assert self.session is not None
-        headers = CIMultiDict(
-            (k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP
-        )
-        headers["X-Forwarded-For"] = request.remote or ""
-        body = await request.read()
+        sent = CIMultiDict(headers)
+        sent["X-Forwarded-For"] = peer
         try:
             async with self.session.request(
-                request.method, "http://netopt" + request.path_qs, headers=headers,
+                method, URL("http://netopt" + target, encoded=True), headers=sent,
                 data=body or None, allow_redirects=False,
             ) as resp:  # fmt: skip
                 payload = await resp.read()
-                out = CIMultiDict(
-                    (k, v) for k, v in resp.headers.items() if k.lower() not in _HOP_BY_HOP
-                )
-                status = resp.status
+                out = [(k, v) for k, v in resp.headers.items() if k.lower() not in _HOP_BY_HOP]
+                length = resp.headers.get("Content-Length")
+                return Upstream(resp.status, resp.reason or "", out, payload, length)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("api_worker_proxy_failed path=%s error=%r", request.path, exc)
+            log.warning("api_worker_proxy_failed target=%s error=%r", target[:200], exc)
             body = error_body("the daemon did not answer (api worker proxy)")
-            return web.Response(status=502, body=body, content_type=JSON, headers=self.headers)
-        out.update(self.headers)
-        return web.Response(status=status, body=payload, headers=out)
-
-
-class WorkerHandler:
-    """A worker's whole HTTP surface, on aiohttp's low-level server (no Application, no
-    router: about a third less CPU per request here). GET/HEAD of the table-only reads are
-    answered locally, with the daemon's read-token rules; anything else goes to the daemon,
-    which applies its own auth (agents' ingest tokens, admin) and answers 404/405 itself."""
-
-    def __init__(self, answers: Answers, api: ApiConfig, main_socket: str) -> None:
-        self.answers = answers
-        self.headers: dict[str, str] = {WORKER_HEADER: str(os.getpid())}
-        self.proxy = Proxy(main_socket, self.headers)
-        guarded = api.read_token is not None or api.admin_token is not None
-        self.guard = auth_middleware(api.read_token, api.admin_token) if guarded else None
-        self._openapi = Rendered(200, json.dumps(openapi_document()).encode())
-        self.local: dict[str, Callable[[web.BaseRequest], Awaitable[web.Response]]] = {
-            "/v1/route": self.route, "/v1/routes": self.fixed(lambda: answers.routes),
-            "/v1/regions": self.fixed(lambda: answers.regions),
-            "/v1/pops": self.fixed(lambda: answers.pops), "/readyz": self.readyz,
-            "/healthz": self.healthz, "/openapi.json": self.fixed(lambda: self._openapi),
-        }  # fmt: skip
-
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        local = self.local.get(request.path)
-        if local is None or request.method not in ("GET", "HEAD"):
-            return await self.proxy.forward(request)
-        if self.guard is None:
-            return await local(request)
-        resp = await self.guard(cast(web.Request, request), cast(Handler, local))
-        resp.headers[WORKER_HEADER] = self.headers[WORKER_HEADER]  # also on a 401/403
-        return resp
-
-    def answer(self, r: Rendered) -> web.Response:
-        headers = {**self.headers, "Retry-After": "1"} if r.status == 503 else self.headers
-        return web.Response(body=r.body, status=r.status, content_type=JSON, headers=headers)
-
-    async def route(self, request: web.BaseRequest) -> web.Response:
-        """`/v1/route`, as `netopt.api.get_route`: one dict lookup for a query seen before."""
-        answers, query = self.answers, request.query_string
-        found = answers.remembered(query)
-        if found is None:
-            found = answers.remember(query, route_answer(answers, request.query))
-        return self.answer(found)
-
-    def fixed(
-        self, current: Callable[[], Rendered]
-    ) -> Callable[[web.BaseRequest], Awaitable[web.Response]]:
-        async def respond(request: web.BaseRequest) -> web.Response:
-            return self.answer(current())
-
-        return respond
-
-    async def readyz(self, request: web.BaseRequest) -> web.Response:
-        """Ready when this worker's copy of the table has a route."""
-        a = self.answers
-        body = {"ready": a.routed > 0, "routes": a.routed, "entries": a.entries}
-        return self.answer(Rendered(200 if a.routed else 503, dumps(body)))
-
-    async def healthz(self, request: web.BaseRequest) -> web.Response:
-        return self.answer(Rendered(200, dumps({"status": "ok", "version": __version__})))
+            return Upstream(502, "Bad Gateway", [("Content-Type", JSON)], body)
 
 
 async def worker_main(fd: int, index: int, host: str, port: int, main_socket: str) -> None:
@@ -341,20 +275,12 @@ async def worker_main(fd: int, index: int, host: str, port: int, main_socket: st
     assert config is not None, "the first frame carries the config"
     answers = Answers(config, lambda mono_s: mono_s)  # never renders: tables come shipped
     answers.load(table)
-    handler = WorkerHandler(answers, config.api, main_socket)
-    await handler.proxy.start()
+    proxy = Proxy(main_socket)
+    await proxy.start()
     max_body = max(config.ingest.max_body_bytes, 1 << 20)  # the daemon applies its own cap
-    loop = asyncio.get_running_loop()
-
-    def request(
-        message: Any, payload: Any, protocol: Any, writer: Any, task: Any
-    ) -> web.BaseRequest:
-        return web.BaseRequest(message, payload, protocol, writer, task, loop,
-                               client_max_size=max_body)  # fmt: skip
-
     # bodies are forwarded as they came (an agent's gzip batch stays gzip for the daemon)
-    server = web.Server(handler, request_factory=request, access_log=None, auto_decompress=False)
-    listener = await loop.create_server(server, host, port, reuse_address=True, reuse_port=True)
+    site = FastSite(answers, config.api, proxy.forward, max_body)
+    listener = await serve(site, host, port)
     try:
         writer.write(b"R")
         await writer.drain()
@@ -364,8 +290,8 @@ async def worker_main(fd: int, index: int, host: str, port: int, main_socket: st
         log.info("api_worker_stopping index=%d reason=pipe_closed (daemon gone)", index)
     finally:
         listener.close()
-        await server.shutdown(1.0)
-        await handler.proxy.close()
+        await site.close(1.0)
+        await proxy.close()
         writer.close()
 
 
