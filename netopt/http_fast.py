@@ -1,11 +1,10 @@
 """The API workers' HTTP/1.1 server: ... answers → API workers → **http_fast** (the wire).
 
-An `asyncio.Protocol` on `httptools` (llhttp, C) that answers the table-only reads (GET/HEAD
-of `/v1/route`, `/v1/routes`, `/v1/regions`, `/v1/pops`, `/readyz`, `/healthz`,
-`/openapi.json`) from a worker's `Answers` with pre-built header bytes — one `write` of one
-bytes object per response — and hands every other request to a `Proxy` (the daemon's unix
-socket, see `netopt.api_workers`). aiohttp's server cost ~60–80 µs of CPU per request here;
-this path is a parse, a dict lookup and a write.
+An `asyncio.Protocol` on `httptools` (llhttp, C): each request parsed is answered by the
+worker's `FastSite` (`netopt.http_site`: the table-only reads, from the worker's `Answers`, as
+one bytes object with pre-built headers) or queued for the daemon (`FastSite.forward`, the
+daemon's unix socket). aiohttp's server cost ~60–80 µs of CPU per request here; this path
+costs ~4 µs of Python per request on top of the event loop and the socket calls.
 
 HTTP: keep-alive (1.1 default, 1.0 with `Connection: keep-alive`), `Connection: close`,
 pipelining (answers leave in request order, also behind a forwarded request), chunked request
@@ -15,36 +14,18 @@ malformed request → 400 (all JSON, then close); origin-form and absolute-form 
 (`*` and CONNECT → 400). At most MAX_QUEUED answers wait per connection: past that, or while
 the socket's send buffer is full, the connection stops reading (input is fed to the parser
 in SLICE-byte steps, so what is buffered stays bounded). Idle connections close after
-IDLE_TIMEOUT_S to 2×IDLE_TIMEOUT_S. Read tokens: `netopt.api.auth_middleware` decides, as in
-the daemon (its verdict is remembered per path and Authorization value).
+IDLE_TIMEOUT_S to 2×IDLE_TIMEOUT_S. A client that half-closes gets its answers, then a close.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from email.utils import formatdate
-from http import HTTPStatus
-from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
-from aiohttp import web
-from multidict import MultiDictProxy
-from yarl import URL
 
-from netopt import __version__
-from netopt.api import JSON, auth_middleware, route_answer
-from netopt.openapi import openapi_document
-from netopt.push.answers import Answers, Rendered, error_body
-
-if TYPE_CHECKING:
-    from netopt.config import ApiConfig
+from netopt.http_site import CLOSE, KEEP, KEEP10, FastSite, Forwarded
 
 log = logging.getLogger("netopt.http_fast")
 
@@ -53,50 +34,7 @@ MAX_HEADERS = 100
 SLICE = 16 * 1024  # bytes fed to the parser at a time (checked against the limits between)
 MAX_QUEUED = 32  # answers waiting behind a forwarded one before the connection stops reading
 IDLE_TIMEOUT_S = 60.0
-WORKER_HEADER = "X-Netopt-Worker"
-DROP_FORWARD = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length",
-                          b"te", b"trailer", b"upgrade", b"host", b"expect"})  # fmt: skip
-_KEEP, _CLOSE, _KEEP10 = b"", b"Connection: close\r\n", b"Connection: keep-alive\r\n"
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_NO_BODY = frozenset({204, 304})
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """The daemon's answer to a forwarded request (hop-by-hop headers already dropped)."""
-
-    status: int
-    reason: str
-    headers: list[tuple[str, str]]
-    body: bytes
-    length: str | None = None  # the daemon's Content-Length (what a HEAD answer announces)
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A whole response other than a table answer (a token refusal, /healthz, /readyz)."""
-
-    status: int
-    reason: str
-    headers: list[tuple[str, str]]
-    body: bytes
-
-
-class Forwarder(Protocol):
-    def __call__(
-        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, peer: str
-    ) -> Awaitable[Upstream]: ...
-
-
-@dataclass(frozen=True)
-class Forwarded:
-    """A request for the daemon, waiting its turn on its connection."""
-
-    method: bytes
-    target: bytes
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-    mode: bytes  # the Connection header line of the answer (_KEEP, _CLOSE, _KEEP10)
 
 
 class _Reject(Exception):
@@ -109,227 +47,6 @@ class _Reject(Exception):
 
 class _Ignore(Exception):
     """Raised in a parser callback: the connection is closing, parse nothing more."""
-
-
-class FastSite:
-    """What every connection of a worker shares: answers, token rules, rendered bytes."""
-
-    def __init__(self, answers: Answers, api: ApiConfig, forward: Forwarder, max_body: int):
-        self.answers, self.forward_to, self.max_body = answers, forward, max_body
-        self.pid = str(os.getpid())
-        guarded = api.read_token is not None or api.admin_token is not None
-        self.guard = auth_middleware(api.read_token, api.admin_token) if guarded else None
-        self._verdicts: dict[tuple[bytes, bytes | None], Reply | None] = {}
-        # as the daemon's app renders them (aiohttp's json_response / text: charset, spaces)
-        self._openapi = _json_reply(200, json.dumps(openapi_document()).encode())
-        self._health = _json_reply(200, json.dumps({"status": "ok", "version": __version__}))
-        self.local: dict[bytes, Callable[[bytes], Rendered | Reply]] = {
-            b"/v1/route": self.route, b"/v1/routes": lambda q: answers.routes,
-            b"/v1/regions": lambda q: answers.regions, b"/v1/pops": lambda q: answers.pops,
-            b"/readyz": self.readyz, b"/healthz": lambda q: self._health,
-            b"/openapi.json": lambda q: self._openapi,
-        }  # fmt: skip
-        self._json_head = {status: _json_head(status, self.pid) for status in (200, 400, 404, 503)}
-        self._wire: dict[Rendered, bytes] = {}  # keep-alive GET answers, this second
-        self._date_s = 0
-        self._date = b""
-        self.connections: set[HttpConnection] = set()
-
-    # --- local answers ----------------------------------------------------------------------
-    def route(self, query: bytes) -> Rendered:
-        """`/v1/route`, as `netopt.api.get_route`: one dict lookup for a query seen before."""
-        answers, key = self.answers, query.decode("latin-1")
-        found = answers.remembered(key)
-        if found is None:
-            found = answers.remember(key, route_answer(answers, parse_query(query)))
-        return found
-
-    def readyz(self, query: bytes) -> Reply:
-        """Ready when this worker's copy of the table has a route."""
-        a = self.answers
-        body = {"ready": a.routed > 0, "routes": a.routed, "entries": a.entries}
-        return _json_reply(200 if a.routed else 503, json.dumps(body))
-
-    def answer(
-        self, path: bytes, query: bytes, headers: list[tuple[bytes, bytes]]
-    ) -> Rendered | Reply | None:
-        """The local answer to GET/HEAD `path`, a token refusal, or None (forward it)."""
-        local = self.local.get(path)
-        if local is None:
-            return None
-        if self.guard is not None:
-            given = next((v for n, v in headers if n.lower() == b"authorization"), None)
-            refused = self.verdict(path, given)
-            if refused is not None:
-                return refused
-        return local(query)
-
-    def verdict(self, path: bytes, authorization: bytes | None) -> Reply | None:
-        """`auth_middleware`'s answer for this path and token: None lets the request through."""
-        key = (path, authorization)
-        if key in self._verdicts:
-            return self._verdicts[key]
-        assert self.guard is not None
-        asked = _Asked(path.decode(), authorization)
-        step = cast(Coroutine[None, None, web.StreamResponse],
-                    self.guard(asked, _passed))  # type: ignore[arg-type]  # fmt: skip
-        try:
-            step.send(None)
-        except StopIteration as done:
-            resp = done.value
-        else:  # pragma: no cover - the middleware awaits nothing but the handler
-            step.close()
-            raise RuntimeError("auth_middleware suspended")
-        refused = None
-        if resp is not _PASSED:
-            assert isinstance(resp, web.Response) and isinstance(resp.body, bytes)
-            refused = Reply(resp.status, resp.reason, list(resp.headers.items()), resp.body)
-        if len(self._verdicts) >= 1024:
-            self._verdicts.clear()
-        self._verdicts[key] = refused
-        return refused
-
-    # --- bytes on the wire ------------------------------------------------------------------
-    def date(self) -> bytes:
-        now = int(time.time())  # wall clock: the Date header, not an interval
-        if now != self._date_s:
-            self._date_s, self._date = now, b"Date: %s\r\n" % formatdate(now, usegmt=True).encode()
-            self._wire.clear()
-        return self._date
-
-    def wire(self, r: Rendered | Reply, mode: bytes, head: bool) -> bytes:
-        """The whole response for a local answer (or a token refusal) in one bytes object."""
-        if not isinstance(r, Rendered):
-            return self.wire_any(r.status, r.reason, r.headers, r.body, mode, head)
-        if mode is _KEEP and not head:
-            date = self.date()
-            found = self._wire.get(r)
-            if found is None:
-                found = self._render(r, mode, head, date)
-                if len(self._wire) >= 4096:
-                    self._wire.clear()
-                self._wire[r] = found
-            return found
-        return self._render(r, mode, head, self.date())
-
-    def _render(self, r: Rendered, mode: bytes, head: bool, date: bytes) -> bytes:
-        start = self._json_head.get(r.status)
-        if start is None:
-            return self.wire_any(r.status, _reason(r.status), [("Content-Type", JSON)], r.body,
-                                 mode, head)  # fmt: skip
-        length = b"Content-Length: %d\r\n" % len(r.body)
-        return b"".join((start, length, date, mode, b"\r\n", b"" if head else r.body))
-
-    def wire_any(
-        self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes,
-        mode: bytes, head: bool, length: str | None = None,
-    ) -> bytes:  # fmt: skip
-        """Any response: `headers` plus ours (worker, Retry-After on 503, length, Date)."""
-        lines = [f"HTTP/1.1 {status} {reason}"]
-        names = set()
-        for name, value in headers:
-            lower = name.lower()
-            if lower in ("content-length", "connection", WORKER_HEADER.lower()):
-                continue
-            names.add(lower)
-            lines.append(f"{name}: {value}")
-        lines.append(f"{WORKER_HEADER}: {self.pid}")
-        if status == 503 and "retry-after" not in names:
-            lines.append("Retry-After: 1")
-        if status not in _NO_BODY and status >= 200:
-            lines.append(f"Content-Length: {length if head and length else len(body)}")
-        out = "\r\n".join(lines).encode("utf-8", "surrogateescape") + b"\r\n"
-        if "date" not in names:
-            out += self.date()
-        with_body = not head and status not in _NO_BODY
-        return out + mode + b"\r\n" + (body if with_body else b"")
-
-    def error(self, status: int, message: str, mode: bytes = _CLOSE) -> bytes:
-        return self.wire_any(status, _reason(status), [("Content-Type", JSON)],
-                             error_body(message), mode, False)  # fmt: skip
-
-    async def forward(self, request: Forwarded, peer: str) -> bytes:
-        """The daemon's answer to `request`, as bytes for the client; never raises."""
-        head = request.method == b"HEAD"
-        try:
-            headers = [(n.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
-                       for n, v in request.headers if n.lower() not in DROP_FORWARD]  # fmt: skip
-            up = await self.forward_to(request.method.decode(), _origin(request.target).decode(
-                "utf-8", "surrogateescape"), headers, request.body, peer)  # fmt: skip
-        except ValueError as exc:  # a target or header aiohttp's client refuses to send
-            return self.error(400, f"bad request: {exc}", _CLOSE)
-        except Exception:
-            log.exception("api_worker_forward_failed")
-            return self.error(502, "the daemon did not answer (api worker proxy)", request.mode)
-        return self.wire_any(up.status, up.reason, up.headers, up.body, request.mode, head,
-                             up.length)  # fmt: skip
-
-    async def close(self, timeout_s: float) -> None:
-        """Let forwarded requests finish for up to `timeout_s`, then close every connection."""
-        busy = [c.flusher for c in self.connections if c.flusher is not None]
-        if busy:
-            await asyncio.wait(busy, timeout=timeout_s)
-        for conn in list(self.connections):
-            if conn.transport is not None:
-                conn.transport.close()
-
-
-@dataclass(frozen=True)
-class _Asked:
-    """What `auth_middleware` reads of a request: its path and Authorization header."""
-
-    path: str
-    authorization: bytes | None
-
-    @property
-    def headers(self) -> dict[str, str]:
-        given = self.authorization
-        return {} if given is None else {"Authorization": given.decode("latin-1")}
-
-
-_PASSED = web.Response(status=299)
-
-
-async def _passed(request: object) -> web.Response:
-    return _PASSED
-
-
-def _json_reply(status: int, body: str | bytes) -> Reply:
-    encoded = body.encode() if isinstance(body, str) else body
-    return Reply(status, _reason(status), [("Content-Type", f"{JSON}; charset=utf-8")], encoded)
-
-
-def _json_head(status: int, pid: str) -> bytes:
-    retry = "Retry-After: 1\r\n" if status == 503 else ""
-    return (f"HTTP/1.1 {status} {_reason(status)}\r\nContent-Type: {JSON}\r\n"
-            f"{WORKER_HEADER}: {pid}\r\n{retry}").encode()  # fmt: skip
-
-
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
-
-
-def parse_query(query: bytes) -> MultiDictProxy[str]:
-    """The query as aiohttp's request parser decodes it (so answers match the daemon's)."""
-    text = query.decode("utf-8", "surrogateescape")
-    text, _, fragment = text.partition("#")
-    return URL.build(path="/", query_string=text, fragment=fragment, encoded=True).query
-
-
-def _origin(target: bytes) -> bytes:
-    """An absolute-form target as origin-form (path?query); ValueError if neither."""
-    if target.startswith(b"/"):
-        return target
-    try:
-        url = httptools.parse_url(target)
-    except httptools.HttpParserInvalidURLError:
-        raise ValueError("the request target is neither a path nor an absolute URL") from None
-    if url.schema not in (b"http", b"https") or not url.path:
-        raise ValueError("the request target is neither a path nor an absolute URL")
-    return url.path + (b"?" + url.query if url.query is not None else b"")
 
 
 class HttpConnection(asyncio.Protocol):
@@ -354,7 +71,7 @@ class HttpConnection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: bytearray | None = None
         self.method = b""
-        self.mode = _KEEP
+        self.mode = KEEP
 
     # --- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -410,6 +127,9 @@ class HttpConnection(asyncio.Protocol):
         data, self.backlog = self.backlog, b""
         if data:
             self._feed(data)
+        if self.eof and not (self.backlog or self.queue or self.dead):
+            self._respond(b"", close=True)  # the client is done sending and has its answers
+            return
         self._reading()
 
     def _feed(self, data: bytes) -> None:
@@ -467,9 +187,9 @@ class HttpConnection(asyncio.Protocol):
         p = self.parser
         self.method = p.get_method()
         if not p.should_keep_alive():
-            self.mode = _CLOSE
+            self.mode = CLOSE
         else:
-            self.mode = _KEEP10 if p.get_http_version() == "1.0" else _KEEP
+            self.mode = KEEP10 if p.get_http_version() == "1.0" else KEEP
         if self.method not in (b"GET", b"HEAD"):
             self._check_length()
 
@@ -499,7 +219,7 @@ class HttpConnection(asyncio.Protocol):
         if self.dead:
             return
         method, url, mode = self.method, self.url, self.mode
-        close = mode is _CLOSE
+        close = mode is CLOSE
         if method == b"GET" or method == b"HEAD":
             path, _, query = url.partition(b"?")
             found = self.site.answer(path, query, self.headers)

@@ -17,7 +17,8 @@ from aiohttp import web
 from netopt.api import ANSWERS, make_app
 from netopt.api_workers import Proxy
 from netopt.config import ApiConfig
-from netopt.http_fast import FastSite, serve
+from netopt.http_fast import serve
+from netopt.http_site import FastSite
 from netopt.push.answers import Answers
 from tests.routes_fixture import FakeDaemon, table, world_config
 from tests.unit.test_http_fast import responses

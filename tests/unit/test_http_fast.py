@@ -12,13 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netopt.config import ApiConfig
-from netopt.http_fast import (
-    MAX_HEAD_BYTES,
-    SLICE,
-    FastSite,
-    HttpConnection,
-    Upstream,
-)
+from netopt.http_fast import MAX_HEAD_BYTES, SLICE, HttpConnection
+from netopt.http_site import FastSite, Upstream
 from netopt.push.answers import Answers
 from tests.routes_fixture import T0_WALL, table, world_config
 
@@ -280,6 +275,19 @@ async def test_a_connection_that_does_not_read_stops_being_read() -> None:
     assert not t.reading and len(responses(bytes(t.out))) == n + 1
     conn.resume_writing()
     assert t.reading and len(responses(bytes(t.out))) == n + 2
+
+
+async def test_a_half_closed_client_gets_its_answers_then_a_close() -> None:
+    site, daemon = make_site()
+    daemon.gate = asyncio.Event()
+    conn, t = connect(site)
+    conn.data_received(request("/metrics") + request("/healthz"))
+    assert conn.eof_received() is True  # keep the transport open to answer
+    await settle()
+    assert not t.out and not t.closed
+    daemon.gate.set()
+    await settle()
+    assert [s for s, _, _ in responses(bytes(t.out))] == [200, 200] and t.closed
 
 
 async def test_read_token_rules_are_the_daemons() -> None:
