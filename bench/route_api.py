@@ -16,6 +16,7 @@ Needs root or net.ipv4.ping_group_range for the daemon's ICMP probes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -96,6 +97,26 @@ def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process and its reaped children (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return sum(int(f) for f in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def servers_cpu_s(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):  # gone: a restarted worker's CPU is lost
+            total += cpu_s(pid)
+    return total
 
 
 def free_port() -> int:
@@ -192,8 +213,16 @@ def main() -> int:
             _, _, body = get(f"http://127.0.0.1:{port}{QUERY}")
             assert json.loads(body)["region"] == "r123", body[:200]
             nport = free_port()
-            procs.append(start_nginx(tmp, nport, body, args.workers))
+            nginx = start_nginx(tmp, nport, body, args.workers)
+            procs.append(nginx)
             wait_port(nport)
+            # the processes that serve: the API workers (or the daemon), nginx's workers
+            workers = [
+                p
+                for p in children(daemon.pid)
+                if b"api_workers" in Path(f"/proc/{p}/cmdline").read_bytes()
+            ]
+            serving = {"netopt": workers or [daemon.pid], "nginx": children(nginx.pid)}
             pace = tmp / "pace.lua"
             pace.write_text("function delay() return 5 end\n")  # 10 conns x 200/s = ~2000/s
             results = {}
@@ -201,9 +230,12 @@ def main() -> int:
                               ("nginx", f"http://127.0.0.1:{nport}/v1/route")):  # fmt: skip
                 wrk(url, 1, args.connections)  # warm-up
                 cpu0 = cpu_s(daemon.pid)
+                served0 = servers_cpu_s(serving[name])
                 sat = wrk(url, args.duration, args.connections)
+                served_us = (servers_cpu_s(serving[name]) - served0) / (
+                    sat["rps"] * args.duration) * 1e6  # fmt: skip
                 paced = wrk(url, args.duration, 10, pace)
-                results[name] = (sat, paced, cpu_s(daemon.pid) - cpu0)
+                results[name] = (sat, paced, cpu_s(daemon.pid) - cpu0, served_us)
         finally:
             for p in procs:
                 stop(p)
@@ -212,10 +244,10 @@ def main() -> int:
           f"-d{args.duration}s, {len(body)} B answer; load average before "
           f"{load_before[0]:.2f}, after {load_after[0]:.2f}")  # fmt: skip
     print(f"{'':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} | paced {'req/s':>7} {'p99 ms':>7}"
-          " | daemon main CPU s")  # fmt: skip
-    for name, (sat, paced, cpu) in results.items():
+          " | daemon main CPU s | server CPU us/req")  # fmt: skip
+    for name, (sat, paced, cpu, served_us) in results.items():
         print(f"{name:8} {sat['rps']:9.0f} {sat['p50_ms']:8.2f} {sat['p99_ms']:8.2f} | "
-              f"      {paced['rps']:7.0f} {paced['p99_ms']:7.2f} | {cpu:.1f}"
+              f"      {paced['rps']:7.0f} {paced['p99_ms']:7.2f} | {cpu:17.1f} | {served_us:.0f}"
               + (f"  (non-2xx: {sat['non2xx']})" if sat["non2xx"] else ""))  # fmt: skip
     ratio = results["netopt"][0]["rps"] / results["nginx"][0]["rps"]
     print(
