@@ -9,7 +9,9 @@ path every 10 s) and planning as usual, answering ``/v1/route?src_ip=…`` (long
 match over 400 prefixes of several lengths, then the pre-rendered answer). nginx (Debian
 nginx-light, same worker count): the same answer bytes as a static file. wrk (Debian) drives
 both: saturation (2 threads, `--connections`) and a paced run at ~2,000 requests/s (wrk Lua
-`delay`) for p99. Only 127.0.0.0/8 is used; every process started here is stopped by PID.
+`delay`) for p99. "server CPU us/req": user + system CPU of the processes that serve (the
+API workers, or the daemon with 1 worker; nginx's workers) over the saturation run, divided by
+the requests served. Only 127.0.0.0/8 is used; every process started here is stopped by PID.
 Needs root or net.ipv4.ping_group_range for the daemon's ICMP probes.
 """
 
