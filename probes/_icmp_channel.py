@@ -52,14 +52,14 @@ class Channel:
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
-        self.tx_stamps = tx_stamps and _enable_tx_stamps(sock)
+        self.tx_stamps = tx_stamps and enable_tx_stamps(sock)
         if not raw:  # ICMP errors for a ping socket arrive on its error queue
             v6 = self.family == socket.AF_INET6
             sock.setsockopt(*((socket.IPPROTO_IPV6, 25) if v6 else (socket.IPPROTO_IP, 11)), 1)
         # a ping socket's identifier is its bound local port (the kernel rewrites it)
         self.ident = int.from_bytes(os.urandom(2), "big") if raw else sock.getsockname()[1]
         if raw:
-            _attach_filter(sock, wire.bpf_program(self.family, self.ident))
+            attach_filter(sock, wire.bpf_program(self.family, self.ident))
         first_seq = int.from_bytes(os.urandom(2), "big")
         self.matcher = Matcher(
             self.family, self.ident, raw and self.family == socket.AF_INET, first_seq
@@ -151,7 +151,7 @@ class Channel:
             entry[0].sent_ns[entry[1]] = stamp_ns
 
 
-def _attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
+def attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
     """SO_ATTACH_FILTER: the kernel copies the program, so the buffer may go right after."""
     code = b"".join(struct.pack("=HBBI", *insn) for insn in program)
     buf = ctypes.create_string_buffer(code, len(code))
@@ -160,7 +160,7 @@ def _attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]]
         sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
-def _enable_tx_stamps(sock: socket.socket) -> bool:
+def enable_tx_stamps(sock: socket.socket) -> bool:
     try:
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, TX_FLAGS)
     except OSError:

@@ -16,9 +16,12 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from probes import _icmp_wire as wire
+from probes import _mmsg
+from probes._icmp_batch import Batch, BatchChannel
 from probes._icmp_channel import Channel
 from probes._round import Round
 from probes.base import ProbeOptions, ProbeResult, ProbeSetupError, Target
@@ -29,6 +32,7 @@ SOL_RAW = 255
 _PASS_V4 = (wire.ECHO_REPLY_V4, *wire.ERROR_TYPES_V4)
 _PASS_V6 = (wire.ECHO_REPLY_V6, *wire.ERROR_TYPES_V6)
 SocketFactory = Callable[[int, int, int], socket.socket]
+_C = TypeVar("_C", Channel, BatchChannel)
 HOW_TO_GRANT = (
     "ICMP probes need a raw socket (run as root, or grant CAP_NET_RAW: "
     "`setcap cap_net_raw+ep $(readlink -f $(which python3))`) or unprivileged ICMP sockets "
@@ -49,6 +53,7 @@ class IcmpProber:
         self._factory: SocketFactory = socket_factory or socket.socket
         self._tx_timestamps = tx_timestamps
         self._channels: dict[tuple[int, str | None, int], Channel] = {}
+        self._batch_channels: dict[tuple[int, str | None, int], BatchChannel] = {}
 
     async def probe(self, target: Target, options: ProbeOptions) -> ProbeResult:
         address, family, sockaddr = _parse_address(target.address)
@@ -65,10 +70,40 @@ class IcmpProber:
             channel.retire(rnd)
         return ProbeResult(self.kind, target, started_wall_ns, rnd.samples(), dict(rnd.foreign))
 
+    async def probe_many(
+        self, targets: Sequence[Target], options: ProbeOptions
+    ) -> list[ProbeResult]:
+        """One round to each of `targets`, in target order: packet i of every target in one
+        system call (`probes._icmp_batch`). The scheduler's way to run a phase slot's rounds;
+        flood mode (`interval_s` 0) and a libc without sendmmsg take `probe` per target."""
+        if options.interval_s <= 0 or not _mmsg.available() or len(targets) < 2:
+            return list(await asyncio.gather(*(self.probe(t, options) for t in targets)))
+        by_family: dict[int, list[int]] = {}
+        for i, t in enumerate(targets):
+            by_family.setdefault(_parse_address(t.address)[1], []).append(i)
+        out: list[ProbeResult | None] = [None] * len(targets)
+        batches = []
+        try:
+            for family, indices in by_family.items():
+                channel = self._batch_channel(family, options.source, options.dscp)
+                batch = Batch(channel, [targets[i] for i in indices], options, _nonces.take())
+                batches.append((batch, indices))
+                batch.start()
+            for batch, _indices in batches:
+                await batch.done
+        finally:
+            for batch, _indices in batches:
+                batch.cancel()
+        for batch, indices in batches:
+            for i, result in zip(indices, batch.results(self.kind), strict=True):
+                out[i] = result
+        return [r for r in out if r is not None]
+
     def foreign_totals(self) -> dict[str, int]:
         """Every reply that did not belong, by kind, over the prober's lifetime."""
         totals: dict[str, int] = {}
-        for channel in self._channels.values():
+        channels: list[Channel | BatchChannel] = [*self._channels.values()]
+        for channel in [*channels, *self._batch_channels.values()]:
             for kind, n in channel.foreign.items():
                 totals[kind] = totals.get(kind, 0) + n
         return totals
@@ -77,11 +112,24 @@ class IcmpProber:
         for channel in self._channels.values():
             channel.close()
         self._channels.clear()
+        for batch_channel in self._batch_channels.values():
+            batch_channel.close()
+        self._batch_channels.clear()
 
     def _channel(self, family: int, source: str | None, dscp: int) -> Channel:
+        return self._get(self._channels, Channel, family, source, dscp)
+
+    def _batch_channel(self, family: int, source: str | None, dscp: int) -> BatchChannel:
+        return self._get(self._batch_channels, BatchChannel, family, source, dscp)
+
+    def _get(
+        self, channels: dict[tuple[int, str | None, int], _C], make: Callable[..., _C],
+        family: int, source: str | None, dscp: int,
+    ) -> _C:  # fmt: skip
+        """The channel for (family, source, DSCP) on this loop, opened on first use."""
         loop = asyncio.get_running_loop()
         key = (family, source, dscp)
-        channel = self._channels.get(key)
+        channel = channels.get(key)
         if channel is not None and channel.loop is not loop:
             channel.close()
             channel = None
@@ -92,7 +140,7 @@ class IcmpProber:
             except OSError:
                 sock.close()
                 raise
-            channel = self._channels[key] = Channel(sock, raw, loop, self._tx_timestamps)
+            channel = channels[key] = make(sock, raw, loop, self._tx_timestamps)
         return channel
 
     def _open(self, family: int) -> tuple[socket.socket, bool]:

@@ -1,4 +1,5 @@
-"""ICMP prober on loopback: real sockets, kernel timestamps, many rounds on one socket."""
+"""ICMP prober on loopback: real sockets, kernel timestamps, many rounds on one socket, and
+the batched path (`probe_many`: a burst per system call) against the same neighbours."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from probes import _icmp_wire as wire
 from probes.base import Outcome, ProbeOptions, ProbeSetupError, Target, make_prober
 from probes.icmp import IcmpProber
 
@@ -135,6 +137,7 @@ def unreachable_router() -> Iterator[str]:
         _ip("-n", rtr, "link", "set", "icr0", "up")
         _ip("-n", src, "route", "add", "default", "via", "198.18.252.2")
         _ip("-n", rtr, "route", "add", "unreachable", "198.18.251.0/24")
+        _ip("-n", rtr, "route", "add", "blackhole", "198.18.250.0/24")  # silence: timeouts
         # forward, and answer every packet (the default rate limit allows ~1 error/s per peer)
         subprocess.run(["ip", "netns", "exec", rtr, "sysctl", "-qw", "net.ipv4.ip_forward=1",
                         "net.ipv4.icmp_ratelimit=0"], check=True)  # fmt: skip
@@ -185,3 +188,124 @@ def test_without_privilege_the_cli_says_how_to_grant_it() -> None:
     assert done.returncode == 1
     assert "CAP_NET_RAW" in done.stderr and "ping_group_range" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# --- the batched path ---------------------------------------------------------------------
+async def test_batch_to_many_targets_matches_every_reply_in_target_order() -> None:
+    prober = IcmpProber()
+    targets = [Target(f"127.0.{i}.{j}") for i in range(2) for j in range(1, 26)] + [
+        Target("::1"), Target("127.0.0.1")
+    ]  # fmt: skip
+    opts = ProbeOptions(count=4, interval_s=0.01, timeout_s=1.0)
+    try:
+        results = await prober.probe_many(targets, opts)
+        again = await prober.probe_many(targets, opts)  # the send vectors come from the cache
+    finally:
+        await prober.close()
+    assert [r.target for r in results] == targets
+    for r in (*results, *again):
+        assert [s.outcome for s in r.samples] == [Outcome.OK] * 4 and r.foreign == {}
+        assert [s.seq for s in r.samples] == [0, 1, 2, 3]
+        assert all(0 < (s.rtt_ns or 0) < 100_000_000 for s in r.samples)
+        sent = [s.sent_ns for s in r.samples]
+        assert sent == sorted(sent) and sent[-1] - sent[0] >= 25_000_000  # 10 ms apart
+    assert prober.foreign_totals() == {}
+
+
+async def test_batch_takes_kernel_tx_timestamps() -> None:
+    """Packet i of 50 targets leaves in one call: with kernel TX stamps every target's send
+    time is its own, later for later targets; without them all share the time of the call."""
+    targets = [Target(f"127.0.3.{j}") for j in range(1, 51)]
+    opts = ProbeOptions(count=1, interval_s=0.01, timeout_s=1.0)
+    stamped, plain = IcmpProber(), IcmpProber(tx_timestamps=False)
+    try:
+        with_stamps = await stamped.probe_many(targets, opts)
+        without = await plain.probe_many(targets, opts)
+    finally:
+        await stamped.close()
+        await plain.close()
+    assert len({r.samples[0].sent_ns for r in without}) == 1
+    sent = [r.samples[0].sent_ns for r in with_stamps]
+    assert len(set(sent)) > 1 and sent == sorted(sent)
+
+
+async def test_batch_flood_mode_and_a_single_target_take_the_per_round_path() -> None:
+    prober = IcmpProber()
+    try:
+        flood = await prober.probe_many(
+            [Target("127.0.0.1"), Target("127.0.0.2")], ProbeOptions(count=20, interval_s=0)
+        )
+        single = await prober.probe_many([Target("127.0.0.1")], FAST)
+        assert prober._batch_channels == {}
+    finally:
+        await prober.close()
+    assert [r.received for r in flood] == [20, 20] and single[0].received == 5
+
+
+async def test_batch_counts_replies_that_do_not_belong() -> None:
+    """Forged echo replies injected while a batch runs: a wrong nonce, a wrong source, a
+    duplicate of a real reply; each is counted on the round it names, none resolves it."""
+    prober = IcmpProber()
+    opts = ProbeOptions(count=3, interval_s=0.1, timeout_s=1.0)
+    try:
+        task = asyncio.create_task(
+            prober.probe_many([Target("127.0.5.1"), Target("127.0.5.2")], opts)
+        )
+        await asyncio.sleep(0.03)  # packet 0 of both answered, 1 and 2 not sent yet
+        (channel,) = prober._batch_channels.values()
+        (batch,) = [b for b in channel.batches if b is not None]
+        seq0 = int(batch.seqs[0])  # target 0, packet 0
+
+        def reply(seq: int, nonce: int, source: str) -> None:
+            body = wire.payload(nonce, opts.size)
+            packet = bytearray(wire.echo_request(socket.AF_INET, channel.ident, seq, body))
+            packet[0] = wire.ECHO_REPLY_V4
+            packet[2:4] = b"\0\0"
+            packet[2:4] = (~wire.internet_sum(packet) & 0xFFFF).to_bytes(2, "little")
+            sender = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+            try:
+                sender.bind((source, 0))
+                sender.sendto(bytes(packet), ("127.0.0.1", 0))
+            finally:
+                sender.close()
+
+        reply(seq0, batch.nonce ^ 1, "127.0.5.1")  # wrong nonce
+        reply(seq0, batch.nonce, "127.0.5.9")  # right packet, wrong source
+        reply(seq0, batch.nonce, "127.0.5.1")  # a duplicate of the answer already in
+        results = await task
+    finally:
+        await prober.close()
+    assert [r.received for r in results] == [3, 3]
+    assert results[0].foreign == {"wrong_nonce": 1, "wrong_source": 1, "duplicate": 1}
+    assert results[1].foreign == {}
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["raw", "ping-socket"])
+async def test_batch_unreachable_timeout_and_answer_in_one_batch(
+    unreachable_router: str, raw: bool
+) -> None:
+    """Through a router: two targets answered with ICMP unreachable (the slow path: raw
+    socket errors, a ping socket's error queue), one silently dropped (timeouts), one that
+    answers — in one batch, each with its own outcome."""
+    from netopt.lab.netns import socket_in
+
+    def factory(family: int, type_: int, proto: int) -> socket.socket:
+        if type_ == socket.SOCK_RAW and not raw:
+            raise PermissionError(1, "Operation not permitted")
+        return socket_in(unreachable_router, family, type_, proto)
+
+    prober = IcmpProber(socket_factory=factory)
+    # the router's routing errors are limited to a burst of 5 per source (ip_rt_error_burst)
+    opts = ProbeOptions(count=2, interval_s=0.05, timeout_s=0.5)
+    targets = [Target(a) for a in ("198.18.251.9", "198.18.250.7", "198.18.252.2", "198.18.251.10")]
+    try:
+        results = await prober.probe_many(targets, opts)
+    finally:
+        await prober.close()
+    outcomes = [[s.outcome for s in r.samples] for r in results]
+    assert outcomes == [
+        [Outcome.UNREACHABLE] * 2, [Outcome.TIMEOUT] * 2, [Outcome.OK] * 2,
+        [Outcome.UNREACHABLE] * 2,
+    ]  # fmt: skip
+    assert all(s.rtt_ns and s.rtt_ns > 0 for s in results[0].samples)
+    assert all(s.received_ns is None for s in results[1].samples)
