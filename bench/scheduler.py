@@ -73,34 +73,19 @@ def _thread_cpu_s() -> dict[str, tuple[float, float]]:
     return out
 
 
-def what_if() -> None:
-    """Two changes proposed outside the probe path, applied here to measure them: the store
-    writer builds row tuples from the record's slots (`dataclasses.astuple` deep-copies: ~30 µs
-    a round on the writer thread), and the daemon freezes its start-up objects out of the
-    garbage collector (`gc.freeze()` after warm-up: full collections stop re-walking ~150k
-    long-lived objects — metric children, modules, config)."""
-    import netopt.store.sqlite as store_sqlite
-
-    def row(record: object) -> tuple[object, ...]:
-        return tuple([getattr(record, f) for f in record.__slots__])  # type: ignore[attr-defined]
-
-    store_sqlite.astuple = row  # type: ignore[assignment]
-
-
-async def run_netopt(
-    n: int, seconds: float, db: str, count: int = 5, freeze: bool = False
-) -> dict[str, float]:
+async def run_netopt(n: int, seconds: float, db: str, count: int = 5) -> dict[str, float]:
     daemon = Daemon(parse_config(config(n, db, count)))
     starts: list[float] = []
     rounds = 0
 
-    async def probe(job: ProbeJob) -> None:
+    async def probe(jobs: tuple[ProbeJob, ...]) -> None:
         nonlocal rounds
         now = time.time()
-        grid = phase_s(job.job_id, job.interval_s)
-        starts.append(((now - grid) % job.interval_s) * 1000)  # ms after the grid instant
-        await daemon.probe_job(job)
-        rounds += 1
+        for job in jobs:
+            grid = phase_s(job.job_id, job.interval_s)
+            starts.append(((now - grid) % job.interval_s) * 1000)  # ms after the grid instant
+        await daemon.probe_slot(jobs)
+        rounds += len(jobs)
 
     from netopt.probing import jobs_from_config
 
@@ -109,8 +94,7 @@ async def run_netopt(
         sched = Scheduler(probe, tg.create_task, time.time)
         sched.start(jobs_from_config(daemon.config))
         await asyncio.sleep(1.5)  # warm-up: probers open, first rounds out
-        if freeze:
-            gc.freeze()
+        gc.freeze()  # as the daemon does once it runs: start-up objects out of every GC
         r0, c0, t0, s0 = rounds, time.process_time(), time.monotonic(), len(starts)
         ru0, th0 = resource.getrusage(resource.RUSAGE_SELF), _thread_cpu_s()
         await asyncio.sleep(seconds)
@@ -148,10 +132,11 @@ async def run_schedule_only(n: int, seconds: float) -> dict[str, float]:
     class Job:
         job_id: str
         interval_s: float = 1.0
+        batch_key: str = "icmp"  # every job may share its slot's run, as the daemon's do
 
-    async def nothing(job: Job) -> None:
+    async def nothing(jobs: tuple[Job, ...]) -> None:
         nonlocal runs
-        runs += 1
+        runs += len(jobs)
 
     async with asyncio.TaskGroup() as tg:
         sched = Scheduler(nothing, tg.create_task, time.time)
@@ -181,10 +166,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--count", type=int, default=5, help="packets per round")
     ap.add_argument("--no-peer", action="store_true", help="skip fping and the scheduler alone")
-    ap.add_argument("--what-if", action="store_true", help="apply the proposed store/GC changes")
     args = ap.parse_args()
-    if args.what_if:
-        what_if()
     if os.geteuid() != 0:
         sys.exit("run as root (raw ICMP sockets)")
     import logging
@@ -196,7 +178,7 @@ def main() -> None:
         load = os.getloadavg()[0]
         with tempfile.TemporaryDirectory() as tmp:
             db = str(Path(tmp) / "b.db")
-            r = asyncio.run(run_netopt(n, args.seconds, db, args.count, args.what_if))
+            r = asyncio.run(run_netopt(n, args.seconds, db, args.count))
         fping_us = float("nan") if args.no_peer else run_fping(n) / n * 1e6
         if not args.no_peer:
             sched_only = asyncio.run(run_schedule_only(n, min(args.seconds, 10.0)))

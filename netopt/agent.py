@@ -32,7 +32,7 @@ from netopt.config import ApiConfig, Id, ProbeConfig, _ip, _Model
 from netopt.errors import ConfigError
 from netopt.ingest import encode_batch
 from netopt.metrics import AgentMetrics
-from netopt.probing import ProbeJob, ProberPool, _options, record_of, run_round
+from netopt.probing import ProbeJob, ProberPool, _options, record_of, run_rounds
 from netopt.schedule import Scheduler
 from netopt.store.model import RoundRecord
 from netopt.store.schema import ROUND_COLUMNS
@@ -194,15 +194,21 @@ class Agent:
         self._batch_size = config.controller.batch_max_rounds
         self.acked_batches: list[str] = []  # batch ids acknowledged (for tests and logs)
 
-    async def probe_job(self, job: ProbeJob) -> None:
-        try:
-            result, stats = await run_round(self.pool, job)
-        except Exception as exc:  # keep probing whatever one round did
-            log.error("probe_failed job=%s error=%r", job.job_id, exc)
-            return
-        self.metrics.sent.labels(job.src, job.dst, job.kind).inc(stats.sent)
-        self.metrics.received.labels(job.src, job.dst, job.kind).inc(stats.received)
-        self.spool_rounds([record_of(job, result, stats)])
+    async def probe_slot(self, jobs: tuple[ProbeJob, ...]) -> None:
+        """One phase slot's rounds (the scheduler's run), spooled together."""
+        records = []
+        for ran in await run_rounds(self.pool, jobs):
+            job, stats = ran.job, ran.stats
+            if ran.result is None or stats is None:
+                if not isinstance(ran.error, Exception):
+                    raise ran.error or RuntimeError("a round with neither result nor error")
+                log.error("probe_failed job=%s error=%r", job.job_id, ran.error)
+                continue  # keep probing whatever one round did
+            self.metrics.sent.labels(job.src, job.dst, job.kind).inc(stats.sent)
+            self.metrics.received.labels(job.src, job.dst, job.kind).inc(stats.received)
+            records.append(record_of(job, ran.result, stats))
+        if records:
+            self.spool_rounds(records)
 
     def spool_rounds(self, records: list[RoundRecord]) -> None:
         dropped = self.spool.append(records)
@@ -294,7 +300,7 @@ class Agent:
         scheduler: Scheduler | None = None
         try:
             async with asyncio.TaskGroup() as tg:
-                scheduler = Scheduler(self.probe_job, tg.create_task, self.wall_clock)
+                scheduler = Scheduler(self.probe_slot, tg.create_task, self.wall_clock)
                 scheduler.start(self.config.jobs())
                 tg.create_task(self.ship_loop())
                 if self.config.metrics_listen is not None:

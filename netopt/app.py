@@ -27,13 +27,15 @@ from netopt.decide import Decider, Decision, RouteTable, TableEntry
 from netopt.errors import ConfigError
 from netopt.ingest import add_routes
 from netopt.metrics import Metrics
-from netopt.probing import ProbeJob, ProberPool, jobs_from_config, record_of, run_round
+from netopt.probing import ProbeJob, ProberPool, jobs_from_config, record_of, run_rounds
 from netopt.push.answers import Answers
 from netopt.push.pusher import make_pushers
 from netopt.schedule import Scheduler
 from netopt.store import DecisionRecord, RoundRecord, SqliteStore
 from netopt.trace import Tracer
 from netopt.window import WindowStats
+from probes.base import ProbeResult
+from probes.stats import RoundDigest
 from topology.planner import PathStats, plan
 
 log = logging.getLogger("netopt")
@@ -108,12 +110,18 @@ class Daemon:
         return self.wall_clock() - (self.mono_clock() - mono_s)
 
     # --- probe → store, window, metrics ---------------------------------------------------
-    async def probe_job(self, job: ProbeJob) -> None:
-        try:
-            result, stats = await run_round(self.pool, job)
-        except Exception as exc:  # our fault or a neighbour's: say so, keep probing
-            log.error("probe_failed job=%s error=%r", job.job_id, exc)
-            return
+    async def probe_slot(self, jobs: tuple[ProbeJob, ...]) -> None:
+        """The rounds of one phase slot (the scheduler's run): each into store, window and
+        metrics as it is; a round that failed is logged and the others go on."""
+        for ran in await run_rounds(self.pool, jobs):
+            if ran.result is not None and ran.stats is not None:
+                self._took(ran.job, ran.result, ran.stats)
+            elif isinstance(ran.error, Exception):  # ours or a neighbour's: say so, go on
+                log.error("probe_failed job=%s error=%r", ran.job.job_id, ran.error)
+            elif ran.error is not None:
+                raise ran.error  # cancellation and the like are not a round's failure
+
+    def _took(self, job: ProbeJob, result: ProbeResult, stats: RoundDigest) -> None:
         self.add_round(record_of(job, result, stats))
         rtts_s = [s.rtt_ns / 1e9 for s in result.samples if s.outcome == "ok" and s.rtt_ns]
         jitter_s = None if stats.jitter_ms is None else stats.jitter_ms / 1000
@@ -354,7 +362,7 @@ class Daemon:
         gc.freeze()
         try:
             async with asyncio.TaskGroup() as tg:
-                self._scheduler = Scheduler(self.probe_job, tg.create_task, self.wall_clock)
+                self._scheduler = Scheduler(self.probe_slot, tg.create_task, self.wall_clock)
                 self._scheduler.start(jobs_from_config(self.config))
                 tg.create_task(self.store.run(self.config.store.flush_interval_s))
                 tg.create_task(self.plan_loop())

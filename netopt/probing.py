@@ -7,10 +7,11 @@ the round's summary to a sink. No clock is read here but through the prober's sa
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import socket
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from netopt.config import Config, ProbeConfig
@@ -34,6 +35,11 @@ class ProbeJob:
     @property
     def job_id(self) -> str:
         return f"{self.kind}:{self.src}->{self.dst}"
+
+    @property
+    def batch_key(self) -> tuple[str, str | None, ProbeOptions]:
+        """Jobs with equal keys (and one phase slot) run their rounds together."""
+        return self.kind, self.netns, self.options
 
     def start_offset_s(self) -> float:
         """A deterministic spread of start times inside one interval (hash of the job id)."""
@@ -116,9 +122,35 @@ class ProberPool:
         self._probers.clear()
 
 
-async def run_round(pool: ProberPool, job: ProbeJob) -> tuple[ProbeResult, RoundDigest]:
-    """One round of `job`, with the digest of its statistics that is stored and exported
-    (`probes.stats.digest`: `summarize`'s values for those fields, at a third of its cost)."""
-    prober = pool.get(job.kind, job.netns)
-    result = await prober.probe(job.target, job.options)
-    return result, digest(result)
+@dataclass(frozen=True, slots=True)
+class Ran:
+    """One job's round of a slot: its result and digest, or what it raised."""
+
+    job: ProbeJob
+    result: ProbeResult | None = None
+    stats: RoundDigest | None = None
+    error: BaseException | None = None
+
+
+async def run_rounds(pool: ProberPool, jobs: Sequence[ProbeJob]) -> list[Ran]:
+    """One round of each of `jobs` (one phase slot: the same kind, namespace and options),
+    started together: through the prober's `probe_many` where it has one (ICMP: a burst per
+    system call), else as concurrent rounds. One round's failure is not the others'."""
+    if not jobs:
+        return []
+    first = jobs[0]
+    prober = pool.get(first.kind, first.netns)
+    probe_many = getattr(prober, "probe_many", None)
+    if probe_many is not None and len(jobs) > 1:
+        try:
+            results = await probe_many([j.target for j in jobs], first.options)
+        except Exception as exc:  # the slot's socket: every round in it failed alike
+            return [Ran(job, error=exc) for job in jobs]
+        return [Ran(job, r, digest(r)) for job, r in zip(jobs, results, strict=True)]
+    rounds = await asyncio.gather(
+        *(prober.probe(j.target, j.options) for j in jobs), return_exceptions=True
+    )
+    return [
+        Ran(job, error=r) if isinstance(r, BaseException) else Ran(job, r, digest(r))
+        for job, r in zip(jobs, rounds, strict=True)
+    ]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from netopt.schedule import Scheduler, first_run_s, phase_s, trigger_for
+from netopt.schedule import Scheduler, first_run_s, phase_s, slot_key, trigger_for
 
 DAY_S = 86_400
 T0 = 1_700_000_123.456
@@ -82,9 +82,10 @@ async def test_scheduler_runs_one_instance_and_syncs_jobs() -> None:
     release = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
 
-    async def run(job: FakeJob) -> None:
-        runs[job.job_id] = runs.get(job.job_id, 0) + 1
-        if job.job_id == "slow":
+    async def run(jobs: tuple[FakeJob, ...]) -> None:
+        for job in jobs:
+            runs[job.job_id] = runs.get(job.job_id, 0) + 1
+        if any(job.job_id == "slow" for job in jobs):
             await release.wait()
 
     def spawn(coro):  # type: ignore[no-untyped-def]
@@ -108,3 +109,53 @@ async def test_scheduler_runs_one_instance_and_syncs_jobs() -> None:
     assert sched.job_ids == {"fast", "new"}
     sched.shutdown()
     await asyncio.gather(*tasks)
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    job_id: str
+    batch_key: str
+    interval_s: float = 1.0
+
+
+def test_jobs_of_one_phase_slot_and_batch_key_share_one_scheduler_job() -> None:
+    """A thousand jobs at 1/s on a 10 ms grid are 100 APScheduler jobs, not 1,000; jobs that
+    may not share a round (another batch key) get their own slot job at the same phase."""
+    import time
+
+    async def nothing(jobs: tuple[BatchJob, ...]) -> None:
+        return None
+
+    sched = Scheduler(nothing, asyncio.ensure_future, time.time)
+    jobs = [BatchJob(f"icmp:src->p{i}", "icmp") for i in range(1000)]
+    assert sched.sync(jobs) == (1000, 0, 0)
+    assert sched.slots == len({slot_key(j) for j in jobs}) == 100
+    other = [BatchJob(j.job_id.replace("icmp", "udp"), "udp") for j in jobs[:10]]
+    sched.sync([*jobs, *other])
+    assert sched.slots == 100 + len({slot_key(j) for j in other})
+    assert sched.sync(jobs[:1]) == (0, 1009, 0)
+    assert sched.slots == 1 and sched.job_ids == {jobs[0].job_id}
+    sched.shutdown()
+
+
+async def test_a_slot_runs_its_jobs_together_and_skips_while_busy() -> None:
+    import time
+
+    batches: list[tuple[str, ...]] = []
+    release = asyncio.Event()
+
+    async def run(jobs: tuple[BatchJob, ...]) -> None:
+        batches.append(tuple(j.job_id for j in jobs))
+        await release.wait()
+
+    # three ids that hash to one 10 ms phase at a 50 ms interval
+    ids = [i for i in (f"j{n}" for n in range(200)) if phase_s(i, 0.05) == 0.0][:3]
+    sched = Scheduler(run, asyncio.ensure_future, time.time)
+    sched.start([BatchJob(i, "k", 0.05) for i in ids])
+    await asyncio.sleep(0.3)
+    assert batches == [tuple(sorted(ids))]  # one run for all three, then skipped while busy
+    assert sched.skipped >= 3 and sched.skipped % 3 == 0
+    release.set()
+    await asyncio.sleep(0.12)
+    assert len(batches) >= 2
+    sched.shutdown()
