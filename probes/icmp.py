@@ -33,6 +33,7 @@ _PASS_V4 = (wire.ECHO_REPLY_V4, *wire.ERROR_TYPES_V4)
 _PASS_V6 = (wire.ECHO_REPLY_V6, *wire.ERROR_TYPES_V6)
 SocketFactory = Callable[[int, int, int], socket.socket]
 _C = TypeVar("_C", Channel, BatchChannel)
+MAX_BATCH_PACKETS = 8192  # per batch: its sequence numbers stay a small share of the 65,536
 HOW_TO_GRANT = (
     "ICMP probes need a raw socket (run as root, or grant CAP_NET_RAW: "
     "`setcap cap_net_raw+ep $(readlink -f $(which python3))`) or unprivileged ICMP sockets "
@@ -83,12 +84,15 @@ class IcmpProber:
             by_family.setdefault(_parse_address(t.address)[1], []).append(i)
         out: list[ProbeResult | None] = [None] * len(targets)
         batches = []
+        per_batch = max(1, MAX_BATCH_PACKETS // max(1, options.count))
         try:
-            for family, indices in by_family.items():
+            for family, all_indices in by_family.items():
                 channel = self._batch_channel(family, options.source, options.dscp)
-                batch = Batch(channel, [targets[i] for i in indices], options, _nonces.take())
-                batches.append((batch, indices))
-                batch.start()
+                for at in range(0, len(all_indices), per_batch):
+                    indices = all_indices[at : at + per_batch]
+                    batch = Batch(channel, [targets[i] for i in indices], options, _nonces.take())
+                    batches.append((batch, indices))
+                    batch.start()
             for batch, _indices in batches:
                 await batch.done
         finally:

@@ -309,3 +309,19 @@ async def test_batch_unreachable_timeout_and_answer_in_one_batch(
     ]  # fmt: skip
     assert all(s.rtt_ns and s.rtt_ns > 0 for s in results[0].samples)
     assert all(s.received_ns is None for s in results[1].samples)
+
+
+async def test_a_large_slot_is_split_into_batches_in_target_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import probes.icmp
+
+    monkeypatch.setattr(probes.icmp, "MAX_BATCH_PACKETS", 40)  # 10 targets of 4 packets
+    targets = [Target(f"127.0.9.{i}") for i in range(1, 60)]
+    prober = IcmpProber()
+    try:
+        results = await prober.probe_many(targets, ProbeOptions(count=4, interval_s=0.01))
+    finally:
+        await prober.close()
+    assert [r.target for r in results] == targets
+    assert [r.received for r in results] == [4] * len(targets)
