@@ -47,7 +47,7 @@ from probes._icmp_channel import (
 from probes._round import Pacer
 from probes.base import Outcome, ProbeOptions, ProbeResult, Sample, Target
 
-TICK_S = 0.01  # sends, timeouts and reads on the scheduler's 10 ms phase grid (wall clock)
+TICK_S = 0.01  # sends, timeouts and reads on a 10 ms wall-clock grid (the scheduler's phases are on it)
 PENDING, OK, UNREACHABLE, FAILED, TIMEOUT = 0, 1, 2, 3, 4  # a packet's state, int8
 _OUTCOMES = (Outcome.TIMEOUT, Outcome.OK, Outcome.UNREACHABLE, Outcome.ERROR, Outcome.TIMEOUT)
 _SEQS = 0x10000
