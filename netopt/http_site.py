@@ -230,7 +230,7 @@ class FastSite:
             up = await self.forward_to(request.method.decode(), _origin(request.target).decode(
                 "utf-8", "surrogateescape"), headers, request.body, peer)  # fmt: skip
         except ValueError as exc:  # a target or header aiohttp's client refuses to send
-            return self.error(400, f"bad request: {exc}", CLOSE)
+            return self.error(400, f"bad request: {exc}", request.mode)
         except Exception:
             log.exception("api_worker_forward_failed")
             return self.error(502, "the daemon did not answer (api worker proxy)", request.mode)
