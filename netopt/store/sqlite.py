@@ -25,11 +25,23 @@ from typing import TypeVar
 
 from netopt.errors import StoreError
 from netopt.store.model import BatchOutcome, DecisionRecord, Retention, RoundRecord
-from netopt.store.schema import ROUND_COLUMNS, migrate
+from netopt.store.schema import HOUR_COLUMNS, HOURS_FROM_MINUTES, ROUND_COLUMNS, migrate
 
 log = logging.getLogger("netopt.store")
 _T = TypeVar("_T")
 
+_DIRTY_HOUR = "INSERT OR IGNORE INTO rollup_dirty (bucket_s) VALUES (?)"
+_REBUILD_HOUR = (
+    f"INSERT INTO rounds_1h ({HOUR_COLUMNS}) {HOURS_FROM_MINUTES} "
+    "WHERE bucket_s >= ? AND bucket_s < ? GROUP BY hour, src, dst, kind"
+)
+_READ_HOURS = (
+    f"SELECT {HOUR_COLUMNS} FROM rounds_1h "
+    "WHERE bucket_s >= ? AND bucket_s NOT IN (SELECT bucket_s FROM rollup_dirty) "
+    f"UNION ALL {HOURS_FROM_MINUTES} WHERE (bucket_s / 3600) * 3600 >= ? "
+    "AND (bucket_s / 3600) * 3600 IN (SELECT bucket_s FROM rollup_dirty) "
+    "GROUP BY hour, src, dst, kind ORDER BY 1, 2, 3"
+)
 _INSERT_ROUND = (
     f"INSERT OR IGNORE INTO rounds ({', '.join(ROUND_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(ROUND_COLUMNS))})"
@@ -149,6 +161,10 @@ class SqliteStore:
         try:
             db.executemany(_INSERT_ROUND, map(_round_row, rounds))
             db.executemany(_INSERT_DECISION, map(_decision_row, decisions))
+            hours = {int(r.started_wall_ns // 3_600_000_000_000) * 3600 for r in rounds}
+            for b in batches:
+                hours.update(int(r.started_wall_ns // 3_600_000_000_000) * 3600 for r in b.records)
+            db.executemany(_DIRTY_HOUR, [(h,) for h in hours])  # rebuilt by refresh_hours
             for b in batches:
                 seen = db.execute("SELECT 1 FROM batches WHERE batch_id = ?", (b.batch_id,))
                 if seen.fetchone() is not None:
@@ -219,9 +235,34 @@ class SqliteStore:
     def pending(self) -> int:
         return len(self._pending.rounds)
 
-    async def run(self, interval_s: float = 0.5, prune_interval_s: float = 300.0) -> None:
-        """The writer task: flush every `interval_s` (at once for batches), prune now and then."""
+    def refresh_hours(self) -> int:
+        """Rebuild the hourly rollup of the hours written to since the last time, from the
+        minute rollup (writer thread); returns how many hours."""
+        db = self._db
+        hours = [h for (h,) in db.execute("SELECT bucket_s FROM rollup_dirty ORDER BY bucket_s")]
+        if not hours:
+            return 0
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for h in hours:
+                db.execute("DELETE FROM rounds_1h WHERE bucket_s = ?", (h,))
+                db.execute(_REBUILD_HOUR, (h, h + 3600))
+                db.execute("DELETE FROM rollup_dirty WHERE bucket_s = ?", (h,))
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        return len(hours)
+
+    async def run(
+        self, interval_s: float = 0.5, prune_interval_s: float = 300.0,
+        hours_interval_s: float = 60.0,
+    ) -> None:  # fmt: skip
+        """The writer task: flush every `interval_s` (at once for batches), rebuild the hours
+        written to every `hours_interval_s`, prune every `prune_interval_s`."""
         next_prune = 0.0
+        next_hours = time.monotonic() + hours_interval_s
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
@@ -230,6 +271,12 @@ class SqliteStore:
                 self._wake.clear()
                 with contextlib.suppress(sqlite3.Error):
                     await self.flush()
+                if time.monotonic() >= next_hours and self.last_error is None:
+                    next_hours = time.monotonic() + hours_interval_s
+                    try:
+                        await self._in_thread(self.refresh_hours)
+                    except sqlite3.Error as exc:
+                        log.error("store_rollup_failed error=%r", exc)
                 if time.monotonic() >= next_prune and self.last_error is None:
                     next_prune = time.monotonic() + prune_interval_s
                     try:
@@ -241,7 +288,9 @@ class SqliteStore:
                 await asyncio.shield(self.flush())
 
     def prune(self, now_wall_s: float | None = None) -> dict[str, int]:
-        """Delete what is past its retention; returns rows deleted per table."""
+        """Delete what is past its retention; returns rows deleted per table. The hours written
+        to are rebuilt first, while their minutes are still there."""
+        self.refresh_hours()
         now = self._clock() if now_wall_s is None else now_wall_s
         ret, day = self.retention, 86400.0
         plan = (
@@ -277,10 +326,15 @@ class SqliteStore:
 
     def rollup(self, resolution: str = "1m", since_s: int = 0) -> list[dict[str, object]]:
         """Aggregates per path and bucket ('1m' or '1h'), oldest first."""
-        table = {"1m": "rounds_1m", "1h": "rounds_1h"}[resolution]
-        cur = self._read.execute(
-            f"SELECT * FROM {table} WHERE bucket_s >= ? ORDER BY bucket_s, src, dst", (since_s,)
-        )
+        if resolution == "1h":  # hours not rebuilt yet are summed from their minutes
+            cur = self._read.execute(_READ_HOURS, (since_s, since_s))
+        elif resolution == "1m":
+            cur = self._read.execute(
+                "SELECT * FROM rounds_1m WHERE bucket_s >= ? ORDER BY bucket_s, src, dst",
+                (since_s,),
+            )
+        else:
+            raise ValueError(f"rollup resolution {resolution!r}: use '1m' or '1h'")
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 

@@ -144,3 +144,31 @@ async def test_decisions_are_logged_with_inputs(tmp_path: Path) -> None:
     stats = store_stats(tmp_path / "s.db")
     assert stats["rows"]["decisions"] == 2  # type: ignore[index]
     store.close()
+
+
+async def test_hours_are_rebuilt_from_minutes_and_read_exactly_before_that(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    base = 3600 * (T0 // 3600)
+    for i in range(0, 7200, 30):  # two hours, a round every 30 s, two paths
+        store.add(rec(base + i))
+        store.add(rec(base + i, dst="jnb", p50=None))
+    await store.flush()
+    on_the_fly = store.rollup("1h")
+    assert store.count("rounds_1h") == 0 and len(on_the_fly) == 4  # not rebuilt yet
+    assert store.refresh_hours() == 2 and store.refresh_hours() == 0
+    assert store.rollup("1h") == on_the_fly and store.count("rounds_1h") == 4
+    fra = {r["bucket_s"]: r for r in on_the_fly if r["dst"] == "fra"}
+    assert [fra[base]["rounds"], fra[base + 3600]["rounds"]] == [120, 120]
+    assert fra[base]["received"] == 480 and fra[base]["rtt_max_ms"] == 20.0
+    store.add(rec(base + 10))  # a late round into a rebuilt hour
+    await store.flush()
+    late = {(r["bucket_s"], r["dst"]): r for r in store.rollup("1h")}
+    assert late[(base, "fra")]["rounds"] == 121  # counted before the next rebuild
+    assert store.rollup("1h", since_s=base + 3600) == [
+        r for r in on_the_fly if r["bucket_s"] == base + 3600
+    ]
+    store.prune(now_wall_s=base + 7200)  # rebuilds what is queued first
+    assert store.count("rounds_1h") == 4 and store.rollup("1h") == list(late.values())
+    store.close()
