@@ -20,7 +20,7 @@ restarts a worker that died. Every worker response carries `X-Netopt-Worker: <pi
 
 A worker speaks HTTP with `netopt.http_fast` (an asyncio protocol on httptools; answers and
 token rules in `netopt.http_site`), not aiohttp's server: in bench/route_api.py a worker
-spends ~30–45 µs of CPU per request, kernel included, where aiohttp's server spent ~140.
+spends ~25–40 µs of CPU per request, kernel included, where aiohttp's server spent 80–140.
 What it forwards goes through `Proxy` (aiohttp's client, one pooled unix-socket session),
 bodies capped at `max(ingest.max_body_bytes, 1 MiB)` (413 past that; chunked bodies are
 de-chunked and forwarded with a length).
