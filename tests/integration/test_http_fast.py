@@ -126,3 +126,36 @@ async def test_ingest_sized_post_reaches_the_daemon(servers: tuple[int, int]) ->
     ((want, _, want_body),) = responses(await exchange(app_port, raw))
     ((got, _, got_body),) = responses(await exchange(fast_port, raw))
     assert (got, got_body) == (want, want_body)
+
+
+async def test_a_half_sent_request_does_not_hold_up_others(servers: tuple[int, int]) -> None:
+    _, fast_port = servers
+    _, slow = await asyncio.open_connection("127.0.0.1", fast_port)
+    slow.write(b"GET /v1/route?region=lagos HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # and no more
+    await slow.drain()
+    try:
+        for _ in range(3):
+            ((status, headers, _),) = responses(await exchange(fast_port, req("GET", "/healthz")))
+            assert status == 200 and headers["x-netopt-worker"]
+    finally:
+        slow.close()
+
+
+async def test_a_silent_daemon_gets_502_from_the_worker(tmp_path: Path) -> None:
+    answers = Answers(world_config(), lambda mono_s: mono_s)
+    proxy = Proxy(str(tmp_path / "nobody.sock"))  # nothing listens there
+    await proxy.start()
+    site = FastSite(answers, ApiConfig(), proxy.forward, 1 << 20)
+    server = await serve(site, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        ((status, headers, body),) = responses(await exchange(port, req("GET", "/metrics")))
+        assert status == 502 and headers["x-netopt-worker"] and b"daemon" in body
+        ((status, headers, _),) = responses(await exchange(port, req("GET", "/v1/route?x")))
+        assert status == 400  # the table-only reads do not need the daemon
+        ((status, headers, _),) = responses(await exchange(port, req("GET", "/readyz")))
+        assert status == 503 and headers["retry-after"] == "1"
+    finally:
+        server.close()
+        await site.close(1.0)
+        await proxy.close()
