@@ -34,7 +34,7 @@ from netopt.schedule import Scheduler
 from netopt.store import DecisionRecord, RoundRecord, SqliteStore
 from netopt.trace import Tracer
 from netopt.window import WindowStats
-from probes.base import ProbeResult
+from probes.base import Outcome
 from probes.stats import RoundDigest
 from topology.planner import PathStats, plan
 
@@ -111,24 +111,32 @@ class Daemon:
 
     # --- probe → store, window, metrics ---------------------------------------------------
     async def probe_slot(self, jobs: tuple[ProbeJob, ...]) -> None:
-        """The rounds of one phase slot (the scheduler's run): each into store, window and
-        metrics as it is; a round that failed is logged and the others go on."""
+        """The rounds of one phase slot (the scheduler's run): each into store and window, the
+        slot's packets into the metrics at once; a round that failed is logged and the others
+        go on."""
+        keys: list[tuple[str, str, str]] = []
+        rtts: list[list[float]] = []
+        digests: list[RoundDigest] = []
+        ok = Outcome.OK
         for ran in await run_rounds(self.pool, jobs):
-            if ran.result is not None and ran.stats is not None:
-                self._took(ran.job, ran.result, ran.stats)
+            job, result, stats = ran.job, ran.result, ran.stats
+            if result is not None and stats is not None:
+                self.add_round(record_of(job, result, stats))
+                keys.append((job.src, job.dst, job.kind))
+                rtts.append(
+                    [s.rtt_ns / 1e9 for s in result.samples if s.outcome is ok and s.rtt_ns]
+                )
+                digests.append(stats)
             elif isinstance(ran.error, Exception):  # ours or a neighbour's: say so, go on
-                log.error("probe_failed job=%s error=%r", ran.job.job_id, ran.error)
+                log.error("probe_failed job=%s error=%r", job.job_id, ran.error)
             elif ran.error is not None:
                 raise ran.error  # cancellation and the like are not a round's failure
-
-    def _took(self, job: ProbeJob, result: ProbeResult, stats: RoundDigest) -> None:
-        self.add_round(record_of(job, result, stats))
-        rtts_s = [s.rtt_ns / 1e9 for s in result.samples if s.outcome == "ok" and s.rtt_ns]
-        jitter_s = None if stats.jitter_ms is None else stats.jitter_ms / 1000
-        self.metrics.observe_round(
-            job.src, job.dst, job.kind, rtts_s, stats.sent, stats.received,
-            stats.outcomes, jitter_s,  # = result.outcome_counts(), already counted
-        )  # fmt: skip
+        if keys:
+            self.metrics.probes.observe(
+                keys, rtts, [d.sent for d in digests], [d.received for d in digests],
+                [d.outcomes for d in digests],  # = result.outcome_counts(), already counted
+                [None if d.jitter_ms is None else d.jitter_ms / 1000 for d in digests],
+            )  # fmt: skip
 
     def add_round(self, record: RoundRecord) -> None:
         """A round measured here: into the store (queued), the window, the next plan."""
@@ -143,10 +151,8 @@ class Daemon:
         m.ingest_rounds.labels(agent).inc(len(stored))
         for r in stored:
             self._account(r)
-            m.sent.labels(r.src, r.dst, r.kind).inc(r.sent)
-            m.received.labels(r.src, r.dst, r.kind).inc(r.received)
-            if r.jitter_ms is not None:
-                m.jitter.labels(r.src, r.dst, r.kind).set(r.jitter_ms / 1000)
+            jitter_s = None if r.jitter_ms is None else r.jitter_ms / 1000
+            m.probes.count((r.src, r.dst, r.kind), r.sent, r.received, jitter_s)
 
     def _account(self, record: RoundRecord, at_mono: float | None = None) -> None:
         if record.kind == "sip_options":

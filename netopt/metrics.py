@@ -5,13 +5,22 @@ Names follow netopt_<what>_<unit>, base units, `_total` on counters, bounded lab
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+import itertools
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 # WAN voice: 1 ms .. 2 s, denser where calls live (50–400 ms)
 RTT_BUCKETS_S = (
@@ -20,40 +29,11 @@ RTT_BUCKETS_S = (
 )  # fmt: skip
 
 
-@dataclass(slots=True)
-class _PathChildren:
-    rtt: Any
-    sent: Any
-    received: Any
-    jitter: Any
-    outcomes: dict[str, Any]
-
-
 class Metrics:
     def __init__(self) -> None:
-        self._paths: dict[tuple[str, str, str], _PathChildren] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        path = ("src", "dst", "kind")
-        self.rtt = Histogram(
-            "netopt_probe_rtt_seconds", "Probe round-trip time per packet.", path,
-            buckets=RTT_BUCKETS_S, registry=r,
-        )  # fmt: skip
-        self.sent = Counter(
-            "netopt_probe_packets_sent_total", "Probe packets sent.", path, registry=r
-        )
-        self.received = Counter(
-            "netopt_probe_packets_received_total", "Probe packets answered in time.", path,
-            registry=r,
-        )  # fmt: skip
-        self.outcomes = Counter(
-            "netopt_probe_outcomes_total", "Probe packets by how they ended.",
-            ("src", "dst", "kind", "outcome"), registry=r,
-        )  # fmt: skip
-        self.jitter = Gauge(
-            "netopt_path_jitter_seconds", "RFC 3550 interarrival jitter of the last round.", path,
-            registry=r,
-        )  # fmt: skip
+        self.probes = ProbeSeries(r)  # per path: packets, outcomes, RTTs, jitter
         self.path_loss = Gauge(
             "netopt_path_loss_ratio", "Loss over the planning window.", ("src", "dst"), registry=r
         )
@@ -128,54 +108,146 @@ class Metrics:
         )  # fmt: skip
 
     def observe_round(
-        self, src: str, dst: str, kind: str, rtts_s: Iterable[float], sent: int, received: int,
-        outcomes: dict[str, int], jitter_s: float | None,
+        self, src: str, dst: str, kind: str, rtts_s: Sequence[float], sent: int, received: int,
+        outcomes: Mapping[str, int], jitter_s: float | None,
     ) -> None:  # fmt: skip
-        """One probe round (called ~1000×/s at scale: the labelled children are cached)."""
-        key = (src, dst, kind)
-        children = self._paths.get(key)
-        if children is None:
-            children = self._paths[key] = _PathChildren(
-                self.rtt.labels(*key), self.sent.labels(*key), self.received.labels(*key),
-                self.jitter.labels(*key), {},
-            )  # fmt: skip
-        _observe_all(children.rtt, rtts_s)
-        children.sent.inc(sent)
-        children.received.inc(received)
-        for outcome, n in outcomes.items():
-            counter = children.outcomes.get(outcome)
-            if counter is None:
-                counter = children.outcomes[outcome] = self.outcomes.labels(*key, outcome)
-            counter.inc(n)
-        if jitter_s is not None:
-            children.jitter.set(jitter_s)
+        """One probe round (`observe_rounds` takes a slot's at once)."""
+        self.probes.observe([(src, dst, kind)], [rtts_s], [sent], [received], [outcomes],
+                            [jitter_s])  # fmt: skip
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
 
-def _observe_all(child: Any, values: Iterable[float]) -> None:
-    """`child.observe(v)` for each value, with one lock round per bucket touched instead of
-    two per value: the same sum (added in the same order) and bucket counts. Falls back to
-    `observe` if the client's histogram internals ever differ."""
-    bounds = getattr(child, "_upper_bounds", None)
-    buckets = getattr(child, "_buckets", None)
-    total = getattr(child, "_sum", None)
-    if bounds is None or buckets is None or total is None or getattr(total, "_multiprocess", True):
-        for v in values:
-            child.observe(v)
-        return
-    counts: dict[int, int] = {}
-    acc = total.get()
-    for v in values:
-        acc += v
-        if v == v:  # NaN lands in no bucket, as in `observe`
-            i = bisect.bisect_left(bounds, v)  # the first bound ≥ v: `observe`'s bucket
-            if i < len(bounds):
-                counts[i] = counts.get(i, 0) + 1
-    total.set(acc)
-    for i, n in counts.items():
-        buckets[i].inc(n)
+OUTCOMES = ("ok", "timeout", "unreachable", "refused", "bad_status", "error")
+_OUTCOME_COLUMN = {o: i for i, o in enumerate(OUTCOMES)}
+_PATH = ("src", "dst", "kind")
+_LE = [*(floatToGoString(b) for b in RTT_BUCKETS_S), "+Inf"]  # type: ignore[no-untyped-call]
+
+
+class ProbeSeries(Collector):
+    """Per path (src, dst, kind): packets sent and answered, packets by outcome, the RTT
+    histogram and the last round's jitter — in numpy arrays, a row per path, updated a slot of
+    rounds at a time (`observe`) and turned into metric families when scraped.
+
+    prometheus_client keeps a locked object per labelled child and per histogram bucket; at a
+    thousand rounds a second updating those cost more CPU than probing itself. The exposition
+    is the same series with the same values (sums added in the same order)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self._row: dict[tuple[str, str, str], int] = {}
+        self._keys: list[tuple[str, str, str]] = []
+        self.sent = np.zeros(0)
+        self.received = np.zeros(0)
+        self.outcomes = np.zeros((0, len(OUTCOMES)))
+        self.buckets = np.zeros((0, len(RTT_BUCKETS_S) + 1))  # the last column: +Inf only
+        self.rtt_sum = np.zeros(0)
+        self.jitter = np.zeros(0)
+        self._grow(64)
+        self._lock = threading.Lock()  # scrapes may come from another thread
+        if registry is not None:
+            registry.register(self)
+
+    def _grow(self, rows: int) -> None:
+        """Room for `rows` paths (the arrays double as paths appear, keeping what they hold)."""
+
+        def wider(old: npt.NDArray[np.float64], fill: float = 0.0) -> npt.NDArray[np.float64]:
+            new = np.full((rows, *old.shape[1:]), fill)
+            new[: len(old)] = old
+            return new
+
+        self.sent = wider(self.sent)
+        self.received = wider(self.received)
+        self.outcomes = wider(self.outcomes)
+        self.buckets = wider(self.buckets)
+        self.rtt_sum = wider(self.rtt_sum)
+        self.jitter = wider(self.jitter, np.nan)  # NaN: never set
+
+    def rows(self, keys: Sequence[tuple[str, str, str]]) -> list[int]:
+        out = []
+        for key in keys:
+            row = self._row.get(key)
+            if row is None:
+                row = self._row[key] = len(self._keys)
+                self._keys.append(key)
+                if row >= len(self.sent):
+                    self._grow(2 * len(self.sent))
+            out.append(row)
+        return out
+
+    def observe(
+        self, keys: Sequence[tuple[str, str, str]], rtts_s: Sequence[Sequence[float]],
+        sent: Sequence[int], received: Sequence[int], outcomes: Sequence[Mapping[str, int]],
+        jitter_s: Sequence[float | None],
+    ) -> None:  # fmt: skip
+        """Rounds, one entry per round in every argument (keys in a call may repeat)."""
+        with self._lock:
+            rows = self.rows(keys)
+            np.add.at(self.sent, rows, sent)
+            np.add.at(self.received, rows, received)
+            lengths = [len(v) for v in rtts_s]
+            if sum(lengths):
+                values = np.fromiter(itertools.chain.from_iterable(rtts_s), np.float64)
+                owners = np.repeat(rows, lengths)
+                keep = ~np.isnan(values)  # as `Histogram.observe`: NaN lands in no bucket
+                # the first bound ≥ v, as `observe`; past the last bound, the +Inf column
+                bucket = np.searchsorted(RTT_BUCKETS_S, values, side="left")
+                np.add.at(self.buckets, (owners[keep], bucket[keep]), 1)
+                np.add.at(self.rtt_sum, owners, values)
+            out = self.outcomes
+            for row, counts in zip(rows, outcomes, strict=True):
+                for outcome, n in counts.items():
+                    column = _OUTCOME_COLUMN.get(outcome)
+                    if column is not None:
+                        out[row, column] += n
+            for row, j in zip(rows, jitter_s, strict=True):
+                if j is not None:
+                    self.jitter[row] = j
+
+    def count(
+        self, key: tuple[str, str, str], sent: int, received: int, jitter_s: float | None
+    ) -> None:
+        """Packets of a round measured elsewhere (an agent's): counts and jitter, no RTTs."""
+        self.observe([key], [()], [sent], [received], [{}], [jitter_s])
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(0)
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            return self._families(len(self._keys))
+
+    def _families(self, n: int) -> list[Metric]:
+        rtt = HistogramMetricFamily(
+            "netopt_probe_rtt_seconds", "Probe round-trip time per packet.", labels=_PATH
+        )
+        sent = CounterMetricFamily("netopt_probe_packets_sent", "Probe packets sent.", labels=_PATH)
+        received = CounterMetricFamily(
+            "netopt_probe_packets_received", "Probe packets answered in time.", labels=_PATH
+        )
+        outcomes = CounterMetricFamily(
+            "netopt_probe_outcomes", "Probe packets by how they ended.",
+            labels=(*_PATH, "outcome"),
+        )  # fmt: skip
+        jitter = GaugeMetricFamily(
+            "netopt_path_jitter_seconds", "RFC 3550 interarrival jitter of the last round.",
+            labels=_PATH,
+        )  # fmt: skip
+        cumulative = np.cumsum(self.buckets[:n], axis=1).tolist()
+        sums = self.rtt_sum[:n].tolist()
+        sents, receiveds = self.sent[:n].tolist(), self.received[:n].tolist()
+        by_outcome, jitters = self.outcomes[:n].tolist(), self.jitter[:n].tolist()
+        for row, key in enumerate(self._keys[:n]):
+            labels = list(key)
+            rtt.add_metric(labels, list(zip(_LE, cumulative[row], strict=True)), sums[row])
+            sent.add_metric(labels, sents[row])
+            received.add_metric(labels, receiveds[row])
+            for column, value in enumerate(by_outcome[row]):
+                if value:
+                    outcomes.add_metric([*labels, OUTCOMES[column]], value)
+            if jitters[row] == jitters[row]:  # not NaN: set at least once
+                jitter.add_metric(labels, jitters[row])
+        return [rtt, sent, received, outcomes, jitter]
 
 
 class AgentMetrics:
