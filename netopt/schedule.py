@@ -1,14 +1,14 @@
 """Scheduling: config → **schedule** → probe → sample → store …
 
 Every probe job (kind, source, target) has a deterministic phase inside its interval: a hash
-of its id on a 50 ms grid. Its rounds sit on the grid ``phase + k·interval`` counted from the
+of its id on a 100 ms grid. Its rounds sit on the grid ``phase + k·interval`` counted from the
 Unix epoch, so a thousand targets do not fire in the same millisecond, a restart keeps every
 job's phase, and a late run never shifts the ones after it (no drift).
 
 The jobs that share a phase slot and can share a round (the same kind, namespace and probe
 options: `Job.batch_key`) are one APScheduler interval job on the daemon's loop, whose run
 launches their rounds together as one task (`run(jobs)`): at 1,000 targets a second that is
-20 scheduler runs and tasks a second instead of 1,000, and the ICMP prober sends packet i of
+10 scheduler runs and tasks a second instead of 1,000, and the ICMP prober sends packet i of
 every round in the slot in one system call. A slot whose previous run is still going skips
 that run (one instance at a time, for each of its jobs); runs missed while the loop was busy
 are coalesced into one, within a misfire grace of one interval. `sync()` swaps the job set on
@@ -55,11 +55,12 @@ def slot_key(job: Any) -> SlotKey:
     )
 
 
-# phases on a 50 ms grid: 20 slots a second spread the rounds enough (a slot of 1,000 targets
-# at 1/s sends 50 packets at once), and each slot's fixed cost — a scheduler run, a task, the
-# batch's set-up and system calls — is shared by more rounds (bench/scheduler: ~1/3 less CPU
-# per round than on a 10 ms grid)
-PHASE_STEP_S = 0.05
+# phases on a 100 ms grid: 10 slots a second spread the rounds enough (a slot of 1,000 targets
+# at 1/s sends 100 packets at once, ~10 kB), each slot's fixed cost — a scheduler run, a task,
+# the batch's set-up and system calls — is shared by many rounds, and with 20 ms between a
+# round's packets every slot's sends fall on the same 20 ms ticks (bench/scheduler: about half
+# the CPU per round of a 10 ms grid with 10 ms ticks)
+PHASE_STEP_S = 0.1
 
 
 def phase_s(job_id: str, interval_s: float, step_s: float = PHASE_STEP_S) -> float:
