@@ -92,22 +92,35 @@ def _address(a: npt.NDArray[np.generic]) -> int:
     return int(a.ctypes.data)
 
 
+_Bytes = npt.NDArray[np.uint8]
+
+
+def _vector(
+    rows: int, size: int
+) -> tuple[_Bytes, _Bytes, npt.NDArray[np.void], npt.NDArray[np.void]]:
+    """`rows` buffers of `size` bytes and as many address buffers, and the iovec and mmsghdr
+    arrays pointing at them, one message per row (the iovec array must outlive the call)."""
+    data = np.zeros((rows, size), np.uint8)
+    names = np.zeros((rows, NAME_BYTES), np.uint8)
+    at = np.arange(rows, dtype=np.uint64)
+    iov = np.zeros(rows, IOVEC)
+    iov["base"] = _address(data) + at * size
+    iov["len"] = size
+    hdr = np.zeros(rows, MMSGHDR)
+    hdr["name"] = _address(names) + at * NAME_BYTES
+    hdr["iov"] = _address(iov) + at * IOVEC.itemsize
+    hdr["iovlen"] = 1
+    return data, names, iov, hdr
+
+
 class RecvBuffers:
     """`slots` receive buffers of `size` bytes, with sender addresses and `control` bytes of
     ancillary data each; `recv` fills the first n and says n."""
 
     def __init__(self, slots: int, size: int, control: int) -> None:
         self.slots, self.size, self.control_size = slots, size, control
-        self.data = np.zeros((slots, size), np.uint8)
-        self.names = np.zeros((slots, NAME_BYTES), np.uint8)
+        self.data, self.names, self._iov, self.hdr = _vector(slots, size)
         self.control = np.zeros((slots, control), np.uint8)
-        self._iov = np.zeros(slots, IOVEC)
-        self._iov["base"] = _address(self.data) + np.arange(slots, dtype=np.uint64) * size
-        self._iov["len"] = size
-        self.hdr = np.zeros(slots, MMSGHDR)
-        self.hdr["name"] = _address(self.names) + np.arange(slots, dtype=np.uint64) * NAME_BYTES
-        self.hdr["iov"] = _address(self._iov) + np.arange(slots, dtype=np.uint64) * IOVEC.itemsize
-        self.hdr["iovlen"] = 1
         self.hdr["control"] = _address(self.control) + np.arange(slots, dtype=np.uint64) * control
         self.hdr["namelen"] = NAME_BYTES
         self.hdr["controllen"] = control
@@ -140,16 +153,8 @@ class SendVector:
 
     def __init__(self, rows: int, size: int, namelen: int) -> None:
         self.rows, self.size = rows, size
-        self.packets = np.zeros((rows, size), np.uint8)
-        self.names = np.zeros((rows, NAME_BYTES), np.uint8)
-        self._iov = np.zeros(rows, IOVEC)
-        self._iov["base"] = _address(self.packets) + np.arange(rows, dtype=np.uint64) * size
-        self._iov["len"] = size
-        self.hdr = np.zeros(rows, MMSGHDR)
-        self.hdr["name"] = _address(self.names) + np.arange(rows, dtype=np.uint64) * NAME_BYTES
+        self.packets, self.names, self._iov, self.hdr = _vector(rows, size)
         self.hdr["namelen"] = namelen
-        self.hdr["iov"] = _address(self._iov) + np.arange(rows, dtype=np.uint64) * IOVEC.itemsize
-        self.hdr["iovlen"] = 1
         self._hdr_at = _address(self.hdr)
 
     def send(self, fd: int, start: int, stop: int) -> int:

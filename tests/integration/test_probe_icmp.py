@@ -10,7 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -149,16 +149,21 @@ def unreachable_router() -> Iterator[str]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-@pytest.mark.parametrize("raw", [True, False], ids=["raw", "ping-socket"])
-async def test_icmp_unreachable_is_an_outcome_not_loss(unreachable_router: str, raw: bool) -> None:
+def _in_namespace(ns: str, raw: bool) -> Callable[[int, int, int], socket.socket]:
+    """Sockets opened in `ns`; without `raw`, as if raw sockets were refused (ping sockets)."""
     from netopt.lab.netns import socket_in
 
     def factory(family: int, type_: int, proto: int) -> socket.socket:
         if type_ == socket.SOCK_RAW and not raw:
             raise PermissionError(1, "Operation not permitted")
-        return socket_in(unreachable_router, family, type_, proto)
+        return socket_in(ns, family, type_, proto)
 
-    prober = IcmpProber(socket_factory=factory)
+    return factory
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["raw", "ping-socket"])
+async def test_icmp_unreachable_is_an_outcome_not_loss(unreachable_router: str, raw: bool) -> None:
+    prober = IcmpProber(socket_factory=_in_namespace(unreachable_router, raw))
     opts = ProbeOptions(count=3, interval_s=0.05, timeout_s=1.0)
     try:
         unreachable = await prober.probe(Target("198.18.251.9"), opts)
@@ -287,14 +292,7 @@ async def test_batch_unreachable_timeout_and_answer_in_one_batch(
     """Through a router: two targets answered with ICMP unreachable (the slow path: raw
     socket errors, a ping socket's error queue), one silently dropped (timeouts), one that
     answers — in one batch, each with its own outcome."""
-    from netopt.lab.netns import socket_in
-
-    def factory(family: int, type_: int, proto: int) -> socket.socket:
-        if type_ == socket.SOCK_RAW and not raw:
-            raise PermissionError(1, "Operation not permitted")
-        return socket_in(unreachable_router, family, type_, proto)
-
-    prober = IcmpProber(socket_factory=factory)
+    prober = IcmpProber(socket_factory=_in_namespace(unreachable_router, raw))
     # the router's routing errors are limited to a burst of 5 per source (ip_rt_error_burst)
     opts = ProbeOptions(count=2, interval_s=0.05, timeout_s=0.5)
     targets = [Target(a) for a in ("198.18.251.9", "198.18.250.7", "198.18.252.2", "198.18.251.10")]
