@@ -25,22 +25,48 @@ from typing import TypeVar
 
 from netopt.errors import StoreError
 from netopt.store.model import BatchOutcome, DecisionRecord, Retention, RoundRecord
-from netopt.store.schema import HOUR_COLUMNS, HOURS_FROM_MINUTES, ROUND_COLUMNS, migrate
+from netopt.store.schema import (
+    HOURS_FROM_MINUTES,
+    MINUTES_FROM_ROUNDS,
+    ROLLUP_COLUMNS,
+    ROUND_COLUMNS,
+    migrate,
+)
 
 log = logging.getLogger("netopt.store")
 _T = TypeVar("_T")
 
-_DIRTY_HOUR = "INSERT OR IGNORE INTO rollup_dirty (bucket_s) VALUES (?)"
-_REBUILD_HOUR = (
-    f"INSERT INTO rounds_1h ({HOUR_COLUMNS}) {HOURS_FROM_MINUTES} "
-    "WHERE bucket_s >= ? AND bucket_s < ? GROUP BY hour, src, dst, kind"
+_DIRTY = {
+    "1m": "INSERT OR IGNORE INTO rollup_dirty_1m (bucket_s) VALUES (?)",
+    "1h": "INSERT OR IGNORE INTO rollup_dirty (bucket_s) VALUES (?)",
+}
+_GROUP = " GROUP BY bucket, src, dst, kind"
+_REBUILD = {
+    "1m": f"INSERT INTO rounds_1m ({ROLLUP_COLUMNS}) {MINUTES_FROM_ROUNDS} "
+    "WHERE started_wall_ns >= ? AND started_wall_ns < ?" + _GROUP,
+    "1h": f"INSERT INTO rounds_1h ({ROLLUP_COLUMNS}) {HOURS_FROM_MINUTES} FROM rounds_1m "
+    "WHERE bucket_s >= ? AND bucket_s < ?" + _GROUP,
+}
+# what a rollup says now: its rebuilt rows, and the queued buckets summed from what is below
+_MINUTES = (
+    f"SELECT {ROLLUP_COLUMNS} FROM rounds_1m "
+    "WHERE bucket_s NOT IN (SELECT bucket_s FROM rollup_dirty_1m) "
+    f"UNION ALL {MINUTES_FROM_ROUNDS} WHERE (CAST(started_wall_ns / 1000000000 AS INTEGER) / 60)"
+    " * 60 IN (SELECT bucket_s FROM rollup_dirty_1m)" + _GROUP
 )
-_READ_HOURS = (
-    f"SELECT {HOUR_COLUMNS} FROM rounds_1h "
-    "WHERE bucket_s >= ? AND bucket_s NOT IN (SELECT bucket_s FROM rollup_dirty) "
-    f"UNION ALL {HOURS_FROM_MINUTES} WHERE (bucket_s / 3600) * 3600 >= ? "
-    "AND (bucket_s / 3600) * 3600 IN (SELECT bucket_s FROM rollup_dirty) "
-    "GROUP BY hour, src, dst, kind ORDER BY 1, 2, 3"
+_READ = {
+    "1m": f"SELECT * FROM ({_MINUTES}) WHERE bucket_s >= ? ORDER BY 1, 2, 3",
+    "1h": f"SELECT {ROLLUP_COLUMNS} FROM rounds_1h WHERE bucket_s >= ? "
+    "AND bucket_s NOT IN (SELECT bucket_s FROM rollup_dirty) "
+    f"UNION ALL SELECT * FROM ({HOURS_FROM_MINUTES} FROM ({_MINUTES}) "
+    "WHERE (bucket_s / 3600) * 3600 IN (SELECT bucket_s FROM rollup_dirty)" + _GROUP + ") "
+    "WHERE bucket >= ? ORDER BY 1, 2, 3",
+}
+_SECONDS = {"1m": 60, "1h": 3600}
+# (resolution, table, queue of buckets to rebuild, bucket seconds, unit of what it sums)
+_ROLLUPS = (
+    ("1m", "rounds_1m", "rollup_dirty_1m", 60, 1_000_000_000),  # raw rounds: ns
+    ("1h", "rounds_1h", "rollup_dirty", 3600, 1),  # minutes: s
 )
 _INSERT_ROUND = (
     f"INSERT OR IGNORE INTO rounds ({', '.join(ROUND_COLUMNS)}) "
@@ -161,10 +187,12 @@ class SqliteStore:
         try:
             db.executemany(_INSERT_ROUND, map(_round_row, rounds))
             db.executemany(_INSERT_DECISION, map(_decision_row, decisions))
-            hours = {int(r.started_wall_ns // 3_600_000_000_000) * 3600 for r in rounds}
+            seconds = {int(r.started_wall_ns // 1_000_000_000) for r in rounds}
             for b in batches:
-                hours.update(int(r.started_wall_ns // 3_600_000_000_000) * 3600 for r in b.records)
-            db.executemany(_DIRTY_HOUR, [(h,) for h in hours])  # rebuilt by refresh_hours
+                seconds.update(int(r.started_wall_ns // 1_000_000_000) for r in b.records)
+            for resolution, size in _SECONDS.items():  # rebuilt by refresh_rollups
+                buckets = {s // size * size for s in seconds}
+                db.executemany(_DIRTY[resolution], [(b,) for b in buckets])
             for b in batches:
                 seen = db.execute("SELECT 1 FROM batches WHERE batch_id = ?", (b.batch_id,))
                 if seen.fetchone() is not None:
@@ -235,34 +263,36 @@ class SqliteStore:
     def pending(self) -> int:
         return len(self._pending.rounds)
 
-    def refresh_hours(self) -> int:
-        """Rebuild the hourly rollup of the hours written to since the last time, from the
-        minute rollup (writer thread); returns how many hours."""
+    def refresh_rollups(self) -> int:
+        """Rebuild the minutes and hours written to since the last time — minutes from the
+        raw rounds, then hours from the minutes (writer thread); returns how many buckets."""
         db = self._db
-        hours = [h for (h,) in db.execute("SELECT bucket_s FROM rollup_dirty ORDER BY bucket_s")]
-        if not hours:
+        queued = {r: [b for (b,) in db.execute(f"SELECT bucket_s FROM {q}")]
+                  for r, _t, q, _s, _u in _ROLLUPS}  # fmt: skip
+        if not any(queued.values()):
             return 0
         db.execute("BEGIN IMMEDIATE")
         try:
-            for h in hours:
-                db.execute("DELETE FROM rounds_1h WHERE bucket_s = ?", (h,))
-                db.execute(_REBUILD_HOUR, (h, h + 3600))
-                db.execute("DELETE FROM rollup_dirty WHERE bucket_s = ?", (h,))
+            for resolution, table, queue, size, unit in _ROLLUPS:  # minutes first
+                for b in queued[resolution]:
+                    db.execute(f"DELETE FROM {table} WHERE bucket_s = ?", (b,))
+                    db.execute(_REBUILD[resolution], (b * unit, (b + size) * unit))
+                    db.execute(f"DELETE FROM {queue} WHERE bucket_s = ?", (b,))
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
-        return len(hours)
+        return sum(len(q) for q in queued.values())
 
     async def run(
         self, interval_s: float = 0.5, prune_interval_s: float = 300.0,
-        hours_interval_s: float = 60.0,
+        rollup_interval_s: float = 60.0,
     ) -> None:  # fmt: skip
-        """The writer task: flush every `interval_s` (at once for batches), rebuild the hours
-        written to every `hours_interval_s`, prune every `prune_interval_s`."""
+        """The writer task: flush every `interval_s` (at once for batches), rebuild the rollup
+        buckets written to every `rollup_interval_s`, prune every `prune_interval_s`."""
         next_prune = 0.0
-        next_hours = time.monotonic() + hours_interval_s
+        next_rollup = time.monotonic() + rollup_interval_s
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
@@ -271,10 +301,10 @@ class SqliteStore:
                 self._wake.clear()
                 with contextlib.suppress(sqlite3.Error):
                     await self.flush()
-                if time.monotonic() >= next_hours and self.last_error is None:
-                    next_hours = time.monotonic() + hours_interval_s
+                if time.monotonic() >= next_rollup and self.last_error is None:
+                    next_rollup = time.monotonic() + rollup_interval_s
                     try:
-                        await self._in_thread(self.refresh_hours)
+                        await self._in_thread(self.refresh_rollups)
                     except sqlite3.Error as exc:
                         log.error("store_rollup_failed error=%r", exc)
                 if time.monotonic() >= next_prune and self.last_error is None:
@@ -288,9 +318,9 @@ class SqliteStore:
                 await asyncio.shield(self.flush())
 
     def prune(self, now_wall_s: float | None = None) -> dict[str, int]:
-        """Delete what is past its retention; returns rows deleted per table. The hours written
-        to are rebuilt first, while their minutes are still there."""
-        self.refresh_hours()
+        """Delete what is past its retention; returns rows deleted per table. The rollup
+        buckets written to are rebuilt first, while what they sum is still there."""
+        self.refresh_rollups()
         now = self._clock() if now_wall_s is None else now_wall_s
         ret, day = self.retention, 86400.0
         plan = (
@@ -326,15 +356,9 @@ class SqliteStore:
 
     def rollup(self, resolution: str = "1m", since_s: int = 0) -> list[dict[str, object]]:
         """Aggregates per path and bucket ('1m' or '1h'), oldest first."""
-        if resolution == "1h":  # hours not rebuilt yet are summed from their minutes
-            cur = self._read.execute(_READ_HOURS, (since_s, since_s))
-        elif resolution == "1m":
-            cur = self._read.execute(
-                "SELECT * FROM rounds_1m WHERE bucket_s >= ? ORDER BY bucket_s, src, dst",
-                (since_s,),
-            )
-        else:
+        if resolution not in _READ:
             raise ValueError(f"rollup resolution {resolution!r}: use '1m' or '1h'")
+        cur = self._read.execute(_READ[resolution], (since_s,) * (2 if resolution == "1h" else 1))
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 

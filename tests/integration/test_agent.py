@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from netopt.store import SqliteStore
 from tests.integration.conftest import REPO, free_port, http_get, icmp_allowed
 
 pytestmark = pytest.mark.skipif(
@@ -167,7 +168,15 @@ def check_store(p: Procs, since_s: float, until_s: float) -> None:
     assert all(stored[b] == n for b, n in acked.items())
     n_rounds = db.execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
     assert db.execute("SELECT SUM(stored) FROM batches").fetchone()[0] == n_rounds  # once each
-    assert db.execute("SELECT SUM(rounds) FROM rounds_1m").fetchone()[0] == n_rounds
+    store = SqliteStore(p.db)  # the rollups as read: rebuilt buckets and the queued ones
+    try:
+        assert sum(int(m["rounds"]) for m in store.rollup("1m")) == n_rounds  # once each too
+        store.refresh_rollups()
+        minutes = db.execute("SELECT SUM(rounds) FROM rounds_1m").fetchone()[0]
+        hours = db.execute("SELECT SUM(rounds) FROM rounds_1h").fetchone()[0]
+        assert minutes == hours == n_rounds  # and as rebuilt
+    finally:
+        store.close()
     for i in range(N_AGENTS):
         rows = db.execute(
             "SELECT started_wall_ns FROM rounds WHERE src = ? AND started_wall_ns BETWEEN ? AND ?"

@@ -146,7 +146,7 @@ async def test_decisions_are_logged_with_inputs(tmp_path: Path) -> None:
     store.close()
 
 
-async def test_hours_are_rebuilt_from_minutes_and_read_exactly_before_that(
+async def test_rollups_are_rebuilt_from_below_and_read_exactly_before_that(
     tmp_path: Path,
 ) -> None:
     store = SqliteStore(tmp_path / "s.db")
@@ -155,10 +155,12 @@ async def test_hours_are_rebuilt_from_minutes_and_read_exactly_before_that(
         store.add(rec(base + i))
         store.add(rec(base + i, dst="jnb", p50=None))
     await store.flush()
-    on_the_fly = store.rollup("1h")
-    assert store.count("rounds_1h") == 0 and len(on_the_fly) == 4  # not rebuilt yet
-    assert store.refresh_hours() == 2 and store.refresh_hours() == 0
+    on_the_fly, minutes = store.rollup("1h"), store.rollup("1m")
+    assert store.count("rounds_1h") == store.count("rounds_1m") == 0  # not rebuilt yet
+    assert len(on_the_fly) == 4 and len(minutes) == 240  # two paths, 2 hours, 120 minutes
+    assert store.refresh_rollups() == 2 + 120 and store.refresh_rollups() == 0
     assert store.rollup("1h") == on_the_fly and store.count("rounds_1h") == 4
+    assert store.rollup("1m") == minutes and store.count("rounds_1m") == 240
     fra = {r["bucket_s"]: r for r in on_the_fly if r["dst"] == "fra"}
     assert [fra[base]["rounds"], fra[base + 3600]["rounds"]] == [120, 120]
     assert fra[base]["received"] == 480 and fra[base]["rtt_max_ms"] == 20.0
