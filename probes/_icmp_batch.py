@@ -92,19 +92,26 @@ class Batch:
         self.started_wall_ns = 0
 
     def start(self) -> None:
-        """Send packet 0 of every target now, and book the rest on the tick grid."""
+        """Send packet 0 of every target on the tick grid — now, when the tick has just
+        passed, else at the next one — and book the rest on the grid after it."""
         self.started_wall_ns = time.time_ns()
         if self.n == 0 or self.count == 0:
             self._finish()
             return
         wall = self.started_wall_ns / 1e9
-        # the grid instant this slot was started for (just past), on the loop's clock: every
-        # batch's sends and timeouts fall on the same ticks, so the loop wakes once per tick
-        # for all; a batch started off the grid (not by the scheduler) keeps its own times
+        # on the loop's clock, the grid instant the batch starts at: every batch's sends,
+        # timeouts and reads fall on the same ticks, so the loop wakes once per tick for all
+        # (a slot's run can start late behind the previous slot's results)
         late = wall - math.floor(wall / TICK_S) * TICK_S
-        self._base = self.loop.time() - (late if late <= TICK_S / 4 else 0.0)
-        self._burst(0)
+        now = self.loop.time()
         pacer = self.channel.pacer
+        if late <= TICK_S / 4:
+            self._base = now - late
+            self._burst(0)
+        else:
+            self._base = now + (TICK_S - late)
+            self.started_wall_ns += int((TICK_S - late) * 1e9)
+            pacer.at(self._base, functools.partial(self._burst, 0))
         for i in range(1, self.count):
             pacer.at(self._base + i * self.opts.interval_s, functools.partial(self._burst, i))
 
