@@ -78,11 +78,18 @@ def _in_a(lab: Lab) -> Callable[[int, int, int], socket.socket]:
     return factory
 
 
-async def _netopt_icmp(lab: Lab, dst: str, count: int) -> ProbeResult:
+async def _netopt_icmp(lab: Lab, dst: str, count: int, batch: bool = False) -> ProbeResult:
+    """One round to `dst`; `batch`: as the daemon runs it, in a batch (`probe_many`, packet i
+    of each round in one sendmmsg) with a second round to the same address."""
     prober = IcmpProber(socket_factory=_in_a(lab))
     try:
         opts = ProbeOptions(count=count, interval_s=INTERVAL_S, timeout_s=2.0)
-        return await prober.probe(Target(lab.address(dst)), opts)
+        target = Target(lab.address(dst))
+        if batch:
+            first, second = await prober.probe_many([target, target], opts)
+            assert second.sent == first.sent == count
+            return first
+        return await prober.probe(target, opts)
     finally:
         await prober.close()
 
@@ -103,7 +110,8 @@ def _fping(lab: Lab, dst: str, count: int, out: dict[str, list[float]]) -> None:
 
 
 @STATISTICAL
-def test_icmp_median_matches_ping_and_fping_on_a_fixed_path(lab: Lab) -> None:
+@pytest.mark.parametrize("batch", [False, True], ids=["round", "batch"])
+def test_icmp_median_matches_ping_and_fping_on_a_fixed_path(lab: Lab, batch: bool) -> None:
     need_program("ping")
     need_program("fping")
     count = 500
@@ -112,7 +120,7 @@ def test_icmp_median_matches_ping_and_fping_on_a_fixed_path(lab: Lab) -> None:
     for t in threads:
         t.start()
     try:
-        result = asyncio.run(_netopt_icmp(lab, "c", count))
+        result = asyncio.run(_netopt_icmp(lab, "c", count, batch))
     finally:
         for t in threads:
             t.join()
@@ -127,9 +135,10 @@ def test_icmp_median_matches_ping_and_fping_on_a_fixed_path(lab: Lab) -> None:
 
 
 @STATISTICAL
-def test_icmp_loss_inside_the_binomial_interval(lab: Lab) -> None:
+@pytest.mark.parametrize("batch", [False, True], ids=["round", "batch"])
+def test_icmp_loss_inside_the_binomial_interval(lab: Lab, batch: bool) -> None:
     count = 1000
-    result = asyncio.run(_netopt_icmp(lab, "b", count))
+    result = asyncio.run(_netopt_icmp(lab, "b", count, batch))
     lost = result.sent - result.received
     lo, hi = binomial_interval(count, round_trip_loss(JITTERY, JITTERY), 0.99)
     assert result.sent == count
