@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -40,11 +39,6 @@ class ProbeJob:
     def batch_key(self) -> tuple[str, str | None, ProbeOptions]:
         """Jobs with equal keys (and one phase slot) run their rounds together."""
         return self.kind, self.netns, self.options
-
-    def start_offset_s(self) -> float:
-        """A deterministic spread of start times inside one interval (hash of the job id)."""
-        slots = max(1, int(self.interval_s * 1000))
-        return (zlib.crc32(self.job_id.encode()) % slots) / 1000.0
 
 
 def jobs_from_config(cfg: Config) -> list[ProbeJob]:
