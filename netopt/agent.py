@@ -198,15 +198,16 @@ class Agent:
         """One phase slot's rounds (the scheduler's run), spooled together."""
         records = []
         for ran in await run_rounds(self.pool, jobs):
-            job, stats = ran.job, ran.stats
-            if ran.result is None or stats is None:
+            job, measured = ran.job, ran.summary
+            if measured is None:
                 if not isinstance(ran.error, Exception):
-                    raise ran.error or RuntimeError("a round with neither result nor error")
+                    raise ran.error or RuntimeError("a round with neither summary nor error")
                 log.error("probe_failed job=%s error=%r", job.job_id, ran.error)
                 continue  # keep probing whatever one round did
+            stats = measured.digest
             self.metrics.sent.labels(job.src, job.dst, job.kind).inc(stats.sent)
             self.metrics.received.labels(job.src, job.dst, job.kind).inc(stats.received)
-            records.append(record_of(job, ran.result, stats))
+            records.append(record_of(job, measured.started_wall_ns, stats))
         if records:
             self.spool_rounds(records)
 

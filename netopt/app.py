@@ -34,8 +34,7 @@ from netopt.schedule import Scheduler
 from netopt.store import DecisionRecord, RoundRecord, SqliteStore
 from netopt.trace import Tracer
 from netopt.window import WindowStats
-from probes.base import Outcome
-from probes.stats import RoundDigest
+from probes.stats import RoundSummary
 from topology.planner import PathStats, plan
 
 log = logging.getLogger("netopt")
@@ -115,26 +114,22 @@ class Daemon:
         slot's packets into the metrics at once; a round that failed is logged and the others
         go on."""
         keys: list[tuple[str, str, str]] = []
-        rtts: list[list[float]] = []
-        digests: list[RoundDigest] = []
-        ok = Outcome.OK
+        done: list[RoundSummary] = []
         for ran in await run_rounds(self.pool, jobs):
-            job, result, stats = ran.job, ran.result, ran.stats
-            if result is not None and stats is not None:
-                self.add_round(record_of(job, result, stats))
+            job, measured = ran.job, ran.summary
+            if measured is not None:
+                self.add_round(record_of(job, measured.started_wall_ns, measured.digest))
                 keys.append((job.src, job.dst, job.kind))
-                rtts.append(
-                    [s.rtt_ns / 1e9 for s in result.samples if s.outcome is ok and s.rtt_ns]
-                )
-                digests.append(stats)
+                done.append(measured)
             elif isinstance(ran.error, Exception):  # ours or a neighbour's: say so, go on
                 log.error("probe_failed job=%s error=%r", job.job_id, ran.error)
             elif ran.error is not None:
                 raise ran.error  # cancellation and the like are not a round's failure
         if keys:
+            digests = [m.digest for m in done]
             self.metrics.probes.observe(
-                keys, rtts, [d.sent for d in digests], [d.received for d in digests],
-                [d.outcomes for d in digests],  # = result.outcome_counts(), already counted
+                keys, [m.rtts_s for m in done], [d.sent for d in digests],
+                [d.received for d in digests], [d.outcomes for d in digests],
                 [None if d.jitter_ms is None else d.jitter_ms / 1000 for d in digests],
             )  # fmt: skip
 

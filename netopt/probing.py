@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from netopt.config import Config, ProbeConfig
 from netopt.store.model import RoundRecord
-from probes.base import ProbeOptions, Prober, ProbeResult, Target, make_prober
-from probes.stats import RoundDigest, RoundStats, digest
+from probes.base import ProbeOptions, Prober, Target, make_prober
+from probes.stats import RoundDigest, RoundStats, RoundSummary, summary
 
 SocketFactory = Callable[[int, int, int], socket.socket]
 
@@ -74,10 +74,10 @@ def _options(p: ProbeConfig) -> ProbeOptions:
     )
 
 
-def record_of(job: ProbeJob, result: ProbeResult, stats: RoundStats | RoundDigest) -> RoundRecord:
+def record_of(job: ProbeJob, started_wall_ns: int, stats: RoundStats | RoundDigest) -> RoundRecord:
     rtt = stats.rtt_ms
     return RoundRecord(
-        started_wall_ns=result.started_wall_ns,
+        started_wall_ns=started_wall_ns,
         src=job.src,
         dst=job.dst,
         kind=job.kind,
@@ -118,33 +118,33 @@ class ProberPool:
 
 @dataclass(frozen=True, slots=True)
 class Ran:
-    """One job's round of a slot: its result and digest, or what it raised."""
+    """One job's round of a slot: its summary, or what it raised."""
 
     job: ProbeJob
-    result: ProbeResult | None = None
-    stats: RoundDigest | None = None
+    summary: RoundSummary | None = None
     error: BaseException | None = None
 
 
 async def run_rounds(pool: ProberPool, jobs: Sequence[ProbeJob]) -> list[Ran]:
     """One round of each of `jobs` (one phase slot: the same kind, namespace and options),
-    started together: through the prober's `probe_many` where it has one (ICMP: a burst per
-    system call), else as concurrent rounds. One round's failure is not the others'."""
+    started together: through the prober's `summaries_many` where it has one (ICMP: a burst
+    per system call, summaries from the batch's arrays), else as concurrent rounds. One
+    round's failure is not the others'."""
     if not jobs:
         return []
     first = jobs[0]
     prober = pool.get(first.kind, first.netns)
-    probe_many = getattr(prober, "probe_many", None)
-    if probe_many is not None and len(jobs) > 1:
+    summaries_many = getattr(prober, "summaries_many", None)
+    if summaries_many is not None and len(jobs) > 1:
         try:
-            results = await probe_many([j.target for j in jobs], first.options)
+            done = await summaries_many([j.target for j in jobs], first.options)
         except Exception as exc:  # the slot's socket: every round in it failed alike
             return [Ran(job, error=exc) for job in jobs]
-        return [Ran(job, r, digest(r)) for job, r in zip(jobs, results, strict=True)]
+        return [Ran(job, s) for job, s in zip(jobs, done, strict=True)]
     rounds = await asyncio.gather(
         *(prober.probe(j.target, j.options) for j in jobs), return_exceptions=True
     )
     return [
-        Ran(job, error=r) if isinstance(r, BaseException) else Ran(job, r, digest(r))
+        Ran(job, error=r) if isinstance(r, BaseException) else Ran(job, summary(r))
         for job, r in zip(jobs, rounds, strict=True)
     ]

@@ -46,6 +46,7 @@ from probes._icmp_channel import (
 )
 from probes._round import Pacer
 from probes.base import Outcome, ProbeOptions, ProbeResult, Sample, Target
+from probes.stats import RoundSummary, summaries
 
 # sends, timeouts and reads on a 20 ms wall-clock grid (the scheduler's phases are on it): the
 # loop wakes at most 50 times a second for every batch together (a wakeup from idle costs
@@ -60,6 +61,7 @@ _RECVERR_LEVELS = (socket.IPPROTO_IP, socket.IPPROTO_IPV6)
 _RECVERR_TYPES = (11, 25)  # IP_RECVERR, IPV6_RECVERR
 _CMSGHDR = struct.Struct("@Qii")  # cmsg_len (size_t), cmsg_level, cmsg_type
 _TIMESPEC = struct.Struct("@qq")
+_Ints = npt.NDArray[np.int64]
 _REPLY = np.dtype([("type", "u1"), ("code", "u1"), ("checksum", ">u2"), ("ident", ">u2"),
                    ("seq", ">u2"), ("nonce", ">u8")])  # fmt: skip
 
@@ -87,7 +89,7 @@ class Batch:
         # the send vector this batch holds (and its key in the channel's cache)
         self.vector: tuple[tuple[tuple[bytes, ...], int, int], _mmsg.SendVector] | None = None
         # (sent, received, state) per position, copied out when the batch ends
-        self.outcome: tuple[list[int], list[int], list[int]] | None = None
+        self.outcome: tuple[_Ints, _Ints, npt.NDArray[np.int8]] | None = None
         self.slot, self.seqs = channel.register(self)
         self.started_wall_ns = 0
 
@@ -157,8 +159,7 @@ class Batch:
             ch.drain()  # TX stamps of the last burst still queued
         self.finished = True  # callbacks still booked on the pacer see it and do nothing
         seqs = self.seqs
-        self.outcome = (ch.sent[seqs].tolist(), ch.received[seqs].tolist(),
-                        ch.status[seqs].tolist())  # fmt: skip
+        self.outcome = (ch.sent[seqs], ch.received[seqs], ch.status[seqs])  # copies
         ch.retire(self)
         if not self.done.done():
             self.done.set_result(None)
@@ -171,7 +172,7 @@ class Batch:
 
     def results(self, kind: str) -> list[ProbeResult]:
         assert self.outcome is not None, "results of a batch that did not finish"
-        sent, received, state = self.outcome
+        sent, received, state = (a.tolist() for a in self.outcome)
         count, started, timeout = self.count, self.started_wall_ns, Outcome.TIMEOUT
         out = []
         for t, target in enumerate(self.targets):
@@ -188,6 +189,14 @@ class Batch:
             foreign = dict(self.foreign[t]) if t in self.foreign else {}
             out.append(ProbeResult(kind, target, started, tuple(samples), foreign))
         return out
+
+    def summaries(self) -> list[RoundSummary]:
+        """`probes.stats.summary` of every target's round, straight from the arrays."""
+        assert self.outcome is not None, "summaries of a batch that did not finish"
+        shape = (self.n, self.count)
+        sent, received, state = self.outcome
+        return summaries(self.started_wall_ns, sent.reshape(shape), received.reshape(shape),
+                         state.reshape(shape), _OUTCOMES)  # fmt: skip
 
 
 class BatchChannel:

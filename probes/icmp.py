@@ -25,6 +25,7 @@ from probes._icmp_batch import Batch, BatchChannel
 from probes._icmp_channel import Channel
 from probes._round import Round
 from probes.base import ProbeOptions, ProbeResult, ProbeSetupError, Target
+from probes.stats import RoundSummary, summary
 
 ICMP_FILTER = 1  # <linux/icmp.h>, level SOL_RAW: a bitmask of ICMP types to *block*
 ICMP6_FILTER = 1  # <netinet/icmp6.h>, level IPPROTO_ICMPV6: 256-bit mask, set bit = block
@@ -33,6 +34,7 @@ _PASS_V4 = (wire.ECHO_REPLY_V4, *wire.ERROR_TYPES_V4)
 _PASS_V6 = (wire.ECHO_REPLY_V6, *wire.ERROR_TYPES_V6)
 SocketFactory = Callable[[int, int, int], socket.socket]
 _C = TypeVar("_C", Channel, BatchChannel)
+_R = TypeVar("_R")
 MAX_BATCH_PACKETS = 8192  # per batch: its sequence numbers stay a small share of the 65,536
 HOW_TO_GRANT = (
     "ICMP probes need a raw socket (run as root, or grant CAP_NET_RAW: "
@@ -75,14 +77,34 @@ class IcmpProber:
         self, targets: Sequence[Target], options: ProbeOptions
     ) -> list[ProbeResult]:
         """One round to each of `targets`, in target order: packet i of every target in one
-        system call (`probes._icmp_batch`). The scheduler's way to run a phase slot's rounds;
-        flood mode (`interval_s` 0) and a libc without sendmmsg take `probe` per target."""
-        if options.interval_s <= 0 or not _mmsg.available() or len(targets) < 2:
+        system call (`probes._icmp_batch`). Flood mode (`interval_s` 0) and a libc without
+        sendmmsg take `probe` per target."""
+        if not self._batched(targets, options):
             return list(await asyncio.gather(*(self.probe(t, options) for t in targets)))
+        return await self._batches(targets, options, lambda b: b.results(self.kind))
+
+    async def summaries_many(
+        self, targets: Sequence[Target], options: ProbeOptions
+    ) -> list[RoundSummary]:
+        """What `probe_many` measures, as each round's `probes.stats.summary`, computed from the
+        batch's arrays without a `Sample` per packet: the scheduler's way to run a slot."""
+        if not self._batched(targets, options):
+            results = await asyncio.gather(*(self.probe(t, options) for t in targets))
+            return [summary(r) for r in results]
+        return await self._batches(targets, options, Batch.summaries)
+
+    @staticmethod
+    def _batched(targets: Sequence[Target], options: ProbeOptions) -> bool:
+        return options.interval_s > 0 and _mmsg.available() and len(targets) >= 2
+
+    async def _batches(
+        self, targets: Sequence[Target], options: ProbeOptions, take: Callable[[Batch], list[_R]]
+    ) -> list[_R]:
+        """Run `targets` as batches (one per family, at most MAX_BATCH_PACKETS packets each),
+        all at once; `take` turns each finished batch into per-target items, in target order."""
         by_family: dict[int, list[int]] = {}
         for i, t in enumerate(targets):
             by_family.setdefault(_parse_address(t.address)[1], []).append(i)
-        out: list[ProbeResult | None] = [None] * len(targets)
         batches = []
         per_batch = max(1, MAX_BATCH_PACKETS // max(1, options.count))
         try:
@@ -98,10 +120,11 @@ class IcmpProber:
         finally:
             for batch, _indices in batches:
                 batch.cancel()
+        out: list[_R | None] = [None] * len(targets)
         for batch, indices in batches:
-            for i, result in zip(indices, batch.results(self.kind), strict=True):
-                out[i] = result
-        return [r for r in out if r is not None]
+            for i, item in zip(indices, take(batch), strict=True):
+                out[i] = item
+        return [item for item in out if item is not None]
 
     def foreign_totals(self) -> dict[str, int]:
         """Every reply that did not belong, by kind, over the prober's lifetime."""

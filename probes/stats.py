@@ -195,6 +195,58 @@ def digest(result: ProbeResult) -> RoundDigest:
     )  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class RoundSummary:
+    """What a scheduled round leaves behind: when it began, its digest, and the RTTs (s) of
+    the packets answered in time, in send order (for the RTT histogram)."""
+
+    started_wall_ns: int
+    digest: RoundDigest
+    rtts_s: list[float]
+
+
+def summary(result: ProbeResult) -> RoundSummary:
+    ok = Outcome.OK
+    rtts_s = [s.rtt_ns / 1e9 for s in result.samples if s.outcome is ok and s.rtt_ns]
+    return RoundSummary(result.started_wall_ns, digest(result), rtts_s)
+
+
+def summaries(
+    started_wall_ns: int, sent_ns: npt.NDArray[np.int64], received_ns: npt.NDArray[np.int64],
+    codes: npt.NDArray[np.int8], outcomes: Sequence[Outcome],
+) -> list[RoundSummary]:  # fmt: skip
+    """`summary` of many rounds of one length begun at one time, from arrays (a row a round,
+    a column a packet; the outcome of packet j of round i is `outcomes[codes[i, j]]`), without
+    building a `Sample` per packet: the same values (`RttSummary.of_ms` and the RFC 3550 jitter
+    over the RTTs in arrival order, as `digest`)."""
+    n, count = codes.shape
+    ok_code = outcomes.index(Outcome.OK)
+    ok = codes == ok_code
+    error = np.isin(codes, [c for c, o in enumerate(outcomes) if o is Outcome.ERROR])
+    arrival = np.where(ok, received_ns, np.iinfo(np.int64).max)  # then sequence (stable)
+    order = np.argsort(arrival, axis=1, kind="stable")
+    rtt_ns = received_ns - sent_ns
+    by_arrival = np.take_along_axis(rtt_ns.astype(np.float64) / _NS_PER_MS, order, axis=1)
+    rtt_ms, rtt_s = by_arrival.tolist(), (rtt_ns.astype(np.float64) / 1e9).tolist()
+    answered, ok_rows = ok.sum(axis=1).tolist(), ok.tolist()
+    sent = (count - error.sum(axis=1)).tolist()
+    names = [o._value_ for o in outcomes]
+    counts = [(codes == c).sum(axis=1).tolist() for c in range(len(outcomes))]
+    out = []
+    for i in range(n):
+        k = answered[i]
+        v = rtt_ms[i][:k]
+        by_outcome: dict[str, int] = {}
+        for c, name in enumerate(names):
+            if counts[c][i]:  # two codes may name one outcome
+                by_outcome[name] = by_outcome.get(name, 0) + counts[c][i]
+        d = RoundDigest(sent[i], k, RttSummary.of_ms(v), _last_jitter(v) if v else None,
+                        by_outcome)  # fmt: skip
+        rtts = [x for x, o in zip(rtt_s[i], ok_rows[i], strict=True) if o and x]
+        out.append(RoundSummary(started_wall_ns, d, rtts))
+    return out
+
+
 def summarize(result: ProbeResult, jitter_buffer_ms: float | None = None) -> RoundStats:
     """The statistics of one round; `jitter_buffer_ms` adds the late-packet share (voice)."""
     timeout = Outcome.TIMEOUT

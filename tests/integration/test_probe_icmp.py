@@ -205,9 +205,14 @@ async def test_batch_to_many_targets_matches_every_reply_in_target_order() -> No
     try:
         results = await prober.probe_many(targets, opts)
         again = await prober.probe_many(targets, opts)  # the send vectors come from the cache
+        summed = await prober.summaries_many(targets, opts)
     finally:
         await prober.close()
     assert [r.target for r in results] == targets
+    assert len(summed) == len(targets)
+    for s in summed:  # from the batch's arrays, without Sample objects
+        assert s.digest.sent == s.digest.received == 4 and len(s.rtts_s) == 4
+        assert s.digest.outcomes == {"ok": 4} and s.started_wall_ns > 0
     for r in (*results, *again):
         assert [s.outcome for s in r.samples] == [Outcome.OK] * 4 and r.foreign == {}
         assert [s.seq for s in r.samples] == [0, 1, 2, 3]
