@@ -46,24 +46,18 @@ _NO_BODY = frozenset({204, 304})
 
 
 @dataclass(frozen=True)
-class Upstream:
-    """The daemon's answer to a forwarded request (hop-by-hop headers already dropped)."""
-
-    status: int
-    reason: str
-    headers: list[tuple[str, str]]
-    body: bytes
-    length: str | None = None  # the daemon's Content-Length (what a HEAD answer announces)
-
-
-@dataclass(frozen=True)
 class Reply:
-    """A whole response other than a table answer (a token refusal, /healthz, /readyz)."""
+    """A whole response other than a table answer: a token refusal, /healthz, /readyz, or the
+    daemon's answer to a forwarded request (hop-by-hop headers already dropped)."""
 
     status: int
     reason: str
     headers: list[tuple[str, str]]
     body: bytes
+    length: str | None = None  # a forwarded answer's Content-Length (what HEAD announces)
+
+
+Upstream = Reply  # the daemon's answer to a forwarded request
 
 
 class Forwarder(Protocol):
