@@ -241,7 +241,6 @@ class BatchChannel:
         self._rx = _mmsg.RecvBuffers(_RX_SLOTS, self._rx_size, 64)
         self._eq = _mmsg.RecvBuffers(_RX_SLOTS, self._rx_size, 256)
         self._vectors: dict[tuple[tuple[bytes, ...], int, int], list[_mmsg.SendVector]] = {}
-        self._active = 0
         self.pacer = Pacer(loop)  # every batch's sends and timeouts: one loop timer
         self.closed = False
         loop.add_reader(self.fd, self._on_readable)
@@ -292,7 +291,6 @@ class BatchChannel:
         self.stamped[seqs] = False
         words = np.frombuffer(b"".join(batch.addresses), np.uint64).reshape(-1, self.addr_words)
         self.expect[seqs] = np.repeat(words, batch.count, axis=0)
-        self._active += 1
         return slot, seqs
 
     def retire(self, batch: Batch) -> None:
@@ -301,7 +299,6 @@ class BatchChannel:
         self.owner[batch.seqs] = -1
         self.batches[batch.slot] = None
         self._free.append(batch.slot)
-        self._active -= 1
         self._release_vector(batch)
 
     # --- sending -------------------------------------------------------------------------

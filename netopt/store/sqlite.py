@@ -62,7 +62,6 @@ _READ = {
     "WHERE (bucket_s / 3600) * 3600 IN (SELECT bucket_s FROM rollup_dirty)" + _GROUP + ") "
     "WHERE bucket >= ? ORDER BY 1, 2, 3",
 }
-_SECONDS = {"1m": 60, "1h": 3600}
 # (resolution, table, queue of buckets to rebuild, bucket seconds, unit of what it sums)
 _ROLLUPS = (
     ("1m", "rounds_1m", "rollup_dirty_1m", 60, 1_000_000_000),  # raw rounds: ns
@@ -190,7 +189,7 @@ class SqliteStore:
             seconds = {int(r.started_wall_ns // 1_000_000_000) for r in rounds}
             for b in batches:
                 seconds.update(int(r.started_wall_ns // 1_000_000_000) for r in b.records)
-            for resolution, size in _SECONDS.items():  # rebuilt by refresh_rollups
+            for resolution, _table, _queue, size, _unit in _ROLLUPS:  # see refresh_rollups
                 buckets = {s // size * size for s in seconds}
                 db.executemany(_DIRTY[resolution], [(b,) for b in buckets])
             for b in batches:
