@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -252,6 +253,25 @@ async def test_batch_flood_mode_and_a_single_target_take_the_per_round_path() ->
     assert [r.received for r in flood] == [20, 20] and single[0].received == 5
 
 
+async def _until(condition: Callable[[], bool], what: str, deadline_s: float = 2.0) -> None:
+    """Wait, polling every millisecond, until `condition()` holds; fail naming `what`."""
+    try:
+        async with asyncio.timeout(deadline_s):
+            while not condition():  # noqa: ASYNC110 - the prober's state offers no event to await
+                await asyncio.sleep(0.001)
+    except TimeoutError:
+        pytest.fail(f"not within {deadline_s:g} s: {what}")
+
+
+async def _running_batch(prober: IcmpProber) -> tuple[Any, Any]:
+    """The one batch channel of `prober` and the batch running on it, once it exists."""
+    await _until(lambda: bool(prober._batch_channels), "the batch channel is open")
+    (channel,) = prober._batch_channels.values()
+    await _until(lambda: any(b is not None for b in channel.batches), "a batch is registered")
+    (batch,) = [b for b in channel.batches if b is not None]
+    return channel, batch
+
+
 async def test_batch_counts_replies_that_do_not_belong() -> None:
     """Forged echo replies injected while a batch runs: a wrong nonce, a wrong source, a
     duplicate of a real reply; each is counted on the round it names, none resolves it."""
@@ -261,10 +281,10 @@ async def test_batch_counts_replies_that_do_not_belong() -> None:
         task = asyncio.create_task(
             prober.probe_many([Target("127.0.5.1"), Target("127.0.5.2")], opts)
         )
-        await asyncio.sleep(0.03)  # packet 0 of both answered, 1 and 2 not sent yet
-        (channel,) = prober._batch_channels.values()
-        (batch,) = [b for b in channel.batches if b is not None]
+        channel, batch = await _running_batch(prober)
         seq0 = int(batch.seqs[0])  # target 0, packet 0
+        # the duplicate below is one only once the real reply to packet 0 has been read
+        await _until(lambda: bool(channel.received[seq0]), "the reply to packet 0 is read")
 
         def reply(seq: int, nonce: int, source: str) -> None:
             body = wire.payload(nonce, opts.size)
