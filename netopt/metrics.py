@@ -276,7 +276,7 @@ class AgentMetrics:
         )  # fmt: skip
         self.batches = Counter(
             "netopt_agent_batches_total", "Batches shipped by outcome (acked, duplicate, "
-            "rejected, unreachable).", ("agent", "outcome"), registry=r,
+            "split, rejected, refused, unreachable, bad_answer).", ("agent", "outcome"), registry=r,
         )  # fmt: skip
         self.sent = Counter(
             "netopt_probe_packets_sent_total", "Probe packets sent.", ("src", "dst", "kind"),

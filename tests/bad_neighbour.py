@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import socket
 import struct
@@ -83,9 +84,9 @@ class BadNeighbour:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(STALL_S):
-                request_id = await _read_request(reader)
+                request = await _read_request(reader)
                 self.requests += 1
-                await self._answer(request_id, reader, writer)
+                await self._answer(request, reader, writer)
         except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
             pass
         finally:
@@ -93,9 +94,9 @@ class BadNeighbour:
                 writer.close()
 
     async def _answer(
-        self, rid: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, req: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        mode = self.mode
+        mode, rid = self.mode, req.get("id")
         if mode == "reset":
             sock = writer.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -107,7 +108,7 @@ class BadNeighbour:
         if mode in ("huge", "huge_chunked"):
             await _stream(writer, chunked=mode == "huge_chunked")
             return
-        raw = self._raw(mode, rid)
+        raw = self._raw(mode, rid, req)
         if mode == "trickle":
             for i in range(len(raw)):
                 writer.write(raw[i : i + 1])
@@ -117,8 +118,11 @@ class BadNeighbour:
         writer.write(raw)
         await writer.drain()
 
-    def _raw(self, mode: str, rid: Any) -> bytes:
+    def _raw(self, mode: str, rid: Any, req: dict[str, Any]) -> bytes:
         ok = {"jsonrpc": "2.0", "result": self.result, "id": rid}
+        if mode == "ingest_ack":  # what the controller answers an agent's batch
+            ack = {"batch_id": req.get("batch_id"), "duplicate": False, "stored": 1}
+            return _http(200, json.dumps(ack).encode())
         bodies: dict[str, Any] = {
             "ok": ok, "trickle": ok, "wrong_id": {**ok, "id": (rid or 0) + 1000},
             "no_jsonrpc": {"result": self.result, "id": rid},
@@ -166,7 +170,8 @@ def _http(status: int, body: bytes, ctype: bytes = b"application/json") -> bytes
     ) + body
 
 
-async def _read_request(reader: asyncio.StreamReader) -> Any:
+async def _read_request(reader: asyncio.StreamReader) -> dict[str, Any]:
+    """The request's JSON body (gzip undone), {} when it has none."""
     head = await reader.readuntil(b"\r\n\r\n")
     length = 0
     for line in head.split(b"\r\n"):
@@ -174,10 +179,13 @@ async def _read_request(reader: asyncio.StreamReader) -> Any:
         if name.strip().lower() == b"content-length":
             length = int(value)
     body = await reader.readexactly(length)
+    if body[:2] == b"\x1f\x8b":
+        body = gzip.decompress(body)
     try:
-        return json.loads(body).get("id")
-    except (ValueError, AttributeError):
-        return None
+        parsed = json.loads(body)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 async def _stream(writer: asyncio.StreamWriter, *, chunked: bool) -> None:
