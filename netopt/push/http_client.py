@@ -71,7 +71,8 @@ async def request(
     host = parts.hostname
     port = parts.port or (443 if parts.scheme == "https" else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    head = [("Host", parts.netloc), ("Content-Length", str(len(body))),
+    authority = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    head = [("Host", authority), ("Content-Length", str(len(body))),
             ("Connection", "close"), *headers]  # fmt: skip
     tls = ssl.create_default_context() if parts.scheme == "https" else None
     try:
