@@ -12,6 +12,7 @@ import pytest
 from netopt.agent import Agent, AgentConfig
 from netopt.store import RoundRecord
 from tests.bad_neighbour import BAD_JSONRPC, BAD_MODES, BadNeighbour
+from tests.integration.conftest import free_port, icmp_allowed
 
 STATUS_200 = {"not_json", "wrong_id", *BAD_JSONRPC}
 
@@ -23,7 +24,7 @@ def agent_for(tmp_path: Path, url: str, timeout_s: float = 0.5) -> Agent:
                        "min_backoff_s": 0.05, "max_backoff_s": 0.2},
         "spool": {"path": str(tmp_path / "spool.db")},
         "targets": [{"id": "fra", "address": "127.0.0.2"}],
-        "probes": [{"kind": "icmp", "to": ["fra"], "interval_s": 5, "timeout_s": 1}],
+        "probes": [{"kind": "icmp", "to": ["fra"], "interval_s": 0.5, "timeout_s": 0.2}],
     })  # fmt: skip
     return Agent(config)
 
@@ -68,3 +69,38 @@ async def test_the_ship_loop_backs_off_and_goes_on(tmp_path: Path) -> None:
         assert agent.metrics.batches.labels("lagos-1", "unreachable")._value.get() >= 3
         assert agent.metrics.batches.labels("lagos-1", "acked")._value.get() == 1
         agent.spool.close()
+
+
+@pytest.mark.skipif(not icmp_allowed(), reason="ICMP probes need root or ping_group_range")
+@pytest.mark.parametrize("task", ["ship_loop", "metrics_listener", "probe_slot"])
+async def test_a_broken_agent_task_is_counted_and_restarted(tmp_path: Path, task: str) -> None:
+    with BadNeighbour("ingest_ack") as controller:
+        agent = agent_for(tmp_path, f"http://127.0.0.1:{controller.port}")
+        agent.config = agent.config.model_copy(
+            update={"metrics_listen": f"127.0.0.1:{free_port()}"}
+        )
+        attr = {"ship_loop": "ship_loop", "metrics_listener": "serve_metrics",
+                "probe_slot": "probe_slot"}[task]  # fmt: skip
+        real, runs = getattr(agent, attr), []
+
+        async def broken(*args: object) -> None:
+            runs.append(1)
+            if len(runs) == 1:
+                if task == "metrics_listener":  # it breaks after it has listened, as a crash
+                    agent._listening = True
+                raise RuntimeError(f"{task} broken on purpose")
+            await real(*args)
+
+        setattr(agent, attr, broken)
+        main = asyncio.create_task(agent.run())
+        try:
+            async with asyncio.timeout(15):
+                while len(runs) < 2:
+                    assert not main.done()
+                    await asyncio.sleep(0.05)
+            assert agent.metrics.task_failures.labels(task)._value.get() == 1
+            assert not main.done()
+        finally:
+            main.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await main
