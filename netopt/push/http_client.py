@@ -110,11 +110,21 @@ async def _exchange(
         out = conn.send(h11.Request(method=method, target=target, headers=head))
         out += conn.send(h11.Data(data=body)) if body else b""
         out += conn.send(h11.EndOfMessage())
-        writer.write(out)
-        await writer.drain()
-        return await _receive(conn, reader, max_body_bytes)
+        # sent while the answer is read: a server may answer from the head (a 413) and close
+        # before reading the body, and that answer, not the reset the body runs into, counts
+        sending = asyncio.ensure_future(_send(writer, out))
+        try:
+            return await _receive(conn, reader, max_body_bytes)
+        finally:
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
     finally:
         writer.close()
+
+
+async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
+    writer.write(data)
+    await writer.drain()  # a failure here closes the transport: `_receive` reports it
 
 
 async def _connect(

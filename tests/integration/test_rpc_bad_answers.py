@@ -3,6 +3,8 @@ every bad answer is a `PushError` naming the URL and what was wrong, within the 
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from netopt.errors import PushError
@@ -64,3 +66,22 @@ async def test_nobody_listening() -> None:
         url = k.url
     with pytest.raises(HttpError, match="connection refused"):
         await request(url, b"{}", timeout_s=1, max_body_bytes=100)
+
+
+async def test_an_answer_sent_before_the_body_was_read_is_still_read() -> None:
+    """A server that refuses a large body from its head (a 413) and closes without reading
+    it: the client reports the 413, not the reset its unsent body runs into."""
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        writer.close()  # unread body in the kernel's buffer: the close sends a reset
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        for _ in range(3):
+            reply = await request(f"http://127.0.0.1:{port}/v1/ingest", b"x" * (8 << 20),
+                                  timeout_s=5, max_body_bytes=1000)  # fmt: skip
+            assert (reply.status, reply.body) == (413, b"{}")
