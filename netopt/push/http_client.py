@@ -16,8 +16,11 @@ Whatever the other side does becomes `HttpError`, with the URL and what was wron
 - no complete answer within `timeout_s`: one deadline for connect, send and receive, so a
   neighbour trickling one byte a second cannot hold the caller.
 
-The status is not judged here: a 500 with an HTML body is a `Reply`, and the caller (which
-knows what a good answer looks like) says what is wrong with it.
+The request is sent while the answer is read, so a server that answers from the head (a 413
+for a body too large) and closes before reading the body is read as its answer, not as the
+reset the rest of the body runs into. The status is not judged here: a 500 with an HTML body
+is a `Reply`, and the caller (which knows what a good answer looks like) says what is wrong
+with it.
 """
 
 from __future__ import annotations
