@@ -38,6 +38,7 @@ from netopt.api_models import (
     SelectorQuery,
     TracesAnswer,
     TracesQuery,
+    check_query,
     route_query,
 )
 from netopt.openapi import Answer, RouteSpec, openapi_document
@@ -159,10 +160,7 @@ async def get_traces(request: web.Request) -> web.Response:
 
 
 def _single(query: Mapping[str, str]) -> dict[str, str]:
-    names = list(query)
-    twice = next((n for n in names if names.count(n) > 1), None)
-    if twice is not None:
-        raise ValueError(f"query parameter {twice!r} given more than once")
+    check_query(query, TracesQuery.model_fields)
     return dict(query)
 
 

@@ -57,8 +57,9 @@ def check_query(query: Mapping[str, str], allowed: Iterable[str]) -> None:
     for name in names:
         if name not in allowed:
             raise ValueError(f"unknown query parameter {name!r} (expected {', '.join(allowed)})")
-    if len(set(names)) != len(names):
-        twice = next(n for n in names if names.count(n) > 1)
+    if len(query) != len(set(names)):  # a multidict counts every value, iterates names once
+        getall = getattr(query, "getall", None)
+        twice = next((n for n in names if getall is not None and len(getall(n)) > 1), names[0])
         raise ValueError(f"query parameter {twice!r} given more than once")
 
 
