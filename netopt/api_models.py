@@ -15,8 +15,7 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -41,9 +40,9 @@ class _Shape(BaseModel):
 
 
 # --- queries --------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class RouteRequest:
-    """A checked `/v1/route` (or `/v1/paths`) query: one selector, its value, dest, format."""
+class RouteRequest(NamedTuple):
+    """A checked `/v1/route` (or `/v1/paths`) query: one selector, its value, dest, format
+    (a tuple, not a frozen dataclass: built once per new query string on the hot path)."""
 
     selector: str
     value: str
@@ -51,31 +50,38 @@ class RouteRequest:
     rtjson: bool = False
 
 
-def check_query(query: Mapping[str, str], allowed: Iterable[str]) -> None:
-    """ValueError for a parameter the operation does not take, or one given twice."""
-    names = list(query)
+def check_query(query: Mapping[str, str], allowed: Iterable[str]) -> dict[str, str]:
+    """The query as a plain dict; ValueError for a parameter the operation does not take, or
+    one given twice."""
+    names = list(query)  # a multidict iterates each name once and counts every value
+    known = allowed if isinstance(allowed, frozenset) else frozenset(allowed)
+    if len(query) == len(names) and known.issuperset(names):
+        return {name: query[name] for name in names}
     for name in names:
-        if name not in allowed:
-            raise ValueError(f"unknown query parameter {name!r} (expected {', '.join(allowed)})")
-    if len(query) != len(set(names)):  # a multidict counts every value, iterates names once
-        getall = getattr(query, "getall", None)
-        twice = next((n for n in names if getall is not None and len(getall(n)) > 1), names[0])
-        raise ValueError(f"query parameter {twice!r} given more than once")
+        if name not in known:
+            expected = ", ".join(sorted(known))
+            raise ValueError(f"unknown query parameter {name!r} (expected {expected})")
+    getall = getattr(query, "getall", None)
+    twice = next((n for n in names if getall is not None and len(getall(n)) > 1), names[0])
+    raise ValueError(f"query parameter {twice!r} given more than once")
 
 
 def selector_query(query: Mapping[str, str], allowed: Iterable[str] = SELECTORS) -> RouteRequest:
     """Exactly one of region, src_ip, caller, country, with a well-formed value."""
-    check_query(query, allowed)
-    given = [k for k in SELECTORS if k in query]
+    return _selector(check_query(query, allowed))
+
+
+def _selector(q: dict[str, str], dest: str | None = None, rtjson: bool = False) -> RouteRequest:
+    given = [k for k in SELECTORS if k in q]
     if len(given) != 1:
         raise ValueError(
             "give exactly one of region, src_ip, caller, country"
             + (f" (got {', '.join(given)})" if given else "")
         )
     key = given[0]
-    value = query[key]
+    value = q[key]
     _check_selector(key, value)
-    return RouteRequest(key, value)
+    return RouteRequest(key, value, dest, rtjson)
 
 
 def _check_selector(key: str, value: str) -> None:
@@ -95,6 +101,7 @@ def _check_selector(key: str, value: str) -> None:
 
 
 ROUTE_PARAMETERS = (*SELECTORS, "dest", "format")
+_ROUTE_PARAMETERS = frozenset(ROUTE_PARAMETERS)
 
 
 def route_query(query: Mapping[str, str]) -> RouteRequest:
@@ -102,11 +109,11 @@ def route_query(query: Mapping[str, str]) -> RouteRequest:
     fmt = query.get("format", "json")
     if fmt not in ("json", "rtjson"):
         raise ValueError(f"format must be 'json' or 'rtjson', not {fmt!r}")
-    found = selector_query(query, ROUTE_PARAMETERS)
-    dest = query.get("dest")
+    q = check_query(query, _ROUTE_PARAMETERS)
+    dest = q.get("dest")
     if dest is not None and not _ID.fullmatch(dest):
         raise ValueError(f"dest: {dest!r} is not a destination id ({ID_PATTERN})")
-    return RouteRequest(found.selector, found.value, dest, fmt == "rtjson")
+    return _selector(q, dest, fmt == "rtjson")
 
 
 class SelectorQuery(BaseModel):
