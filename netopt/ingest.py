@@ -18,14 +18,16 @@ import json
 import logging
 import math
 import zlib
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestPayloadError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
+from netopt.api_models import Error, IngestBatch, Ingested, IngestRound, Reloaded, ReloadRejected
 from netopt.errors import StoreError
+from netopt.openapi import Answer, RouteSpec
 from netopt.store.model import RoundRecord
 from netopt.validation import format_validation_error
 
@@ -36,45 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("netopt.ingest")
 
 INGEST_DAEMON: web.AppKey[Daemon] = web.AppKey("ingest_daemon")
-Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-Ms = Annotated[float | None, Field(default=None, ge=0, le=600_000)]
-
-
-class IngestRound(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    started_wall_ns: int = Field(ge=0, le=2**63 - 1)
-    src: Id
-    dst: Id
-    kind: Id
-    sent: int = Field(ge=0, le=1_000_000)
-    received: int = Field(ge=0, le=1_000_000)
-    rtt_min_ms: Ms
-    rtt_avg_ms: Ms
-    rtt_p50_ms: Ms
-    rtt_p90_ms: Ms
-    rtt_max_ms: Ms
-    jitter_ms: Ms
-
-    @field_validator("received")
-    @classmethod
-    def _received(cls, v: int, info: Any) -> int:
-        sent = info.data.get("sent")
-        if sent is not None and v > sent:
-            raise ValueError(f"received ({v}) cannot exceed sent ({sent})")
-        return v
-
-    def record(self) -> RoundRecord:
-        return RoundRecord(**self.model_dump())
-
-
-class IngestBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    agent: Id
-    batch_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
-    spool_depth: int = Field(default=0, ge=0)
-    rounds: tuple[IngestRound, ...]
+_BEARER = {"WWW-Authenticate": "Bearer"}
 
 
 def encode_batch(agent: str, batch_id: str, rounds: list[RoundRecord], spool_depth: int) -> bytes:
@@ -136,13 +100,15 @@ async def _read_body(request: web.Request, max_wire: int, max_inflated: int) -> 
     return b"".join(chunks)
 
 
-def _parse(raw: bytes, max_rounds: int) -> IngestBatch:
+def _parse(raw: bytes, max_rounds: int, agent: AgentAuth, known: set[str]) -> IngestBatch:
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise _Reject(400, "invalid", f"body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise _Reject(400, "invalid", "(top level): expected a JSON object")
+    if isinstance(data.get("agent"), str):  # whose batch, before whether it is well formed
+        _check_agent(agent, known, data["agent"])
     rounds = data.get("rounds")
     if isinstance(rounds, list) and len(rounds) > max_rounds:
         raise _Reject(413, "too_large", f"rounds: more than {max_rounds} in one batch")
@@ -152,11 +118,14 @@ def _parse(raw: bytes, max_rounds: int) -> IngestBatch:
         raise _Reject(400, "invalid", "; ".join(format_validation_error(exc)[:10])) from None
 
 
-def _authorize(agent: AgentAuth, known: set[str], batch: IngestBatch) -> None:
-    if batch.agent not in known:
-        raise _Reject(403, "forbidden", f"unknown agent {batch.agent!r}")
-    if batch.agent != agent.id:
-        raise _Reject(403, "forbidden", f"this token is not agent {batch.agent!r}'s")
+def _check_agent(agent: AgentAuth, known: set[str], named: str) -> None:
+    if named not in known:
+        raise _Reject(403, "forbidden", f"unknown agent {named!r}")
+    if named != agent.id:
+        raise _Reject(403, "forbidden", f"this token is not agent {named!r}'s")
+
+
+def _authorize(agent: AgentAuth, batch: IngestBatch) -> None:
     for i, r in enumerate(batch.rounds):
         if r.src != agent.site:
             raise _Reject(
@@ -172,16 +141,17 @@ async def post_ingest(request: web.Request) -> web.Response:
         agent = _agent_by_token(cfg.agents, request.headers.get("Authorization", ""))
         ing = cfg.ingest
         raw = await _read_body(request, ing.max_body_bytes, ing.max_inflated_bytes)
-        batch = _parse(raw, ing.max_rounds_per_batch)
-        _authorize(agent, {a.id for a in cfg.agents}, batch)
+        batch = _parse(raw, ing.max_rounds_per_batch, agent, {a.id for a in cfg.agents})
+        _authorize(agent, batch)
     except _Reject as rej:
         m.ingest_batches.labels(rej.outcome).inc()
         log.info("ingest_rejected status=%d reason=%r", rej.status, rej.message)
-        resp = web.json_response({"error": rej.message}, status=rej.status)
+        resp = web.json_response({"error": rej.message}, status=rej.status,
+                                 headers=_BEARER if rej.status == 401 else None)  # fmt: skip
         if not request.content.at_eof():
             resp.force_close()  # the rest of the body is not worth reading
         return resp
-    records = [r.record() for r in batch.rounds]
+    records = [RoundRecord(**r.model_dump()) for r in batch.rounds]
     try:
         outcome = await daemon.store.write_batch(batch.batch_id, agent.id, records)
     except StoreError as exc:
@@ -209,7 +179,8 @@ async def post_reload(request: web.Request) -> web.Response:
         return web.json_response({"error": "admin API disabled (no api.admin_token)"}, status=403)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), admin.encode()):
-        return web.json_response({"error": "missing or wrong admin token"}, status=401)
+        return web.json_response({"error": "missing or wrong admin token"}, status=401,
+                                 headers=_BEARER)  # fmt: skip
     ok, detail = daemon.reload()
     if not ok:
         return web.json_response({"error": "config rejected; old config kept", "problems": detail},
@@ -218,6 +189,41 @@ async def post_reload(request: web.Request) -> web.Response:
 
 
 _OWN_AUTH = {"/v1/ingest": post_ingest, "/v1/admin/reload": post_reload}
+__all__ = ["ROUTES", "IngestBatch", "IngestRound", "add_routes", "encode_batch"]
+ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec(
+        "POST",
+        "/v1/ingest",
+        "An agent's batch of probe rounds, stored before the answer",
+        {
+            200: Answer("stored (or seen before: acknowledged again, stored once)", Ingested),
+            400: Answer("malformed: not gzip, not JSON, or a field (named) is wrong", Error),
+            403: Answer(
+                "an unknown agent, another agent's batch, or a round from another site", Error
+            ),
+            413: Answer(
+                "the body (on the wire or inflated) or its rounds are over the limits", Error
+            ),
+            503: Answer("the store cannot be written: retry later", Error),
+        },
+        security="agent",
+        body=IngestBatch,
+        body_description="JSON; agents send it with "
+        "Content-Encoding: gzip (gzip and identity are accepted). A batch id seen before is "
+        "acknowledged again without being stored twice.",
+    ),
+    RouteSpec(
+        "POST",
+        "/v1/admin/reload",
+        "Re-read the config file: validate it all, then swap",
+        {
+            200: Answer("reloaded; what changed", Reloaded),
+            400: Answer("the file was rejected and the old config kept", ReloadRejected),
+            403: Answer("admin endpoints are disabled (no api.admin_token)", Error),
+        },
+        security="admin",
+    ),
+)
 
 
 @web.middleware
