@@ -3,8 +3,10 @@
 Served from the in-memory RouteTable snapshot: no database on the request path. aiohttp is
 the server (see README: fastest of the asyncio options measured here). Every answer that
 depends only on the table is rendered to bytes once per table (`netopt.push.answers`): a request
-is a region resolution (`netopt.resolve`) plus a dict lookup. Errors are JSON
-``{"error": "..."}``: 400 for a malformed parameter, 401/403 for a missing or wrong token,
+is a region resolution (`netopt.resolve`) plus a dict lookup. Queries are checked by the rules
+of `netopt.api_models` (what the OpenAPI document states; `ROUTES` below declares this module's
+routes for it). Errors are JSON ``{"error": "..."}``: 400 for a malformed, unknown or repeated
+parameter, 401/403 for a missing or wrong token,
 404 for an unknown region, address or destination, 503 (with Retry-After) before a route
 is known.
 """

@@ -15,23 +15,15 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from netopt.api_models import (
-    CandidateRoute,
-    Candidates,
-    Expected,
-    Fallback,
-    MeasuredPath,
     PathsAnswer,
     PopsList,
     RegionsList,
     RouteAnswer,
-    RouteKind,
     RouteRequest,
-    RoutesList,
     RtjsonAnswer,
-    RtjsonRoute,
     Target,
     selector_query,
 )
@@ -73,48 +65,42 @@ def _num(value: float, digits: int) -> float | None:
     return None if math.isnan(value) else round(value, digits)
 
 
-def expected_model(route: Route) -> Expected:
-    e = route.expected
-    return Expected(mos=_num(e.mos, 3), rtt_ms=_num(e.rtt_ms, 3),
-                    jitter_ms=_num(e.jitter_ms, 3), loss_pct=_num(e.loss_pct, 4))  # fmt: skip
-
-
 def expected_json(route: Route) -> dict[str, float | None]:
-    return expected_model(route).model_dump(mode="json")
+    e = route.expected
+    return {"mos": _num(e.mos, 3), "rtt_ms": _num(e.rtt_ms, 3),
+            "jitter_ms": _num(e.jitter_ms, 3), "loss_pct": _num(e.loss_pct, 4)}  # fmt: skip
 
 
-def target_model(target: PopTarget) -> Target:
-    return Target(pop=target.pop, sip_uri=target.sip_uri, media_addr=target.media_addr,
-                  rtpengine_set=target.rtpengine_set)  # fmt: skip
+def target_json(target: PopTarget) -> dict[str, Any]:
+    return {"pop": target.pop, "sip_uri": target.sip_uri, "media_addr": target.media_addr,
+            "rtpengine_set": target.rtpengine_set}  # fmt: skip
 
 
-def _kind(route: Route) -> RouteKind:
-    return cast(RouteKind, route.kind)  # validated by the model: "direct" | "relay"
-
-
-def route_model(route: Route, pops: Mapping[str, PopTarget]) -> Fallback:
+def route_json(route: Route, pops: Mapping[str, PopTarget]) -> dict[str, Any]:
+    """A `Fallback` (its target and the route through it)."""
     pop = pop_of(route)
-    return Fallback(
-        **dict(target_model(pops.get(pop, PopTarget(pop)))), kind=_kind(route),
-        path=list(route.path), entry_pop=route.entry_pop, expected=expected_model(route),
-    )  # fmt: skip
+    return {**target_json(pops.get(pop, PopTarget(pop))), "kind": route.kind,
+            "path": list(route.path), "entry_pop": route.entry_pop,
+            "expected": expected_json(route)}  # fmt: skip
 
 
 def entry_answer(
     entry: TableEntry, pops: Mapping[str, PopTarget], decided_at_wall_s: float
 ) -> RouteAnswer:
-    """The `/v1/route` answer for one table entry (the route must be set)."""
+    """The `/v1/route` answer for one table entry (the route must be set), validated in one
+    pass from plain values (several times faster than building the nested models one by one)."""
     assert entry.route is not None
     ranked = ranked_routes(entry)
-    primary = route_model(ranked[0], pops)
-    target = target_model(pops.get(primary.pop, PopTarget(primary.pop)))
-    return RouteAnswer(
-        region=entry.region, dest=entry.dest, kind=primary.kind, path=primary.path,
-        entry_pop=primary.entry_pop, primary=target,
-        fallbacks=[route_model(r, pops) for r in ranked[1:]], expected=primary.expected,
-        acceleration=entry.acceleration, reason=entry.reason,
-        decided_at=round(decided_at_wall_s, 3), stale=entry.stale, default=entry.is_default,
-    )  # fmt: skip
+    primary = route_json(ranked[0], pops)
+    return RouteAnswer.model_validate({
+        "region": entry.region, "dest": entry.dest, "kind": primary["kind"],
+        "path": primary["path"], "entry_pop": primary["entry_pop"],
+        "primary": {k: primary[k] for k in Target.model_fields},
+        "fallbacks": [route_json(r, pops) for r in ranked[1:]], "expected": primary["expected"],
+        "acceleration": entry.acceleration, "reason": entry.reason,
+        "decided_at": round(decided_at_wall_s, 3), "stale": entry.stale,
+        "default": entry.is_default,
+    })  # fmt: skip
 
 
 def entry_json(
@@ -134,12 +120,11 @@ def rtjson(entry: TableEntry, pops: Mapping[str, PopTarget]) -> dict[str, Any] |
     targets = [t for t in targets if t.sip_uri]
     if not targets:
         return None
-    return RtjsonAnswer(
-        version="1.0", routing="serial",
-        routes=[RtjsonRoute(dst_uri=t.sip_uri) for t in targets if t.sip_uri],
-        region=entry.region, dest=entry.dest, pops=[t.pop for t in targets],
-        rtpengine_sets=[t.rtpengine_set for t in targets], stale=entry.stale,
-    ).model_dump(mode="json")  # fmt: skip
+    return RtjsonAnswer.model_validate({
+        "version": "1.0", "routing": "serial", "routes": [{"dst_uri": t.sip_uri} for t in targets],
+        "region": entry.region, "dest": entry.dest, "pops": [t.pop for t in targets],
+        "rtpengine_sets": [t.rtpengine_set for t in targets], "stale": entry.stale,
+    }).model_dump(mode="json")  # fmt: skip
 
 
 def pop_targets(config: Config) -> dict[str, PopTarget]:
@@ -188,7 +173,7 @@ class Answers:
                 as_json[key], as_rtjson[key] = j, r
             if answer is not None:
                 listed.append(answer)
-        routes = dumps(RoutesList(routes=listed).model_dump(mode="json"))
+        routes = dumps({"routes": listed})  # RoutesList: each item a dumped RouteAnswer
         self.load(TableAnswers(as_json, as_rtjson, Rendered(200, routes), len(listed),
                                len(table)))  # fmt: skip
         for changed in self.on_change:
@@ -215,7 +200,7 @@ class Answers:
         self._by_query[query_string] = answer
         return answer
 
-    def _render(self, entry: TableEntry) -> tuple[Rendered, Rendered, RouteAnswer | None]:
+    def _render(self, entry: TableEntry) -> tuple[Rendered, Rendered, dict[str, Any] | None]:
         if entry.route is None:
             gone = Rendered(503, error_body(f"no route for region {entry.region!r} yet: "
                                             f"{entry.reason}"))  # fmt: skip
@@ -227,7 +212,8 @@ class Answers:
             rt = Rendered(503, error_body(why))
         else:
             rt = Rendered(200, dumps(doc))
-        return Rendered(200, dumps(answer.model_dump(mode="json"))), rt, answer
+        body = answer.model_dump(mode="json")
+        return Rendered(200, dumps(body)), rt, body
 
     def route(self, region: str, dest: str | None, *, rtjson: bool = False) -> Rendered | None:
         return (self._rtjson if rtjson else self._json).get((region, dest))
@@ -253,16 +239,17 @@ def paths_json(
 ) -> dict[str, Any]:
     """`/v1/paths`: the region's measured paths (window stats) and its candidate routes."""
     paths = [
-        MeasuredPath(src=s.src, dst=s.dst, rtt_ms=_num(s.rtt_ms, 3),
-                     jitter_ms=_num(s.jitter_ms, 3), loss_pct=_num(s.loss_pct, 4),
-                     samples=s.samples)
+        {"src": s.src, "dst": s.dst, "rtt_ms": _num(s.rtt_ms, 3),
+         "jitter_ms": _num(s.jitter_ms, 3), "loss_pct": _num(s.loss_pct, 4),
+         "samples": s.samples}
         for s in stats if s.src == region
     ]  # fmt: skip
     candidates = [
-        Candidates(dest=e.dest, routes=[CandidateRoute(kind=_kind(r), path=list(r.path),
-                                                       expected=expected_model(r))
-                                        for r in ranked_routes(e)])
+        {"dest": e.dest, "routes": [{"kind": r.kind, "path": list(r.path),
+                                     "expected": expected_json(r)} for r in ranked_routes(e)]}
         for e in table if e.region == region
     ]  # fmt: skip
-    answer = PathsAnswer(region=region, paths=paths, candidates=candidates)
+    answer = PathsAnswer.model_validate(
+        {"region": region, "paths": paths, "candidates": candidates}
+    )
     return answer.model_dump(mode="json")

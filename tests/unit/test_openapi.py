@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
 from netopt.api import make_app
-from netopt.api_models import RouteQuery, SelectorQuery, route_query, selector_query
+from netopt.api_models import (
+    COUNTRY_PATTERN,
+    E164_PATTERN,
+    RouteQuery,
+    SelectorQuery,
+    route_query,
+    selector_query,
+)
 from netopt.config import ApiConfig
 from netopt.http_site import FastSite
 from netopt.ingest import add_routes
@@ -128,3 +135,19 @@ def test_the_served_document_follows_the_read_token() -> None:
     assert json.loads(site._openapi.body) == openapi_document(reads_open=False)
     site = FastSite(Answers(world_config(), lambda s: s), ApiConfig(), None, 1)  # type: ignore[arg-type]
     assert json.loads(site._openapi.body) == openapi_document(reads_open=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    caller=st.from_regex(E164_PATTERN, fullmatch=True).filter(lambda s: "\n" not in s),
+    country=st.from_regex(COUNTRY_PATTERN, fullmatch=True).filter(lambda s: "\n" not in s),
+    ip=st.ip_addresses().map(str),
+)
+def test_what_the_document_allows_the_resolver_reads(caller: str, country: str, ip: str) -> None:
+    """A documented selector value is answered 200 or 404, never refused by the resolver."""
+    resolver = Answers(world_config(), lambda s: s).resolver
+    for key, value in (("caller", caller), ("country", country), ("src_ip", ip)):
+        route_query({key: value})  # the document's rule: accepted
+    resolver.by_e164(caller)
+    resolver.by_country(country)
+    resolver.by_ip(ip)
