@@ -313,6 +313,9 @@ def health() -> Json:
                     target(rate("netopt_ingest_rounds_total", " by (agent) "), "B",
                            "rounds {{agent}}")], "ops", (16, 21, 8, 8)),
     ]  # fmt: skip
+    from netopt.ops.boards import health_extra  # the ops boards build on this module
+
+    panels += health_extra(29)
     variables = [query_var("job", "Job", "label_values(netopt_plans_total, job)")]
     desc = "Is the daemon scraped, planning, writing its store, running a valid config, hearing "
     desc += "from its agents?"
@@ -322,11 +325,18 @@ def health() -> Json:
 BUILDERS = {"netopt-regions": regions, "netopt-paths": paths, "netopt-health": health}
 
 
+def builders() -> dict[str, Any]:
+    """Every dashboard: these three and the operations boards (netopt.ops.boards)."""
+    from netopt.ops import boards
+
+    return {**boards.BUILDERS, **BUILDERS}
+
+
 def build_all() -> dict[str, str]:
     """File name → JSON text, exactly as committed."""
     return {
         f"{name}.json": json.dumps(fn(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
-        for name, fn in BUILDERS.items()
+        for name, fn in builders().items()
     }
 
 
@@ -397,7 +407,7 @@ def run_check(args: argparse.Namespace) -> int:
     if problems:
         print("dashboards are stale: run `netopt dashboards build`", file=sys.stderr)
         return 1
-    print(f"dashboards up to date ({len(BUILDERS)} in {args.dir})")
+    print(f"dashboards up to date ({len(builders())} in {args.dir})")
     return 0
 
 
