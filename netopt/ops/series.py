@@ -33,7 +33,9 @@ def site_labels(config: Config) -> set[tuple[str, ...]]:
     def where(loc: Location | None) -> tuple[str, str]:
         return ("", "") if loc is None else (f"{loc.lat:g}", f"{loc.lon:g}")
 
-    out = {(r.id, "region", "region", r.name or r.id, *where(r.location)) for r in config.regions}
+    out: set[tuple[str, ...]] = {
+        (r.id, "region", "region", r.name or r.id, *where(r.location)) for r in config.regions
+    }
     out |= {(p.id, "pop", p.role, p.name or p.id, *where(p.location)) for p in config.pops}
     return out
 
