@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from netopt import __version__
 from netopt.openapi import openapi_document
+from netopt.ops.status import status_handler
 from netopt.push.answers import Answers, Rendered, error_body, paths_json
 
 if TYPE_CHECKING:
@@ -188,6 +189,7 @@ def make_app(daemon: Daemon, answers: Answers | None = None) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/", status_handler(daemon))  # the status page (netopt.ops.status)
     return app
 
 

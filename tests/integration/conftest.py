@@ -51,7 +51,8 @@ class Served:
 
     def __init__(self, config: dict[str, Any], tmp: Path) -> None:
         self.port = free_port()
-        config = {**config, "api": {"listen": f"127.0.0.1:{self.port}"},
+        api = {**config.get("api", {}), "listen": f"127.0.0.1:{self.port}"}
+        config = {**config, "api": api,
                   "store": {"url": f"sqlite:///{tmp / 'netopt.db'}"}}  # fmt: skip
         self.config_path = tmp / "netopt.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
@@ -95,3 +96,12 @@ def serve(tmp_path: Path) -> Iterator[Any]:
     yield start
     for s in started:
         s.stop()
+
+
+def artefacts_dir(name: str) -> Path:
+    """Where a test keeps what a person may want to look at (screenshots, panel previews):
+    $NETOPT_TEST_ARTEFACTS or test-artefacts/ in the checkout (git-ignored), then `name`."""
+    root = Path(os.environ.get("NETOPT_TEST_ARTEFACTS", REPO / "test-artefacts"))
+    path = root / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
