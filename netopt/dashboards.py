@@ -369,6 +369,9 @@ def register(sub: Any) -> None:
                    help="service-account token (default: $NETOPT_GRAFANA_TOKEN)")  # fmt: skip
     u.add_argument("--folder", default="netopt", help="folder uid (created when missing)")
     u.set_defaults(func=run_push)
+    from netopt.ops.preview import register as register_preview
+
+    register_preview(dsub)
 
 
 def run_build(args: argparse.Namespace) -> int:

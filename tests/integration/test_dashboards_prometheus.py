@@ -167,7 +167,7 @@ def wait_for(base: str, expr: str, timeout_s: float, logs: Path | None = None) -
 def substitute(expr: str, values: dict[str, str], grafana: dict[str, str] = GRAFANA_VARS) -> str:
     for name, value in grafana.items():
         expr = expr.replace(name, value)
-    return re.sub(r"\$\{?(\w+)\}?", lambda m: values[m.group(1)], expr)
+    return re.sub(r"\$\{?([A-Za-z_]\w*)\}?", lambda m: values[m.group(1)], expr)
 
 
 def may_be_empty(expr: str) -> bool:
