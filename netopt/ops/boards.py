@@ -116,6 +116,7 @@ def overview() -> Json:
                 target(mos_table, "B", format="table", **INSTANT)],
                TABLE_CUSTOM, TABLE_OPTIONS, (0, 14, 24, 9)),
     ]  # fmt: skip
+    panels[-1]["transformations"] = [{"id": "merge", "options": {}}]  # one row per route
     return dashboard(
         "netopt-overview",
         "netopt — overview",

@@ -117,18 +117,36 @@ def stat(ax: Axes, panel: Json, results: list[Result]) -> None:
                 fontsize=8, transform=ax.transAxes)  # fmt: skip
 
 
+def merged_rows(results: list[Result]) -> tuple[list[str], list[list[str]]]:
+    """Instant results as one table, joined on the labels every query has (Grafana's merge):
+    label columns, then a value column per query."""
+    series = [(r, s) for r in results for s in r.series if s.values]
+    refs = [r.ref for r in results if r.series]
+    common = set.intersection(*(set(s.labels) for _, s in series)) if series else set()
+    names = sorted({k for _, s in series for k in s.labels})
+    rows: dict[tuple[str, ...], dict[str, Any]] = {}
+    for r, s in series:
+        key = tuple(s.labels.get(n, "") for n in sorted(common))
+        row = rows.setdefault(key, {})
+        row.update(s.labels)
+        row[r.ref] = s.values[-1]
+    header = [*names, *refs]
+    body = [[str(row.get(n, "")) for n in names]
+            + [f"{row[ref]:.4g}" if ref in row else "" for ref in refs]
+            for row in rows.values()]  # fmt: skip
+    return header, body
+
+
 def table(ax: Axes, panel: Json, results: list[Result]) -> None:
-    rows = [(r.ref, s.labels, s.values[-1]) for r in results for s in r.series if s.values]
-    if not rows:
+    header, body = merged_rows(results)
+    if not body:
         return _no_data(ax)
     ax.set_axis_off()
-    factor, unit = _scale(panel["fieldConfig"]["defaults"])
-    names = sorted({k for _, labels, _ in rows for k in labels})
-    refs = len({ref for ref, _, _ in rows}) > 1
-    header = [*names, *(["query"] if refs else []), f"Value{f' ({unit})' if unit else ''}"]
-    body = [[labels.get(n, "") for n in names] + ([ref] if refs else [])
-            + [f"{v * factor:.4g}"] for ref, labels, v in rows[:30]]  # fmt: skip
-    t = ax.table(cellText=body, colLabels=header, loc="upper center", cellLoc="left")
+    unit = str(panel["fieldConfig"]["defaults"].get("unit", ""))  # values in base units
+    refs = [r.ref for r in results if r.series]
+    if len(refs) == 1:
+        header[-1] = f"Value{f' ({unit})' if unit else ''}"
+    t = ax.table(cellText=body[:30], colLabels=header, loc="upper center", cellLoc="left")
     t.auto_set_font_size(False)
     t.set_fontsize(8)
     t.scale(1, 1.3)

@@ -99,16 +99,13 @@ def parse_answer(body: Any) -> tuple[Series, ...]:
     if not isinstance(data, dict) or not isinstance(data.get("result"), list):
         raise ValueError("no data.result in the answer")
     kind, out = data.get("resultType"), []
+    if kind not in ("matrix", "vector"):
+        raise ValueError(f"unsupported resultType {kind!r}")
     for item in data["result"]:
         if not isinstance(item, dict) or not isinstance(item.get("metric"), dict):
             raise ValueError(f"unexpected result item: {str(item)[:200]}")
         labels = {str(k): str(v) for k, v in item["metric"].items() if k != "__name__"}
-        if kind == "matrix":
-            points = item.get("values")
-        elif kind == "vector":
-            points = [item.get("value")]
-        else:
-            raise ValueError(f"unsupported resultType {kind!r}")
+        points = item.get("values") if kind == "matrix" else [item.get("value")]
         if not isinstance(points, list) or not all(isinstance(p, list) and len(p) == 2
                                                    for p in points):  # fmt: skip
             raise ValueError(f"unexpected samples: {str(points)[:200]}")
