@@ -188,10 +188,14 @@ def heatmap(ax: Axes, panel: Json, results: list[Result]) -> None:
     for row, s in enumerate(series):
         for t, v in zip(s.times_s, s.values, strict=True):
             grid[row][index[t]] = v
-    ax.imshow(grid, aspect="auto", origin="lower", cmap="Oranges", interpolation="nearest")
+    for row in range(len(series) - 1, 0, -1):  # cumulative `le` buckets → per bucket
+        grid[row] = [hi - lo for hi, lo in zip(grid[row], grid[row - 1], strict=True)]
+    days = [t / 86400 for t in times]  # matplotlib dates: days since 1970
+    ax.imshow(grid, aspect="auto", origin="lower", cmap="Oranges", interpolation="nearest",
+              extent=(days[0], days[-1], -0.5, len(series) - 0.5))  # fmt: skip
+    ax.xaxis_date()
     ax.set_yticks(range(len(series)), [s.labels["le"] for s in series], fontsize=6)
     ax.set_ylabel("le (s)")
-    ax.set_xlabel(f"{len(times)} steps")
 
 
 def state_timeline(ax: Axes, panel: Json, results: list[Result]) -> None:
@@ -200,10 +204,11 @@ def state_timeline(ax: Axes, panel: Json, results: list[Result]) -> None:
         return _no_data(ax)
     for y, (_, s) in enumerate(rows):
         width = s.times_s[1] - s.times_s[0] if len(s.times_s) > 1 else 1.0
-        spans = [(t, width) for t, v in zip(s.times_s, s.values, strict=True) if v == 1]
+        spans = [(t / 86400, width / 86400)  # matplotlib dates: days since 1970
+                 for t, v in zip(s.times_s, s.values, strict=True) if v == 1]  # fmt: skip
         ax.broken_barh(spans, (y - 0.4, 0.8), color=COLOURS["green"])
+    ax.xaxis_date()
     ax.set_yticks(range(len(rows)), [name for name, _ in rows], fontsize=7)
-    ax.set_xlabel("Unix time (s)")
 
 
 def _unknown(ax: Axes, panel: Json, results: list[Result]) -> None:
