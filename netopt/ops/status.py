@@ -60,14 +60,20 @@ def _cell(text: object, cls: str = "") -> str:
     return f"<td{attr}>{escape(str(text))}</td>"
 
 
+# topology.routes.ACCELERATIONS → (what the page says, cell class)
+VERDICTS = {
+    "not_needed": ("direct is fine", "good"), "needed": ("acceleration needed", "warn"),
+    "insufficient": ("no route meets the target", "bad"),
+    "unmeasured": ("unmeasured", "muted"), "unreachable": ("unreachable", "bad"),
+}  # fmt: skip
+
+
 def _verdict(e: TableEntry) -> tuple[str, str]:
     if e.route is None:
         return "no route yet", "muted"
     if e.stale:
         return "stale data", "warn"
-    if e.acceleration == "needed":
-        return "acceleration needed", "warn"
-    return e.acceleration.replace("_", " ") or "ok", "good"
+    return VERDICTS.get(e.acceleration, (e.acceleration.replace("_", " "), "muted"))
 
 
 def route_rows(table: RouteTable, wall_of: Callable[[float], float]) -> list[str]:

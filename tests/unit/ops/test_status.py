@@ -44,20 +44,24 @@ def test_the_table_with_verdicts_reasons_and_links() -> None:
                                 acceleration="needed", reason="direct misses 3.6"),
         ("abuja", "fra"): entry("abuja", "fra", relay("abuja", "jnb", 3.1), stale=True),
         ("kano", "fra"): entry("kano", "fra", None, reason="no measurements"),
+        ("jos", "fra"): entry("jos", "fra", relay("jos", "los", 3.0), acceleration="insufficient"),
+        ("ife", "fra"): entry("ife", "fra", relay("ife", "los", 4.4)),
     }), 100.0)  # fmt: skip
     d = DecisionRecord(int((NOW_S - 5) * 1e9), "lagos", "fra", "switch", None, "los", 2.9, 4.21,
                        2, 0.0, "relay via los wins by 1.31", "{}")  # fmt: skip
     html = page(table, [d])
     assert html.startswith("<!DOCTYPE html>")
     rows = re.findall(r"<tr>(.*?)</tr>", html)
-    assert len(rows) == 2 + 3 + 1  # two header rows, three routes, one decision
+    assert len(rows) == 2 + 5 + 1  # two header rows, five routes, one decision
     assert rows[1].startswith("<td>abuja</td>")  # sorted by region
     lagos = next(r for r in rows if r.startswith("<td>lagos</td><td>fra</td><td>relay"))
     assert "lagos → los → fra" in lagos and "acceleration needed" in lagos
     assert '<td class="num good">4.21</td>' in lagos and "direct misses 3.6" in lagos
     assert "stale data" in html and '<td class="num bad">3.10</td>' in html
     assert "no route yet" in html and "no measurements" in html
-    assert "2 of 3 routes known" in html and "7 plans" in html
+    assert '<td class="bad">no route meets the target</td>' in html
+    assert '<td class="good">direct is fine</td>' in html
+    assert "4 of 5 routes known" in html and "7 plans" in html
     assert "direct → los" in html and "2.90 → 4.21" in html
     assert "as of 2027-01-15 08:00:00 UTC" in html
     assert "<td>2027-01-15 07:59:55 UTC</td><td>lagos</td>" in html  # the decision, 5 s ago
