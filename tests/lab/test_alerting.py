@@ -27,10 +27,9 @@ from typing import Any
 import pytest
 import yaml
 
-from netopt import dashboards
+from netopt import cli, dashboards
 from netopt.demo import config_for_lab
 from netopt.lab import Lab
-from netopt.ops.preview import Prometheus, Window, preview_all
 from tests.chromium import png_stats
 from tests.integration.conftest import REPO, Served, artefacts_dir, free_port, http_get
 from tests.lab.conftest import STATISTICAL, LabFactory, need_program
@@ -210,8 +209,11 @@ def test_degrading_a_link_fires_and_restoring_resolves(lab: Lab, stack: dict[str
     built = {n: json.loads(t) for n, t in dashboards.build_all().items()}
     out = artefacts_dir("previews")
     shutil.rmtree(out)
-    written = preview_all(Prometheus(base), built, out, Window(time.time(), range_s=180))
+    assert cli.main(["dashboards", "preview", "--prometheus", base, "--out", str(out),
+                     "--range", "3m"]) == 0  # fmt: skip
+    written = sorted(out.glob("*/*.png"))
     assert len(written) == sum(len(d["panels"]) for d in built.values())
+    assert {p.parent.name for p in written} == {d["uid"] for d in built.values()}
     for png in written:
         width, height, colours, ink = png_stats(png)
         assert width >= 400 and height >= 250 and colours > 8 and ink > 0.01, png

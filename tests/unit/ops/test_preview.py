@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from netopt import dashboards
+from netopt import cli, dashboards
 from netopt.errors import NetoptError
 from netopt.ops.plots import merged_rows
 from netopt.ops.preview import (
@@ -95,5 +95,6 @@ def test_a_broken_prometheus_is_a_clear_error(garbage: str, tmp_path: Path) -> N
             preview_all(Prometheus(garbage), built, tmp_path, WINDOW)
     finally:
         Garbage.answer, Garbage.status = b"<html>not prometheus</html>", 200
+    assert cli.main(["dashboards", "preview", "--prometheus", garbage, "--out", str(tmp_path)]) == 1
     with pytest.raises(NetoptError, match="unreachable"):
         Prometheus("http://127.0.0.1:1").get("/api/v1/query", {"query": "up"})
