@@ -10,11 +10,13 @@ garbage, a timeout, a refused connection — ends as a `NetoptError` saying what
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from netopt.errors import NetoptError
 
 Json = dict[str, Any]
+_UID = re.compile(r"[A-Za-z0-9_-]{1,40}")  # what Grafana accepts as a folder uid
 
 
 def _dict(answer: Any, what: str) -> Json:
@@ -38,8 +40,9 @@ def folder_uid(api: Any, folder: str) -> str:
     for f in listed:
         if isinstance(f, dict) and f.get("title") == folder and f.get("uid"):
             return str(f["uid"])
-    created = _dict(api.folder.create_folder(folder, uid=folder), "folder creation")
-    return str(created.get("uid", folder))
+    uid = folder if _UID.fullmatch(folder) else re.sub(r"[^A-Za-z0-9_-]+", "-", folder)[:40]
+    created = _dict(api.folder.create_folder(folder, uid=uid), "folder creation")
+    return str(created.get("uid", uid))
 
 
 def push(api: Any, folder: str, dashboards: dict[str, str]) -> list[str]:

@@ -183,7 +183,10 @@ def run_preview(args: argparse.Namespace) -> int:
 
     window = Window(end_s=time.time(), range_s=parse_duration_s(args.range))
     dashboards = {name: json.loads(text) for name, text in build_all().items()}
-    written = preview_all(Prometheus(args.prometheus), dashboards, args.out, window)
+    try:
+        written = preview_all(Prometheus(args.prometheus), dashboards, args.out, window)
+    except OSError as exc:  # the output directory: missing rights, full disk, …
+        raise NetoptError(f"dashboards preview: cannot write to {args.out}: {exc}") from None
     print(f"{len(written)} panel previews in {args.out}")
     return 0
 

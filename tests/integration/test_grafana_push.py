@@ -120,6 +120,10 @@ async def test_a_folder_made_by_hand_is_found_by_title(grafana: tuple[Grafana, s
     assert await push(url, "--folder", "Network ops") == 0
     assert ("POST", "/api/folders") not in [(m, p) for m, p, _ in fake.calls]
     assert {b["folderUid"] for _, p, b in fake.calls if p == "/api/dashboards/db"} == {"abc123"}
+    fake.calls.clear()
+    assert await push(url, "--folder", "Voice ops") == 0  # no such folder: created
+    created = [b for m, p, b in fake.calls if (m, p) == ("POST", "/api/folders")]
+    assert created == [{"title": "Voice ops", "uid": "Voice-ops"}]
 
 
 @pytest.mark.parametrize(("answer", "expected"), [

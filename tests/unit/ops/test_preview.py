@@ -85,7 +85,7 @@ def garbage() -> Iterator[str]:
     server.server_close()
 
 
-def test_a_broken_prometheus_is_a_clear_error(garbage: str, tmp_path: Path) -> None:
+def test_a_broken_prometheus_is_a_clear_error(garbage: str, tmp_path: Path, capsys: Any) -> None:
     built = {n: json.loads(t) for n, t in dashboards.build_all().items()}
     with pytest.raises(NetoptError, match="not JSON"):
         preview_all(Prometheus(garbage), built, tmp_path, WINDOW)
@@ -96,5 +96,15 @@ def test_a_broken_prometheus_is_a_clear_error(garbage: str, tmp_path: Path) -> N
     finally:
         Garbage.answer, Garbage.status = b"<html>not prometheus</html>", 200
     assert cli.main(["dashboards", "preview", "--prometheus", garbage, "--out", str(tmp_path)]) == 1
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    argv = ["dashboards", "preview", "--prometheus", garbage, "--out", str(blocked / "x")]
+    Garbage.answer = b'{"status":"success","data":{"resultType":"vector","result":[]}}'
+    try:
+        assert cli.main(argv) == 1  # the answers are fine, the directory cannot be made
+        err = capsys.readouterr().err
+        assert "cannot write to" in err and "Traceback" not in err, err
+    finally:
+        Garbage.answer = b"<html>not prometheus</html>"
     with pytest.raises(NetoptError, match="unreachable"):
         Prometheus("http://127.0.0.1:1").get("/api/v1/query", {"query": "up"})
