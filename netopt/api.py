@@ -44,6 +44,7 @@ from netopt.api_models import (
     route_query,
 )
 from netopt.openapi import Answer, RouteSpec, openapi_document
+from netopt.ops.status import status_handler
 from netopt.push.answers import Answers, Rendered, error_body, paths_json
 from netopt.validation import format_validation_error
 
@@ -226,6 +227,7 @@ def make_app(daemon: Daemon, answers: Answers | None = None) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/", status_handler(daemon))  # the status page (netopt.ops.status)
     return app
 
 
@@ -322,6 +324,12 @@ ROUTES: tuple[RouteSpec, ...] = (
             403: _e("admin endpoints are disabled (no api.admin_token)"),
         },
         security="admin",
+    ),
+    RouteSpec(
+        "GET",
+        "/",
+        "The status page: routes, verdicts, reasons and the last decisions (HTML, for people)",
+        {200: Answer("a self-contained HTML page", None, "text/html")},
     ),
     RouteSpec(
         "GET",

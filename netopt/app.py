@@ -27,6 +27,7 @@ from netopt.decide import Decider, Decision, RouteTable, TableEntry
 from netopt.errors import ConfigError
 from netopt.ingest import add_routes
 from netopt.metrics import Metrics
+from netopt.ops import series
 from netopt.probing import ProbeJob, ProberPool, jobs_from_config, record_of, run_rounds
 from netopt.push.answers import Answers
 from netopt.push.pusher import make_pushers
@@ -88,6 +89,7 @@ class Daemon:
         # the first plan waits for every path's first round (or two intervals), so no region
         # is decided on half its candidates
         jobs = jobs_from_config(config)
+        series.declare(self.metrics, config, wall_clock(), [(j.src, j.dst, j.kind) for j in jobs])
         self._unmeasured = {(j.src, j.dst) for j in jobs if j.kind in config.planner.kinds}
         self._warmup_s = 2 * max((j.interval_s for j in jobs), default=0.0)
         self._started = mono_clock()
@@ -219,8 +221,11 @@ class Daemon:
         new_plan = plan(
             self.topology, stats, target_mos=p.target_mos, margin_mos=p.margin_mos, codec=p.codec
         )
+        alive = self.pop_alive()
+        for pop, up in alive.items():
+            self.metrics.pop_up.labels(pop).set(1 if up else 0)
         table, decisions = self.decider.update(
-            new_plan, self.mono_clock(), fresh_at=self._fresh_at, pop_alive=self.pop_alive()
+            new_plan, self.mono_clock(), fresh_at=self._fresh_at, pop_alive=alive
         )
         at_wall_ns = int(self.wall_clock() * 1e9)
         self.tracer.observe(stats, decisions, self.mono_clock(), self.window.silent(at_wall_ns))
@@ -315,6 +320,7 @@ class Daemon:
         self._regions = frozenset(r.id for r in new.regions)
         self.window.window_ns = int(new.planner.window_s * 1e9)
         jobs = jobs_from_config(new)
+        series.declare(self.metrics, new, self.wall_clock(), [(j.src, j.dst, j.kind) for j in jobs])
         wanted = {(j.src, j.dst) for j in jobs if j.kind in new.planner.kinds}
         self._unmeasured = {k for k in wanted if k not in self._last_round}
         if self._scheduler is not None:

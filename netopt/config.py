@@ -86,6 +86,7 @@ class PopConfig(_Model):
     id: Id
     name: str = ""
     role: Literal["edge", "relay", "core"]
+    location: Location | None = None  # for the overview map (netopt_site_info)
     address: str
     sip_uri: str | None = None
     media_addr: str | None = None

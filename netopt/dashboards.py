@@ -19,8 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from netopt.errors import NetoptError
-
 OUT_DIR = Path(__file__).resolve().parents[1] / "dashboards"
 DS: dict[str, str] = {"type": "prometheus", "uid": "${datasource}"}
 SCHEMA_VERSION = 39
@@ -313,6 +311,9 @@ def health() -> Json:
                     target(rate("netopt_ingest_rounds_total", " by (agent) "), "B",
                            "rounds {{agent}}")], "ops", (16, 21, 8, 8)),
     ]  # fmt: skip
+    from netopt.ops.boards import health_extra  # the ops boards build on this module
+
+    panels += health_extra(29)
     variables = [query_var("job", "Job", "label_values(netopt_plans_total, job)")]
     desc = "Is the daemon scraped, planning, writing its store, running a valid config, hearing "
     desc += "from its agents?"
@@ -322,11 +323,18 @@ def health() -> Json:
 BUILDERS = {"netopt-regions": regions, "netopt-paths": paths, "netopt-health": health}
 
 
+def builders() -> dict[str, Any]:
+    """Every dashboard: these three and the operations boards (netopt.ops.boards)."""
+    from netopt.ops import boards
+
+    return {**boards.BUILDERS, **BUILDERS}
+
+
 def build_all() -> dict[str, str]:
     """File name → JSON text, exactly as committed."""
     return {
         f"{name}.json": json.dumps(fn(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
-        for name, fn in BUILDERS.items()
+        for name, fn in builders().items()
     }
 
 
@@ -357,8 +365,11 @@ def register(sub: Any) -> None:
     u.add_argument("--url", required=True, help="Grafana base URL, e.g. http://127.0.0.1:3000")
     u.add_argument("--token", default=os.environ.get("NETOPT_GRAFANA_TOKEN"),
                    help="service-account token (default: $NETOPT_GRAFANA_TOKEN)")  # fmt: skip
-    u.add_argument("--folder", default="netopt", help="folder uid (created when missing)")
+    u.add_argument("--folder", default="netopt", help="folder uid or title (created when missing)")
     u.set_defaults(func=run_push)
+    from netopt.ops.preview import register as register_preview
+
+    register_preview(dsub)
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -397,32 +408,14 @@ def run_check(args: argparse.Namespace) -> int:
     if problems:
         print("dashboards are stale: run `netopt dashboards build`", file=sys.stderr)
         return 1
-    print(f"dashboards up to date ({len(BUILDERS)} in {args.dir})")
+    print(f"dashboards up to date ({len(builders())} in {args.dir})")
     return 0
 
 
 def run_push(args: argparse.Namespace) -> int:
-    """Create or overwrite each dashboard (matched by uid) in one folder, with grafana-client."""
-    from grafana_client.api import GrafanaApi
-    from grafana_client.client import GrafanaClientError, GrafanaException
+    """Create or overwrite each dashboard (matched by uid) in one folder (netopt.ops.grafana)."""
+    from netopt.ops.grafana import run_push as push
 
-    if not args.token:
-        raise NetoptError("dashboards push: give --token or set NETOPT_GRAFANA_TOKEN")
-    api = GrafanaApi.from_url(args.url, credential=args.token, timeout=10.0)
-    try:
-        try:
-            api.folder.get_folder(args.folder)
-        except GrafanaClientError as exc:
-            if exc.status_code != 404:
-                raise
-            api.folder.create_folder(args.folder, uid=args.folder)
-        for name, text in build_all().items():
-            body = {"dashboard": json.loads(text), "folderUid": args.folder, "overwrite": True,
-                    "message": "netopt dashboards push"}  # fmt: skip
-            answer = api.dashboard.update_dashboard(body)
-            print(f"{name}: {answer.get('status', '?')} version {answer.get('version', '?')}")
-    except GrafanaException as exc:
-        raise NetoptError(f"dashboards push to {args.url}: HTTP {exc.status_code}: {exc}") from exc
-    except OSError as exc:
-        raise NetoptError(f"dashboards push to {args.url}: {exc}") from exc
+    for line in push(args.url, args.token, args.folder, build_all()):
+        print(line)
     return 0

@@ -108,8 +108,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     def listening(url: str) -> None:
         first = config.regions[0].id if config.regions else "ID"
-        print(f"netopt serving: route API {url}/v1/route?region={first}  metrics {url}/metrics",
-              flush=True)  # fmt: skip
+        print(f"netopt serving: status page {url}/  route API {url}/v1/route?region={first}  "
+              f"metrics {url}/metrics", flush=True)  # fmt: skip
         print(f"regions: {', '.join(r.id for r in config.regions)}; press Ctrl-C to stop",
               flush=True)  # fmt: skip
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -34,6 +34,19 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.probes = ProbeSeries(r)  # per path: packets, outcomes, RTTs, jitter
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes
+        self.site_info = Gauge(
+            "netopt_site_info", "1 per configured site (region or PoP), with its map position.",
+            ("site", "kind", "role", "name", "lat", "lon"), registry=r,
+        )  # fmt: skip
+        self.backbone_rtt = Gauge(
+            "netopt_backbone_rtt_seconds", "Configured RTT of a backbone link between PoPs.",
+            ("a", "b"), registry=r,
+        )  # fmt: skip
+        self.pop_up = Gauge(
+            "netopt_pop_up", "1 while a PoP answers (its latest probe rounds; SIP OPTIONS where "
+            "probed), 0 when dead; set by each plan.", ("pop",), registry=r,
+        )  # fmt: skip
         self.path_loss = Gauge(
             "netopt_path_loss_ratio", "Loss over the planning window.", ("src", "dst"), registry=r
         )
@@ -144,6 +157,7 @@ class ProbeSeries(Collector):
         self.buckets = np.zeros((0, len(RTT_BUCKETS_S) + 1))  # the last column: +Inf only
         self.rtt_sum = np.zeros(0)
         self.jitter = np.zeros(0)
+        self._declared: set[int] = set()  # rows exported with every outcome, zeros included
         self._grow(64)
         self._lock = threading.Lock()  # scrapes may come from another thread
         if registry is not None:
@@ -175,6 +189,12 @@ class ProbeSeries(Collector):
                     self._grow(2 * len(self.sent))
             out.append(row)
         return out
+
+    def declare(self, keys: Sequence[tuple[str, str, str]]) -> None:
+        """Known paths (the configured probe jobs): their series exist at 0 before any round,
+        so `rate()`, `increase()` and alerts see a quiet path from the start."""
+        with self._lock:
+            self._declared.update(self.rows(keys))
 
     def observe(
         self, keys: Sequence[tuple[str, str, str]], rtts_s: Sequence[Sequence[float]],
@@ -243,8 +263,9 @@ class ProbeSeries(Collector):
             rtt.add_metric(labels, list(zip(_LE, cumulative[row], strict=True)), sums[row])
             sent.add_metric(labels, sents[row])
             received.add_metric(labels, receiveds[row])
+            declared = row in self._declared
             for column, value in enumerate(by_outcome[row]):
-                if value:
+                if value or declared:
                     outcomes.add_metric([*labels, OUTCOMES[column]], value)
             if jitters[row] == jitters[row]:  # not NaN: set at least once
                 jitter.add_metric(labels, jitters[row])

@@ -96,3 +96,12 @@ def serve(tmp_path: Path) -> Iterator[Any]:
     yield start
     for s in started:
         s.stop()
+
+
+def artefacts_dir(name: str) -> Path:
+    """Where a test keeps what a person may want to look at (screenshots, panel previews):
+    $NETOPT_TEST_ARTEFACTS or test-artefacts/ in the checkout (git-ignored), then `name`."""
+    root = Path(os.environ.get("NETOPT_TEST_ARTEFACTS", REPO / "test-artefacts"))
+    path = root / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path

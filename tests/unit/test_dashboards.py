@@ -13,8 +13,11 @@ import pytest
 import yaml
 
 from netopt import cli, dashboards
+from netopt.config import parse_config
 from netopt.metrics import Metrics
+from netopt.push.pusher import make_pushers
 from tests.shared_data import shared_path
+from tests.unit.test_config import BASE
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "dashboards" / "rules" / "netopt.rules.yml"
@@ -42,7 +45,11 @@ def exported_names() -> set[str]:
                 "histogram": ("_bucket", "_count", "_sum", "_created"),
                 "summary": ("", "_count", "_sum", "_created")}  # fmt: skip
     names = set()
-    for family in Metrics().registry.collect():
+    metrics = Metrics()
+    with_proxy = {**BASE, "proxies": [{"kind": "kamailio", "id": "core", "dispatcher_file": "d",
+                                       "rpc_url": "http://127.0.0.1:1/RPC"}]}  # fmt: skip
+    make_pushers(parse_config(with_proxy), metrics.registry)  # netopt_push_total
+    for family in metrics.registry.collect():
         names |= {family.name + s for s in suffixes.get(family.type, ("",))}
     return names
 
@@ -128,7 +135,7 @@ def test_dashboards_validate_against_grafana_schemas() -> None:
                 assert [e.message for e in fc.iter_errors(custom)] == [], where
             for t in panel["targets"]:
                 assert [e.message for e in query.iter_errors(t)] == [], where
-    assert {"timeseries", "stat", "table", "statetimeline", "heatmap"} <= kinds
+    assert {"timeseries", "stat", "table", "statetimeline", "heatmap", "geomap"} <= kinds
 
 
 def test_a_broken_panel_fails_the_schema() -> None:

@@ -34,11 +34,13 @@ def test_names_units_and_labels() -> None:
     m.agent_last_seen.labels("a1").set(1)
     for registry in (m.registry, AgentMetrics().registry):
         for f in registry.collect():
-            assert re.fullmatch(r"netopt_[a-z0-9_]+", f.name), f.name
+            # process_*: prometheus_client's ProcessCollector (the standard names)
+            assert re.fullmatch(r"(netopt|process)_[a-z0-9_]+", f.name), f.name
             if f.type == "counter":
                 assert not f.name.endswith("_total")  # the client appends it on exposition
             for s in f.samples:
                 assert set(s.labels) - {"le"} <= BOUNDED, (f.name, s.labels)
     text = m.exposition().decode()
+    assert "process_cpu_seconds_total" in text and "process_resident_memory_bytes" in text
     assert 'netopt_probe_packets_sent_total{dst="fra",kind="icmp",src="lagos"} 5.0' in text
     assert 'netopt_path_jitter_seconds{dst="fra",kind="icmp",src="lagos"} 0.002' in text
