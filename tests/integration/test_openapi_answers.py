@@ -171,7 +171,7 @@ async def run_everything(session: aiohttp.ClientSession, base: str, w: World, c:
         "/v1/paths?region=lagos&region=lagos": 400, "/v1/paths?country=KE": 200,
         "/v1/paths?region=nowhere": 404, "/v1/traces": 200, "/v1/traces?src=lagos&dst=fra": 200,
         "/v1/traces?src=%20": 400, "/v1/traces?what=1": 400, "/healthz": 200, "/readyz": 200,
-        "/metrics": 200, "/openapi.json": 200,
+        "/metrics": 200, "/openapi.json": 200, "/": 200,
     }  # fmt: skip
     for method in ("GET", "HEAD"):
         for target, status in get.items():
