@@ -52,7 +52,7 @@ class DetectorConfig:
 
     false_alarm_every_h: float = 24.0
     steady_pps: float = 1.0
-    k: float = 1.0  # reference value in units of σ̂: tuned to a 2 σ̂ shift
+    k: float = 2.0  # reference value in units of σ̂: tuned to a 4 σ̂ shift
     scale_floor_ms: float = 2.0
     reference_packets: int = 600
     min_reference: int = 8
@@ -60,6 +60,7 @@ class DetectorConfig:
     prior_received: float = 299.0  # prior mean loss 0.33 %, worth 300 packets
     loss_memory_packets: int = 7200
     min_p0: float = 1e-4
+    spike_prior: float = 5e-4  # prior share of packets beyond the clip (see _tail_rule)
     dead_packets: int = 4
     suspect_doubt: float = 0.25
 
@@ -74,6 +75,8 @@ class DetectorConfig:
             raise ValueError("detector prior_received, loss_memory_packets, dead_packets > 0")
         if not 0 < self.min_p0 < 0.5 or not 0 < self.suspect_doubt < 1:
             raise ValueError("detector min_p0 in (0, 0.5) and suspect_doubt in (0, 1)")
+        if not 0 < self.spike_prior < 0.5:
+            raise ValueError("detector spike_prior must be in (0, 0.5)")
 
     @property
     def arl0_per_statistic(self) -> float:
@@ -191,7 +194,7 @@ class ChangeDetector:
         for rtt in rtts_ms:
             if not math.isfinite(rtt) or rtt < 0:
                 raise ValueError(f"an RTT must be a finite number of ms >= 0, got {rtt}")
-            if len(self._ref) < self.config.min_reference:
+            if not math.isfinite(self._scale):  # learning: no scale yet
                 self._add_reference(rtt)
                 continue
             z = (rtt - self._center) / self._scale
@@ -222,14 +225,13 @@ class ChangeDetector:
     def _accept_rtt(self, since: int) -> None:
         """The change point is `since` RTTs back: they are the new reference."""
         post = self._held[-since:] if since else self._held[-1:]
-        scale = self._scale
         self._ref.clear()
         self._held.clear()
         self._s_up = self._s_dn = 0.0
         self._n_up = self._n_dn = 0
         for rtt in post:
             self._ref.append(rtt)
-        self._refresh(keep_scale=scale)
+        self._refresh()
 
     def _add_reference(self, rtt: float) -> None:
         self._ref.append(rtt)
@@ -237,32 +239,36 @@ class ChangeDetector:
         if len(self._ref) <= self.config.min_reference or self._stale >= 8:
             self._refresh()
 
-    def _refresh(self, keep_scale: float = math.nan) -> None:
+    def _refresh(self) -> None:
         """Centre, scale and jitter from the reference; a short post-change reference keeps
-        the scale it had before the change (the jitter is not known yet)."""
+        the scale (and spike rule) it had before the change: the jitter is not known yet."""
         ref = np.fromiter(self._ref, dtype=float)
         self._stale = 0
         self._center = float(np.median(ref))
-        if len(ref) < self.config.min_reference and math.isfinite(keep_scale):
-            self._scale = keep_scale
-        else:
+        if len(ref) >= self.config.min_reference:
             mad = float(np.median(np.abs(ref - self._center)))
             tail = (float(np.quantile(ref, 0.99)) - self._center) / _Z99
             self._scale = max(_MAD_TO_SIGMA * mad, tail, self.config.scale_floor_ms)
-        if len(ref) >= self.config.min_reference or not math.isfinite(keep_scale):
-            self.jump_packets, self.clip = self._tail_rule((ref - self._center) / self._scale)
+            m, clip = self._tail_rule((ref - self._center) / self._scale)
+            if m >= self.jump_packets or len(ref) * 2 >= self.config.reference_packets:
+                self.jump_packets, self.clip = m, clip  # a short reference may not relax it
         self._jitter = float(np.mean(np.abs(np.diff(ref)))) if len(ref) > 1 else self._jitter
 
     def _tail_rule(self, z: np.ndarray) -> tuple[int, float]:
         """How many packets beyond the clip an alarm takes: the fewest m (from 2) for which m
-        reference packets in a row beyond the clip are rarer than one per ARL0 (the share q
-        beyond it estimated as (count + ½)/(n + 1), so q^m ≤ 1/ARL0). A path with spikes
-        needs three packets where a clean one needs two."""
-        log_arl0 = math.log(self.config.arl0_per_statistic)
+        reference packets beyond the clip close together are rarer than one per ARL0:
+        4·q^m ≤ 1/ARL0 (the 4 for the few positions in which spikes combine before the CUSUM
+        decays, and for the alarm back that a false alarm brings),
+        the share q beyond it estimated as (count + 0.1)/(n + 0.1/`spike_prior`), a prior of
+        one spike in 1/`spike_prior` packets worth 0.1 spike, so a short reference is neither
+        trusted to be clean nor condemned as spiky. A path with spikes needs three packets
+        where a clean one needs two."""
+        log_arl0 = math.log(4.0 * self.config.arl0_per_statistic)
         k, h = self.config.k, self.h_rtt
         for m in range(2, 8):
             c = _clip(k, h, m)
-            q = (float(np.count_nonzero(np.abs(z) >= c)) + 0.5) / (len(z) + 1.0)
+            spikes = float(np.count_nonzero(np.abs(z) >= c))
+            q = (spikes + 0.1) / (len(z) + 0.1 / self.config.spike_prior)
             if m * math.log(1.0 / q) >= log_arl0:
                 return m, c
         return 8, _clip(k, h, 8)
@@ -312,7 +318,7 @@ class ChangeDetector:
         level = self.level()
         if alarm is not None:
             return Verdict(now, "changed", alarm, 1.0, level, jump, lost)
-        if len(self._ref) < self.config.min_reference and not self._held:
+        if not math.isfinite(self._scale):
             return Verdict(now, "learning", None, self._loss_doubt(), level, jump, lost)
         doubts: dict[Statistic, float] = {
             "rtt_up": self._s_up / self.h_rtt,
