@@ -53,7 +53,7 @@ class DetectorConfig:
     false_alarm_every_h: float = 24.0
     steady_pps: float = 1.0
     k: float = 2.0  # reference value in units of σ̂: tuned to a 4 σ̂ shift
-    scale_floor_ms: float = 2.0
+    scale_floor_ms: float = 3.0
     reference_packets: int = 600
     min_reference: int = 8
     prior_lost: float = 1.0
@@ -256,14 +256,14 @@ class ChangeDetector:
 
     def _tail_rule(self, z: np.ndarray) -> tuple[int, float]:
         """How many packets beyond the clip an alarm takes: the fewest m (from 2) for which m
-        reference packets beyond the clip close together are rarer than one per ARL0:
-        4·q^m ≤ 1/ARL0 (the 4 for the few positions in which spikes combine before the CUSUM
-        decays, and for the alarm back that a false alarm brings),
+        reference packets in a row beyond the clip are rarer than one per ARL0: 2·q^m ≤
+        1/ARL0 (the 2 for the alarm back to the old level that a false alarm brings; spikes
+        apart do not combine: a contribution of at most 0.55·h decays by k ≥ h/2 a packet),
         the share q beyond it estimated as (count + 0.1)/(n + 0.1/`spike_prior`), a prior of
         one spike in 1/`spike_prior` packets worth 0.1 spike, so a short reference is neither
         trusted to be clean nor condemned as spiky. A path with spikes needs three packets
         where a clean one needs two."""
-        log_arl0 = math.log(4.0 * self.config.arl0_per_statistic)
+        log_arl0 = math.log(2.0 * self.config.arl0_per_statistic)
         k, h = self.config.k, self.h_rtt
         for m in range(2, 8):
             c = _clip(k, h, m)
