@@ -12,7 +12,10 @@ Rules (`BudgetPolicy` holds the numbers):
    path of the route in force it puts the region in doubt, as does the caller naming the
    region in `regions_in_doubt` (a decider challenge pending, say): then every path of the
    region, the route's and its candidates', is escalated.
-3. An escalation lasts `relax_s` after its last signal, then the path is back to steady.
+3. An escalation lasts `relax_s` after the signal that started it, extended only by an alarm,
+   a signal more doubtful than any before it, or the caller naming the region again; then the
+   path is back to steady. (Renewing on every signal would keep a spiky path escalated: at
+   25 packets/s its 1 % of spikes come faster than any relax time.)
 4. The site's budget (`budget_pps`, or `budget_per_path_pps` per path but at least
    `budget_min_pps`) is never exceeded. Steady rates come first; if they do not fit they are
    cut evenly, down to `floor_pps` (and if even the floors do not fit, below it:
@@ -43,7 +46,7 @@ class BudgetPolicy:
     steady_pps: float = 1.0
     escalated_pps: float = 25.0
     floor_pps: float = 0.2
-    relax_s: float = 5.0
+    relax_s: float = 2.0
     escalate_doubt: float = 0.25
     budget_pps: float | None = None
     budget_per_path_pps: float = 2.0
@@ -140,11 +143,26 @@ def _own(signal: Signal, policy: BudgetPolicy) -> tuple[Reason, float] | None:
     return None
 
 
-def _merge(old: Mapping[_K, Escalation], new: dict[_K, Escalation], now: float) -> None:
-    """Carry the previous escalations still in force into `new` (new signals win)."""
+def _merge(
+    old: Mapping[_K, Escalation],
+    new: dict[_K, Escalation],
+    now: float,
+    always: Iterable[_K] = (),
+) -> None:
+    """Carry the escalations still in force into `new`. A new signal extends one in force only
+    if it is an alarm or more doubtful than any before it (else every spike of a spiky path
+    would keep it escalated for ever); keys in `always` are renewed on the caller's word."""
+    renew = set(always)
     for key, esc in old.items():
-        if esc.until_s > now and key not in new:
+        fresh = new.get(key)
+        if esc.until_s <= now:
+            continue
+        if fresh is None or not (
+            key in renew or fresh.reason == "alarm" or fresh.doubt > esc.doubt
+        ):
             new[key] = esc
+        elif key not in renew:
+            new[key] = Escalation(fresh.until_s, fresh.reason, max(fresh.doubt, esc.doubt))
 
 
 def _raise(table: dict[str, Escalation], key: str, esc: Escalation) -> None:
@@ -177,7 +195,7 @@ def _escalations(
         if role.on_route:
             _raise(regions, role.region, esc)
     _merge(previous.paths, paths, now)
-    _merge(previous.regions, regions, now)
+    _merge(previous.regions, regions, now, always=regions_in_doubt)
     return paths, regions
 
 

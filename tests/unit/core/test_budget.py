@@ -60,17 +60,30 @@ def test_doubt_without_a_trigger_escalates_past_the_threshold_only() -> None:
     assert not low.reasons and high.reasons[("lagos", "los")] == "doubt"
 
 
-def test_escalation_holds_for_relax_s_after_the_last_signal_then_relaxes() -> None:
-    a = allocate(ROLES, {("lagos", "los"): Signal(1.0, "alarm")}, now=10.0, policy=POLICY)
+def test_escalation_holds_for_relax_s_extended_only_by_more_doubt() -> None:
+    lagos = ("lagos", "los")
+    a = allocate(ROLES, {lagos: Signal(0.3, "loss")}, now=10.0, policy=POLICY)
     b = allocate(ROLES, {}, now=14.9, policy=POLICY, previous=a)
-    assert b.reasons[("lagos", "los")] == "alarm"
-    c = allocate(
-        ROLES, {("lagos", "los"): Signal(0.6, "jump")}, now=14.9, policy=POLICY, previous=b
-    )
-    d = allocate(ROLES, {}, now=19.0, policy=POLICY, previous=c)  # renewed at 14.9
-    assert d.reasons[("lagos", "los")] == "jump"
-    e = allocate(ROLES, {}, now=19.9, policy=POLICY, previous=d)
-    assert not e.reasons and set(e.rates_pps.values()) == {1.0}
+    assert b.reasons[lagos] == "loss"
+    # the same doubt again (another spike, another expected loss) does not extend it ...
+    c = allocate(ROLES, {lagos: Signal(0.3, "loss")}, now=14.0, policy=POLICY, previous=a)
+    d = allocate(ROLES, {}, now=15.0, policy=POLICY, previous=c)
+    assert not d.reasons and set(d.rates_pps.values()) == {1.0}
+    # ... more doubt, or an alarm, does
+    e = allocate(ROLES, {lagos: Signal(0.4, "loss")}, now=14.0, policy=POLICY, previous=a)
+    assert allocate(ROLES, {}, now=18.9, policy=POLICY, previous=e).reasons[lagos] == "loss"
+    f = allocate(ROLES, {lagos: Signal(0.1, "alarm")}, now=14.0, policy=POLICY, previous=e)
+    g = allocate(ROLES, {}, now=18.9, policy=POLICY, previous=f)
+    assert g.reasons[lagos] == "alarm" and g.paths[lagos].doubt == 1.0
+    assert not allocate(ROLES, {}, now=19.0, policy=POLICY, previous=g).reasons
+
+
+def test_a_region_the_caller_names_stays_escalated_while_named() -> None:
+    a = allocate(ROLES, {}, now=0.0, policy=POLICY, regions_in_doubt={"lagos": 0.5})
+    for now in (4.0, 8.0, 12.0):
+        a = allocate(ROLES, {}, now=now, policy=POLICY, regions_in_doubt={"lagos": 0.5}, previous=a)
+    assert a.reasons[("lagos", "los")] == "doubt"
+    assert not allocate(ROLES, {}, now=17.0, policy=POLICY, previous=a).reasons
 
 
 def test_scarce_budget_goes_to_the_most_doubtful_region_first() -> None:
