@@ -1,6 +1,6 @@
 """Change detection vs today's fixed windows: delay (packets, seconds) and false alarms.
 
-    .venv/bin/python bench/detect.py [--trials 30] [--hours 24]
+    .venv/bin/python bench/detect.py [--trials 30] [--hours 24] [--shared ../shared]
 
 Pure simulation, no network: seeded synthetic paths (tests/unit/core/paths.py: 40 ms, lognormal
 queueing, optional 1 % Pareto spikes, 0.3 % loss), impaired at a random instant after 600 s of
@@ -194,6 +194,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--hours", type=float, default=24.0)
+    ap.add_argument("--shared", type=Path, default=REPO / ".." / "shared", help="../shared")
     args = ap.parse_args()
     cfg, det = DetectorConfig(), ChangeDetector()
     print(f"detector defaults: 1 false alarm / path / {cfg.false_alarm_every_h:g} h at "
@@ -213,7 +214,7 @@ def main() -> int:
         a, w, pps = false_alarms(spikes, args.hours)
         print(f"| {'spiky' if spikes else 'clean'}, {args.hours:g} h | {a} | {w} (≤ 6 h) | "
               f"{pps:.2f} (window rule: 5) |")  # fmt: skip
-    path = REPO / ".." / "shared" / "data" / "ibm_cloud_interregion_rtt_weekly_2023-2026.csv"
+    path = args.shared / "data" / "ibm_cloud_interregion_rtt_weekly_2023-2026.csv"
     if path.exists():
         print("\n| IBM Cloud series (weekly points) | detector | window (12 pts, 3 × 4 apart) |")
         print("|---|---|---|")

@@ -13,7 +13,8 @@ Rules (`BudgetPolicy` holds the numbers):
    region in `regions_in_doubt` (a decider challenge pending, say): then every path of the
    region, the route's and its candidates', is escalated.
 3. An escalation lasts `relax_s` after the signal that started it, extended only by an alarm,
-   a signal more doubtful than any before it, or the caller naming the region again; then the
+   a doubt past `escalate_doubt` that is not a jump or a loss (evidence building up), a signal
+   more doubtful than any before it, or the caller naming the region again; then the
    path is back to steady. (Renewing on every signal would keep a spiky path escalated: at
    25 packets/s its 1 % of spikes come faster than any relax time.)
 4. The site's budget (`budget_pps`, or `budget_per_path_pps` per path but at least
@@ -150,16 +151,18 @@ def _merge(
     always: Iterable[_K] = (),
 ) -> None:
     """Carry the escalations still in force into `new`. A new signal extends one in force only
-    if it is an alarm or more doubtful than any before it (else every spike of a spiky path
-    would keep it escalated for ever); keys in `always` are renewed on the caller's word."""
+    if it is an alarm, a doubt past `escalate_doubt` without a jump or a loss (evidence
+    building up), or more doubtful than any before it — else every spike of a spiky path would
+    keep it escalated for ever; keys in `always` are renewed on the caller's word."""
     renew = set(always)
     for key, esc in old.items():
         fresh = new.get(key)
         if esc.until_s <= now:
             continue
-        if fresh is None or not (
-            key in renew or fresh.reason == "alarm" or fresh.doubt > esc.doubt
-        ):
+        extends = fresh is not None and (
+            key in renew or fresh.reason in ("alarm", "doubt") or fresh.doubt > esc.doubt
+        )
+        if fresh is None or not extends:
             new[key] = esc
         elif key not in renew:
             new[key] = Escalation(fresh.until_s, fresh.reason, max(fresh.doubt, esc.doubt))

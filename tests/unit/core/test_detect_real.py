@@ -119,10 +119,10 @@ def test_seattle_visible_shifts_are_found_and_quiet_stretches_stay_quiet(
         for t in range(8, len(x) - 8):
             ok_before, before = _tight(x[t - 8 : t], 0.1, 10.0)
             ok_after, after = _tight(x[t : t + 8], 0.1, 10.0)
-            if ok_before and ok_after and min(before, after) > 0:
-                if abs(after - before) >= max(30.0, 0.3 * before):
-                    shifts += 1
-                    found += any(0 <= f - t <= 2 for f in alarms)
+            moved = abs(after - before) >= max(30.0, 0.3 * before)
+            if ok_before and ok_after and min(before, after) > 0 and moved:
+                shifts += 1
+                found += any(0 <= f - t <= 2 for f in alarms)
         calm = np.zeros(len(x), dtype=bool)
         for t in range(len(x) - 30):
             if (x[t : t + 30] > 0).all() and _tight(x[t : t + 30], 0.05, 5.0)[0]:
