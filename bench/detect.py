@@ -36,7 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from netopt.core.budget import BudgetPolicy, PathRole, Signal, allocate  # noqa: E402
+from netopt.core.budget import EMPTY, BudgetPolicy, PathRole, Signal, allocate  # noqa: E402
 from netopt.core.detect import ChangeDetector, DetectorConfig  # noqa: E402
 from tests.unit.core.paths import rtts_ms  # noqa: E402
 
@@ -62,26 +62,30 @@ def world(rng: np.random.Generator, kind: str, spikes: float, t_change: float) -
     return packet
 
 
-def run_detector(packet: Packet, until: float, escalate: bool, t_change: float) -> float | None:
-    """Send time (s) of the packet on which the detector accepts a change after t_change."""
+def run_detector(
+    packet: Packet, until: float, escalate: bool, t_change: float
+) -> tuple[float, int] | None:
+    """Send time (s) of the packet on which the detector accepts a change after t_change, and
+    the packets sent from t_change to it."""
     det, policy = ChangeDetector(), BudgetPolicy()
-    t, rate, alloc = 0.0, policy.steady_pps, None
+    t, rate, alloc, sent = 0.0, policy.steady_pps, EMPTY, 0
     while t < until:
         rtt = packet(t)
         v = det.update(t, 1, [] if rtt is None else [rtt])
+        sent += t >= t_change
         if v.state == "changed" and t >= t_change:
-            return t
+            return t, sent
         if escalate:
-            kw = {"previous": alloc} if alloc is not None else {}
-            alloc = allocate(ROLE, {KEY: Signal.of(v)}, t, policy, **kw)  # type: ignore[arg-type]
+            alloc = allocate(ROLE, {KEY: Signal.of(v)}, t, policy, previous=alloc)
             rate = alloc.rates_pps[KEY]
         t += 1.0 / rate
     return None
 
 
 def run_window(packet: Packet, until: float, t_change: float, rtt0: float, loss0: float,
-               kind: str, t0: float = 0.0) -> float | None:  # fmt: skip
-    """Today's rule (see the module docstring): the round time of the accepting window."""
+               kind: str, t0: float = 0.0) -> tuple[float, int] | None:  # fmt: skip
+    """Today's rule (see the module docstring): the round time of the accepting window, and
+    the packets sent from t_change to it."""
     rounds: list[tuple[float, int, float | None]] = []  # (t, lost, median rtt)
     counted: list[float] = []
     t = t0
@@ -89,7 +93,7 @@ def run_window(packet: Packet, until: float, t_change: float, rtt0: float, loss0
         rtts = [r for r in (packet(t + i * 0.02) for i in range(5)) if r is not None]
         rounds.append((t, 5 - len(rtts), float(np.median(rtts)) if rtts else None))
         if not rtts and t >= t_change:
-            return t  # pop_alive: the latest round got no answer
+            return t, 5 * sum(r[0] + 0.1 >= t_change for r in rounds)  # pop_alive
         window = [r for r in rounds if r[0] > t - 60.0]
         meds = [r[2] for r in window if r[2] is not None]
         loss = sum(r[1] for r in window) / (5 * len(window))
@@ -101,16 +105,17 @@ def run_window(packet: Packet, until: float, t_change: float, rtt0: float, loss0
         elif not counted or t - counted[-1] >= 20.0:
             counted.append(t)
         if len(counted) >= 3 and t >= t_change:
-            return t
+            return t, 5 * sum(r[0] + 0.1 >= t_change for r in rounds)
         t += 1.0
     return None
 
 
 def delays(kind: str, spikes: float, trials: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"detect@1": [], "detect+esc": [], "window": []}
+    names = ("detect@1", "detect+esc", "window")
+    out: dict[str, list[float]] = {k: [] for n in names for k in (n, n + " packets")}
     for seed in range(trials):
         t_change = WARM_S + np.random.default_rng(seed).random()
-        for name in out:
+        for name in names:
             rng = np.random.default_rng(10_000 + seed)
             packet = world(rng, kind, spikes, t_change)
             until = t_change + 300.0
@@ -118,7 +123,8 @@ def delays(kind: str, spikes: float, trials: int) -> dict[str, list[float]]:
                 at = run_window(packet, until, t_change, 42.0, 0.003, kind)
             else:
                 at = run_detector(packet, until, name == "detect+esc", t_change)
-            out[name].append(np.inf if at is None else at - t_change)
+            out[name].append(np.inf if at is None else at[0] - t_change)
+            out[name + " packets"].append(np.inf if at is None else at[1])
     return out
 
 
@@ -127,14 +133,13 @@ def false_alarms(spikes: float, hours: float) -> tuple[int, int, float]:
     and the detector's average packets/s (the steady cost, escalations included)."""
     rng = np.random.default_rng(99)
     packet = world(rng, "none", spikes, np.inf)
-    det, policy, alloc = ChangeDetector(), BudgetPolicy(), None
+    det, policy, alloc = ChangeDetector(), BudgetPolicy(), EMPTY
     t, n, alarms, until = 0.0, 0, 0, hours * 3600.0
     while t < until:
         rtt = packet(t)
         v = det.update(t, 1, [] if rtt is None else [rtt])
         alarms += v.state == "changed"
-        kw = {"previous": alloc} if alloc is not None else {}
-        alloc = allocate(ROLE, {KEY: Signal.of(v)}, t, policy, **kw)  # type: ignore[arg-type]
+        alloc = allocate(ROLE, {KEY: Signal.of(v)}, t, policy, previous=alloc)
         t += 1.0 / alloc.rates_pps[KEY]
         n += 1
     window_alarms = 0
@@ -145,7 +150,7 @@ def false_alarms(spikes: float, hours: float) -> tuple[int, int, float]:
         if at is None:
             break
         window_alarms += 1
-        start = at
+        start = at[0]
     return alarms, window_alarms, n / until
 
 
@@ -167,7 +172,8 @@ def ibm(path: Path) -> list[tuple[str, int | None, int | None]]:
             if det.update(float(i), 1, [v]).state == "changed" and i >= at and found is None:
                 found = i - at + 1
         x = np.array([v for _, v in s])
-        rtt0, counted, win = float(np.median(x[max(0, at - 8) : at])), [], None
+        rtt0, win = float(np.median(x[max(0, at - 8) : at])), None
+        counted: list[int] = []
         for i in range(at, len(x)):
             if np.median(x[max(0, i - 11) : i + 1]) >= rtt0 + shift / 2:
                 if not counted or i - counted[-1] >= 4:
@@ -181,11 +187,13 @@ def ibm(path: Path) -> list[tuple[str, int | None, int | None]]:
     return out
 
 
-def _fmt(xs: list[float]) -> str:
+def _fmt(d: dict[str, list[float]], name: str) -> str:
+    xs, ps = d[name], d[name + " packets"]
     finite = [x for x in xs if np.isfinite(x)]
     missed = len(xs) - len(finite)
     med = statistics.median(finite) if finite else float("nan")
-    return f"{med:6.2f} s (max {max(finite, default=float('nan')):.2f})" + (
+    pkts = statistics.median([p for p in ps if np.isfinite(p)] or [float("nan")])
+    return f"{med:.2f} s / {pkts:.0f} pkts (max {max(finite, default=float('nan')):.2f} s)" + (
         f", {missed} missed" if missed else ""
     )
 
@@ -200,14 +208,16 @@ def main() -> int:
     print(f"detector defaults: 1 false alarm / path / {cfg.false_alarm_every_h:g} h at "
           f"{cfg.steady_pps:g} packet/s; h_rtt {det.h_rtt:.2f} σ̂, "
           f"h_loss {det.h_loss:.2f}")  # fmt: skip
-    print("\n| impairment | path | detect@1 | detect+esc | window (today) | window / detect+esc |")
+    print(
+        "\n| impairment | path | detect@1 | detect+esc | window (today) | window / detect+esc (s) |"
+    )
     print("|---|---|---|---|---|---|")
     for kind in ("jump", "loss", "both", "dead"):
         for spikes in (0.0, 0.01):
             d = delays(kind, spikes, args.trials)
             ratio = statistics.median(d["window"]) / max(statistics.median(d["detect+esc"]), 1e-3)
-            print(f"| {kind} | {'spiky' if spikes else 'clean'} | {_fmt(d['detect@1'])} | "
-                  f"{_fmt(d['detect+esc'])} | {_fmt(d['window'])} | {ratio:.1f}× |")  # fmt: skip
+            print(f"| {kind} | {'spiky' if spikes else 'clean'} | {_fmt(d, 'detect@1')} | "
+                  f"{_fmt(d, 'detect+esc')} | {_fmt(d, 'window')} | {ratio:.1f}× |")  # fmt: skip
     print("\n| stationary path | detector alarms | window alarms | detector packets/s |")
     print("|---|---|---|---|")
     for spikes in (0.0, 0.01):
@@ -219,7 +229,9 @@ def main() -> int:
         print("\n| IBM Cloud series (weekly points) | detector | window (12 pts, 3 × 4 apart) |")
         print("|---|---|---|")
         for name, found, win in ibm(path):
-            print(f"| {name} | {found} points | {win} points |")
+            never = "not within the series"
+            found_s = f"{found} points" if found else never
+            print(f"| {name} | {found_s} | {f'{win} points' if win else never} |")
     else:
         print(f"\n(IBM series skipped: {path} is absent)")
     return 0
