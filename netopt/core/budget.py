@@ -225,6 +225,15 @@ def _wants(
     return wants
 
 
+def _steady(policy: BudgetPolicy, paths: int, budget: float) -> tuple[float, bool]:
+    """The steady rate that fits the budget, and whether the floors fit at all."""
+    if not paths or policy.steady_pps * paths <= budget:
+        return policy.steady_pps, True
+    if policy.floor_pps * paths <= budget:
+        return max(policy.floor_pps, budget / paths), True
+    return budget / paths, False
+
+
 def allocate(
     roles: Iterable[PathRole],
     signals: Mapping[Key, Signal],
@@ -238,12 +247,7 @@ def allocate(
     roles = sorted(set(roles), key=lambda r: (r.region, r.src, r.dst, r.on_route))
     keys = sorted({(r.src, r.dst) for r in roles})
     budget = pol.site_budget_pps(len(keys))
-    steady = pol.steady_pps
-    if keys and steady * len(keys) > budget:
-        steady = max(pol.floor_pps, budget / len(keys))
-    floors_fit = not keys or pol.floor_pps * len(keys) <= budget
-    if not floors_fit:
-        steady = budget / len(keys)
+    steady, floors_fit = _steady(pol, len(keys), budget)
     paths, regions = _escalations(roles, signals, regions_in_doubt or {}, now, pol, previous)
     wants = _wants(roles, paths, regions)
     rates = dict.fromkeys(keys, steady)
@@ -257,16 +261,8 @@ def allocate(
         if grant < extra:
             starved.append(key)
         if grant > 0:
-            rates[key] = steady + grant
-            reasons[key] = wants[key][2]
+            rates[key], reasons[key] = steady + grant, wants[key][2]
     return Allocation(
-        at_s=now,
-        rates_pps=MappingProxyType(rates),
-        reasons=MappingProxyType(reasons),
-        paths=MappingProxyType(paths),
-        regions=MappingProxyType(regions),
-        budget_pps=budget,
-        steady_pps=steady,
-        floors_fit=floors_fit,
-        starved=tuple(starved),
-    )
+        now, MappingProxyType(rates), MappingProxyType(reasons), MappingProxyType(paths),
+        MappingProxyType(regions), budget, steady, floors_fit, tuple(starved),
+    )  # fmt: skip
