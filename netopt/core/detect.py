@@ -159,6 +159,9 @@ class ChangeDetector:
         received = len(rtts_ms)
         if sent < received or sent < 0:
             raise ValueError(f"a round cannot return {received} of {sent} packets")
+        bad = [r for r in rtts_ms if not (math.isfinite(r) and r >= 0)]
+        if bad:  # checked before anything changes: a bad round leaves no trace
+            raise ValueError(f"an RTT must be a finite number of ms >= 0, got {bad[0]}")
         if sent == 0:
             return self._verdict(now, None, False, 0)
         lost = sent - received
@@ -192,8 +195,6 @@ class ChangeDetector:
         jump = False
         alarm: Statistic | None = None
         for rtt in rtts_ms:
-            if not math.isfinite(rtt) or rtt < 0:
-                raise ValueError(f"an RTT must be a finite number of ms >= 0, got {rtt}")
             if not math.isfinite(self._scale):  # learning: no scale yet
                 self._add_reference(rtt)
                 continue

@@ -248,7 +248,8 @@ def test_bad_rounds_and_configs_are_refused_by_name() -> None:
     with pytest.raises(ValueError, match="cannot return 3 of 2"):
         det.update(0.0, 2, [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="finite"):
-        det.update(0.0, 1, [math.nan])
+        det.update(0.0, 2, [40.0, math.nan])
+    assert det.level().rtt_ms is None  # the good RTT before the bad one was not taken
     with pytest.raises(ValueError, match="false_alarm_every_h"):
         DetectorConfig(false_alarm_every_h=0)
     with pytest.raises(ValueError, match="reference_packets"):
