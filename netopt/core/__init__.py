@@ -1,0 +1,1 @@
+"""The pure core: decisions from observations, `now` as an argument, no I/O."""

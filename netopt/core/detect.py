@@ -1,0 +1,342 @@
+"""Sequential change detection per path: when the evidence that a path changed suffices.
+
+probe → round (sent, RTTs of the packets that came back) → **detect** → the accepted level
+feeds the planner and decider; the doubt feeds `netopt.core.budget` (probe harder where a
+decision is in doubt). Pure: no I/O, no clock; `now` is an argument and is only stamped on
+the verdict.
+
+Per path, `ChangeDetector.update(now, sent, rtts_ms)` runs three CUSUMs on a robust baseline:
+
+- **Baseline.** RTT: the median of the last `reference_packets` accepted RTTs, and a scale
+  σ̂ = max(1.4826·MAD, (q99 − median)/2.326, `scale_floor_ms`): the MAD for the body, the
+  99th percentile so that heavy tails widen it, the floor because RTT changes of a few ms do
+  not matter for voice routing. Loss: a Beta(`prior_lost`, `prior_received`) prior updated by
+  every accepted packet (counts faded to `loss_memory_packets`).
+- **RTT up / down.** z = (rtt − median)/σ̂, clipped to ±`clip`, S⁺ = max(0, S⁺ + z − k) and
+  S⁻ = max(0, S⁻ − z − k); h from Siegmund's approximation (`netopt.core.cusum`). The clip is
+  k + 1.1·h/m: a single packet, however late, cannot raise an alarm (a spike) but m in a row
+  beyond the clip do. m is 2 on a path whose reference shows few packets beyond that clip
+  (a jump of many σ̂ is accepted on its second packet), more on a spiky one: the fewest m for
+  which m spikes in a row are rarer than the false-alarm rate allows (`_tail_rule`).
+- **Loss.** S_L = max(0, S_L + LLR), the log-likelihood ratio of p1 = max(4·p0, p0 + 2 %)
+  against the baseline p0 per packet; h = ln(ARL0) (Wald/Lorden).
+- **Dead.** Whole rounds lost, `dead_packets` packets in a row: a change at once.
+
+The false-alarm rate is the parameter: one false alarm per path every `false_alarm_every_h`
+hours at `steady_pps`, shared by the three CUSUMs. An alarm accepts the change: the samples
+since the alarming CUSUM last left zero (the change-point estimate) become the new baseline,
+and their median RTT, jitter and loss are the accepted level the decider should use.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from netopt.core.cusum import arl0_packets, bernoulli_llr, gaussian_threshold, wald_threshold
+
+State = Literal["learning", "steady", "suspect", "changed"]
+Statistic = Literal["rtt_up", "rtt_down", "loss", "dead", "alive"]
+_MAD_TO_SIGMA = 1.4826
+_Z99 = 2.326
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """The detector's numbers; only the false-alarm rate and the steady rate are policy."""
+
+    false_alarm_every_h: float = 24.0
+    steady_pps: float = 1.0
+    k: float = 2.0  # reference value in units of σ̂: tuned to a 4 σ̂ shift
+    scale_floor_ms: float = 3.0
+    reference_packets: int = 600
+    min_reference: int = 8
+    prior_lost: float = 1.0
+    prior_received: float = 299.0  # prior mean loss 0.33 %, worth 300 packets
+    loss_memory_packets: int = 7200
+    min_p0: float = 1e-4
+    spike_prior: float = 5e-4  # prior share of packets beyond the clip (see _tail_rule)
+    dead_packets: int = 4
+    suspect_doubt: float = 0.25
+
+    def __post_init__(self) -> None:
+        positive = ("false_alarm_every_h", "steady_pps", "k", "scale_floor_ms", "prior_lost")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"detector {name} must be > 0, got {getattr(self, name)}")
+        if self.min_reference < 3 or self.reference_packets < self.min_reference:
+            raise ValueError("detector needs reference_packets >= min_reference >= 3")
+        if self.prior_received <= 0 or self.loss_memory_packets < 1 or self.dead_packets < 1:
+            raise ValueError("detector prior_received, loss_memory_packets, dead_packets > 0")
+        if not 0 < self.min_p0 < 0.5 or not 0 < self.suspect_doubt < 1:
+            raise ValueError("detector min_p0 in (0, 0.5) and suspect_doubt in (0, 1)")
+        if not 0 < self.spike_prior < 0.5:
+            raise ValueError("detector spike_prior must be in (0, 0.5)")
+
+    @property
+    def arl0_per_statistic(self) -> float:
+        """In-control ARL (packets) of each of the three CUSUMs."""
+        return arl0_packets(self.false_alarm_every_h, self.steady_pps, statistics=3)
+
+    @property
+    def rtt_threshold(self) -> float:
+        return gaussian_threshold(self.arl0_per_statistic, self.k)
+
+    @property
+    def loss_threshold(self) -> float:
+        return wald_threshold(self.arl0_per_statistic)
+
+
+def loss_alternative(p0: float) -> float:
+    """The loss rate the loss CUSUM is tuned to detect against a baseline p0."""
+    return min(max(4.0 * p0, p0 + 0.02), 0.99)
+
+
+@dataclass(frozen=True)
+class Level:
+    """The accepted state of a path: what the decider should plan with."""
+
+    rtt_ms: float | None
+    jitter_ms: float | None
+    loss_ratio: float
+    packets: int  # packets behind the loss figure
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The detector's answer to one update."""
+
+    at_s: float
+    state: State
+    statistic: Statistic | None  # the alarming statistic, or the most doubtful one
+    doubt: float  # the fraction of its threshold the most doubtful statistic reached, in [0, 1]
+    level: Level  # the accepted level (the new one when state is "changed")
+    jump: bool  # a packet of this update beyond the clip (many σ̂ from the baseline)
+    lost: int  # packets of this update that did not come back
+
+
+class ChangeDetector:
+    """One path's CUSUMs and baseline (mutable, like `Decider`; every answer is a `Verdict`)."""
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        self.config = cfg = config or DetectorConfig()
+        self.h_rtt = cfg.rtt_threshold
+        self.h_loss = cfg.loss_threshold
+        self.clip = _clip(cfg.k, self.h_rtt, 2)
+        self.jump_packets = 2  # packets beyond the clip that make an alarm (see _tail_rule)
+        self._ref: deque[float] = deque(maxlen=cfg.reference_packets)
+        self._held: list[float] = []  # RTTs not yet in the reference: a CUSUM is above zero
+        self._n_up = self._n_dn = 0  # how many of the held RTTs since S⁺ / S⁻ left zero
+        self._s_up = self._s_dn = self._s_loss = 0.0
+        self._center = self._scale = self._jitter = math.nan
+        self._stale = 0  # reference appends since the last centre/scale computation
+        self._lost_ref, self._recv_ref = cfg.prior_lost, cfg.prior_received
+        self._prior = cfg.prior_lost + cfg.prior_received  # pseudo-packets in the loss counts
+        self._lost_p = self._recv_p = 0  # packets since S_L left zero
+        self._dead_run = 0
+        self._dead = False
+
+    @property
+    def doubt(self) -> float:
+        return min(1.0, max(self._s_up / self.h_rtt, self._s_dn / self.h_rtt, self._loss_doubt()))
+
+    def _loss_doubt(self) -> float:
+        return self._s_loss / self.h_loss
+
+    def level(self) -> Level:
+        packets = round(self._lost_ref + self._recv_ref - self._prior)
+        if self._dead:
+            return Level(_num(self._center), _num(self._jitter), 1.0, self._dead_run)
+        return Level(_num(self._center), _num(self._jitter), self._p0(), max(0, packets))
+
+    def update(self, now: float, sent: int, rtts_ms: Sequence[float]) -> Verdict:
+        """Feed one round (or one packet): `sent` packets, the RTTs of those that came back."""
+        received = len(rtts_ms)
+        if sent < received or sent < 0:
+            raise ValueError(f"a round cannot return {received} of {sent} packets")
+        bad = [r for r in rtts_ms if not (math.isfinite(r) and r >= 0)]
+        if bad:  # checked before anything changes: a bad round leaves no trace
+            raise ValueError(f"an RTT must be a finite number of ms >= 0, got {bad[0]}")
+        if sent == 0:
+            return self._verdict(now, None, False, 0)
+        lost = sent - received
+        dead = self._dead_update(sent, received)
+        if dead == "dead" or self._dead:
+            return self._verdict(now, dead, False, lost)
+        jump, rtt_alarm = self._rtt_update(rtts_ms)
+        loss_alarm = self._loss_update(received, lost)
+        return self._verdict(now, dead or rtt_alarm or loss_alarm, jump, lost)
+
+    # -- dead / alive ------------------------------------------------------------------
+
+    def _dead_update(self, sent: int, received: int) -> Statistic | None:
+        if received:
+            self._dead_run = 0
+            if self._dead:  # back from the dead: a change at once, loss learnt afresh
+                self._dead = False
+                self._reset_loss(0, 0)
+                return "alive"
+            return None
+        self._dead_run += sent
+        if not self._dead and self._dead_run >= self.config.dead_packets:
+            self._dead = True
+            self._s_up = self._s_dn = self._s_loss = 0.0
+            return "dead"
+        return None
+
+    # -- RTT ---------------------------------------------------------------------------
+
+    def _rtt_update(self, rtts_ms: Sequence[float]) -> tuple[bool, Statistic | None]:
+        jump = False
+        alarm: Statistic | None = None
+        for rtt in rtts_ms:
+            if not math.isfinite(self._scale):  # learning: no scale yet
+                self._add_reference(rtt)
+                continue
+            z = (rtt - self._center) / self._scale
+            jump = jump or abs(z) >= self.clip
+            z = min(max(z, -self.clip), self.clip)
+            self._s_up = max(0.0, self._s_up + z - self.config.k)
+            self._s_dn = max(0.0, self._s_dn - z - self.config.k)
+            self._hold(rtt)
+            if self._s_up >= self.h_rtt or self._s_dn >= self.h_rtt:
+                alarm = "rtt_up" if self._s_up >= self.h_rtt else "rtt_down"
+                self._accept_rtt(self._n_up if alarm == "rtt_up" else self._n_dn)
+        return jump, alarm
+
+    def _hold(self, rtt: float) -> None:
+        self._held.append(rtt)
+        self._n_up = self._n_up + 1 if self._s_up > 0 else 0
+        self._n_dn = self._n_dn + 1 if self._s_dn > 0 else 0
+        if self._s_up == 0 and self._s_dn == 0:
+            self._flush(len(self._held))
+        elif len(self._held) > self.config.reference_packets:  # a long slow drift: adapt
+            self._flush(max(1, len(self._held) - max(self._n_up, self._n_dn)))
+
+    def _flush(self, count: int) -> None:
+        for rtt in self._held[:count]:
+            self._add_reference(rtt)
+        del self._held[:count]
+
+    def _accept_rtt(self, since: int) -> None:
+        """The change point is `since` RTTs back: they are the new reference."""
+        post = self._held[-since:] if since else self._held[-1:]
+        self._ref.clear()
+        self._held.clear()
+        self._s_up = self._s_dn = 0.0
+        self._n_up = self._n_dn = 0
+        for rtt in post:
+            self._ref.append(rtt)
+        self._refresh()
+
+    def _add_reference(self, rtt: float) -> None:
+        self._ref.append(rtt)
+        self._stale += 1
+        if len(self._ref) <= self.config.min_reference or self._stale >= 8:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        """Centre, scale and jitter from the reference; a short post-change reference keeps
+        the scale (and spike rule) it had before the change: the jitter is not known yet."""
+        ref = np.fromiter(self._ref, dtype=float)
+        self._stale = 0
+        self._center = float(np.median(ref))
+        if len(ref) >= self.config.min_reference:
+            mad = float(np.median(np.abs(ref - self._center)))
+            tail = (float(np.quantile(ref, 0.99)) - self._center) / _Z99
+            self._scale = max(_MAD_TO_SIGMA * mad, tail, self.config.scale_floor_ms)
+            m, clip = self._tail_rule((ref - self._center) / self._scale)
+            if m >= self.jump_packets or len(ref) * 2 >= self.config.reference_packets:
+                self.jump_packets, self.clip = m, clip  # a short reference may not relax it
+        self._jitter = float(np.mean(np.abs(np.diff(ref)))) if len(ref) > 1 else self._jitter
+
+    def _tail_rule(self, z: np.ndarray) -> tuple[int, float]:
+        """How many packets beyond the clip an alarm takes: the fewest m (from 2) for which m
+        reference packets in a row beyond the clip are rarer than one per ARL0: 2·q^m ≤
+        1/ARL0 (the 2 for the alarm back to the old level that a false alarm brings; spikes
+        apart do not combine: a contribution of at most 0.55·h decays by k ≥ h/2 a packet),
+        the share q beyond it estimated as (count + 0.1)/(n + 0.1/`spike_prior`), a prior of
+        one spike in 1/`spike_prior` packets worth 0.1 spike, so a short reference is neither
+        trusted to be clean nor condemned as spiky. A path with spikes needs three packets
+        where a clean one needs two."""
+        log_arl0 = math.log(2.0 * self.config.arl0_per_statistic)
+        k, h = self.config.k, self.h_rtt
+        for m in range(2, 8):
+            c = _clip(k, h, m)
+            spikes = float(np.count_nonzero(np.abs(z) >= c))
+            q = (spikes + 0.1) / (len(z) + 0.1 / self.config.spike_prior)
+            if m * math.log(1.0 / q) >= log_arl0:
+                return m, c
+        return 8, _clip(k, h, 8)
+
+    # -- loss --------------------------------------------------------------------------
+
+    def _p0(self) -> float:
+        p = self._lost_ref / (self._lost_ref + self._recv_ref)
+        return min(max(p, self.config.min_p0), 0.5)
+
+    def _loss_update(self, received: int, lost: int) -> Statistic | None:
+        """Receptions first, then losses (their order within a round is not known)."""
+        p0 = self._p0()
+        if_lost, if_received = bernoulli_llr(p0, loss_alternative(p0))
+        self._s_loss = max(0.0, self._s_loss + received * if_received)
+        if self._s_loss == 0.0:
+            self._merge_loss(received, 0)
+        else:
+            self._recv_p += received
+        self._s_loss += lost * if_lost
+        self._lost_p += lost
+        if self._s_loss >= self.h_loss:
+            self._reset_loss(self._lost_p, self._recv_p)
+            return "loss"
+        return None
+
+    def _merge_loss(self, received: int, lost: int) -> None:
+        self._lost_ref += self._lost_p + lost
+        self._recv_ref += self._recv_p + received
+        self._lost_p = self._recv_p = 0
+        total = self._lost_ref + self._recv_ref
+        memory = self.config.loss_memory_packets + self._prior
+        if total > memory:
+            self._lost_ref *= memory / total
+            self._recv_ref *= memory / total
+            self._prior *= memory / total
+
+    def _reset_loss(self, lost: int, received: int) -> None:
+        """A new loss baseline from the post-change packets under a weak (Jeffreys) prior."""
+        self._lost_ref, self._recv_ref, self._prior = lost + 0.5, received + 0.5, 1.0
+        self._lost_p = self._recv_p = 0
+        self._s_loss = 0.0
+
+    # -- verdict -----------------------------------------------------------------------
+
+    def _verdict(self, now: float, alarm: Statistic | None, jump: bool, lost: int) -> Verdict:
+        level = self.level()
+        if alarm is not None:
+            return Verdict(now, "changed", alarm, 1.0, level, jump, lost)
+        if not math.isfinite(self._scale):
+            return Verdict(now, "learning", None, self._loss_doubt(), level, jump, lost)
+        doubts: dict[Statistic, float] = {
+            "rtt_up": self._s_up / self.h_rtt,
+            "rtt_down": self._s_dn / self.h_rtt,
+            "loss": self._loss_doubt(),
+        }
+        statistic = max(doubts, key=lambda s: doubts[s])
+        doubt = min(1.0, doubts[statistic])
+        suspect = doubt >= self.config.suspect_doubt or jump
+        state: State = "suspect" if suspect else "steady"
+        return Verdict(now, state, statistic if doubt > 0 else None, doubt, level, jump, lost)
+
+
+def _clip(k: float, h: float, m: int) -> float:
+    """The clip at which m packets beyond it, from S = 0, just cross h."""
+    return k + 1.1 * h / m
+
+
+def _num(x: float) -> float | None:
+    return x if math.isfinite(x) else None
