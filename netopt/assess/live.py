@@ -20,7 +20,7 @@ def rows(progress: Progress) -> list[tuple[str, str, str, str, str, str]]:
     for key, tot in sorted(progress.totals.items()):
         pop, kind = key
         st = summarize(progress.latest[key])
-        rtt = "–" if st.rtt_ms is None else f"{st.rtt_ms.p50:.1f} ms"
+        rtt = "–" if st.rtt_ms is None else f"{st.rtt_ms.p50:.2f} ms"
         loss = f"{100 * (1 - tot[1] / tot[0]):.1f} %" if tot[0] else "–"
         jit = "–" if st.jitter_ms is None else f"{st.jitter_ms:.1f} ms"
         state = progress.notes.get(key, "answering" if tot[1] else "no answer yet")

@@ -7,6 +7,7 @@ fonts are paths (`svg.fonttype = none` would need the viewer's fonts), so it ope
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,6 +36,7 @@ def _svg(fig: Any) -> str:
     fig.tight_layout()
     fig.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)  # RDF boilerplate
     return text[text.index("<svg") :]
 
 
