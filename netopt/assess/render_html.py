@@ -69,13 +69,14 @@ def render_html(report: Report) -> str:
                 f"{_mos(s.expected_mos)}); assumed {escape(s.assumption)}.</li>"
             )
         parts.append("</ul>")
+    parts.append("<h2>Thresholds</h2><ul>")
+    parts += [f"<li><b>{escape(t.name)}</b>: {escape(t.meaning)} ({escape(t.source)}).</li>"
+              for t in report.thresholds]  # fmt: skip
+    parts.append("</ul>")
     parts.append("<h2>Per PoP (this site → PoP)</h2>" + _table(POP_HEAD, pop_rows(report)))
     parts.append("<h2>Routes</h2>" + _table(ROUTE_HEAD, route_rows(report)))
     parts.append("<h2>Plots</h2>")
     for title, svg in all_plots(report).items():
         parts.append(f"<div class='plot'><h3>{escape(title)}</h3>{svg}</div>")
-    parts.append("<h2>Thresholds</h2><ul>")
-    parts += [f"<li><b>{escape(t.name)}</b>: {escape(t.meaning)} ({escape(t.source)}).</li>"
-              for t in report.thresholds]  # fmt: skip
-    parts.append("</ul></body></html>")
+    parts.append("</body></html>")
     return "\n".join(parts)

@@ -86,9 +86,9 @@ def render_md(report: Report) -> str:
             lines.append(f"- New PoP modelled: **{s.pop}** (expected MOS "
                          f"{_f(s.expected_mos, '.2f')}); assumed {s.assumption}.")  # fmt: skip
         lines.append("")
-    lines += ["## Per PoP (this site → PoP)", "", *_table(POP_HEAD, pop_rows(report)), ""]
-    lines += ["## Routes", "", *_table(ROUTE_HEAD, route_rows(report)), ""]
     lines += ["## Thresholds", ""]
     lines += [f"- **{t.name}**: {t.meaning} ({t.source})." for t in report.thresholds]
     lines.append("")
+    lines += ["## Per PoP (this site → PoP)", "", *_table(POP_HEAD, pop_rows(report)), ""]
+    lines += ["## Routes", "", *_table(ROUTE_HEAD, route_rows(report)), ""]
     return "\n".join(lines)

@@ -149,3 +149,9 @@ def test_compare_before_after() -> None:
     other = after.model_copy(update={"site": "nairobi"})
     with pytest.raises(NetoptError, match="different sites"):
         compare(before, other)
+
+
+def test_nothing_collected_is_unmeasured_not_a_crash() -> None:
+    rep = _report([], partial=True)
+    assert rep.verdict == "unmeasured" and all(not p.answered for p in rep.pops)
+    assert "Partial report" in render_html(rep) and "unmeasured" in render_md(rep)
