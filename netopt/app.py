@@ -22,6 +22,7 @@ from types import MappingProxyType
 
 from netopt.api import make_app, run_site
 from netopt.api_workers import serve_with_workers
+from netopt.assess.api import add_routes as add_assessment_routes
 from netopt.config import Config, load_config
 from netopt.decide import Decider, Decision, RouteTable, TableEntry
 from netopt.errors import ConfigError
@@ -347,6 +348,7 @@ class Daemon:
         answers.publish(self.table)
         self.publishers.append(answers.publish)
         app, api = add_routes(make_app(self, answers), self), self.config.api
+        add_assessment_routes(app, self)
         try:
             if api.workers > 1:  # N processes share the port; this one keeps a unix socket
                 await serve_with_workers(app, answers, api, on_listening)

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "reflector": "netopt.probe_cli",
     "plan": "netopt.plan_cli",
     "dashboards": "netopt.dashboards",
+    "assess": "netopt.assess.cli",
 }
 
 

@@ -13,8 +13,19 @@ loss, so:
   spread relative to their mean, a distance-free index. jitter_ms = clip(20·v, 0.5, 12),
   loss_pct = clip(2·v, 0.1, 2). A country with fewer than 20 such pairs (RIPE Atlas has few
   probes in NG and EG) takes the median v of the well-measured countries of its continent
-  (Africa) or of all countries. Region↔region links combine both ends (jitter in quadrature,
-  loss as 1−(1−a)(1−b)).
+  (Africa) or of all countries.
+- a *long* open-Internet path (a region to a PoP in another city, or to another region) also
+  carries *transit* jitter and loss on top of the last mile; a hop to an edge node in the
+  region's own city carries the last mile only. The transit share comes from the same file,
+  domestic against international: T = median rtt_std of the country's international pairs
+  ÷ rtt_std of its intra-country row (both with rtt_cnt ≥ 1000), clipped to [1, 5]. An
+  international path's delay spreads T times as much as a domestic one (T² in variance), so
+  the transit adds jitter_transit = (T − 1)·jitter and, taking drops to grow with queueing
+  variance (an approximation, stated as such), loss_transit = min(3, (T² − 1)·loss) %; the
+  long path's jitter is their quadrature, its loss 1−(1−a)(1−b). A country without a usable
+  intra-country row takes the median T of its continent's (Africa) or of all countries.
+  Region↔region links combine both ends' long paths (jitter in quadrature, loss as
+  1−(1−a)(1−b)).
 
 The profile's header records every number's origin.
 """
@@ -22,6 +33,7 @@ The profile's header records every number's origin.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import math
 import re
@@ -57,11 +69,28 @@ class Place:
     pop_role: str | None = None
 
 
+MAX_TRANSIT_FACTOR = 5.0
+MAX_TRANSIT_LOSS_PCT = 3.0
+
+
 @dataclass(frozen=True)
 class Access:
+    """A region's last mile, and what a long open-Internet path adds to it (transit)."""
+
     jitter_ms: float
     loss_pct: float
     source: str
+    transit_factor: float = 1.0
+    transit_source: str = ""
+
+    @property
+    def long_jitter_ms(self) -> float:
+        return round(self.jitter_ms * math.hypot(1.0, self.transit_factor - 1.0), 2)
+
+    @property
+    def long_loss_pct(self) -> float:
+        transit = min(MAX_TRANSIT_LOSS_PCT, self.loss_pct * (self.transit_factor**2 - 1.0))
+        return round(100.0 * (1 - (1 - self.loss_pct / 100) * (1 - transit / 100)), 3)
 
 
 def read_matrix(path: str | Path) -> dict[str, dict[str, float]]:
@@ -87,6 +116,45 @@ def access_variability(path: str | Path) -> dict[str, tuple[float, int]]:
             for c in (a, b):
                 ratios.setdefault(c, []).append(ratio)
     return {c: (statistics.median(v), len(v)) for c, v in ratios.items()}
+
+
+def transit_factors(path: str | Path) -> dict[str, tuple[float, int]]:
+    """Per country with a well-sampled intra-country row: (T, international pairs), where
+    T = median international rtt_std / intra-country rtt_std (unclipped)."""
+    intra: dict[str, float] = {}
+    intl: dict[str, list[float]] = {}
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            a, b = row["cty1"], row["cty2"]
+            if {a, b} & {"None", "Unknown"} or int(row["rtt_cnt"]) < MIN_SAMPLES:
+                continue
+            std = float(row["rtt_std"])
+            if a == b:
+                intra[a] = std
+            else:
+                for c in (a, b):
+                    intl.setdefault(c, []).append(std)
+    return {
+        c: (statistics.median(intl[c]) / std, len(intl[c]))
+        for c, std in intra.items()
+        if std > 0 and len(intl.get(c, [])) >= MIN_PAIRS
+    }
+
+
+def transit_for(country: str, factors: dict[str, tuple[float, int]]) -> tuple[float, str]:
+    """(T clipped to [1, MAX_TRANSIT_FACTOR], where it comes from) for a country."""
+    if country in factors:
+        t, n = factors[country]
+        source = f"RIPE Atlas {country}: intl/domestic rtt_std {t:.2f} over {n} pairs"
+    else:
+        pool = [c for c in factors if c in AFRICA] if country in AFRICA else list(factors)
+        t = statistics.median(factors[c][0] for c in pool)
+        group = "African" if country in AFRICA else "all"
+        source = (
+            f"RIPE Atlas {country}: no intra-country row, so the median over "
+            f"{len(pool)} {group} countries, {t:.2f}"
+        )
+    return round(min(MAX_TRANSIT_FACTOR, max(1.0, t)), 2), source
 
 
 def access_for(country: str, var: dict[str, tuple[float, int]]) -> Access:
@@ -141,7 +209,12 @@ def build_profile_text(
         raise ConfigError("world", [f"node name {n!r} must match {NODE_NAME_PATTERN}" for n in bad])
     access_file = Path(access_path) if access_path else _default_access(matrix_path)
     var = access_variability(access_file)
-    access = {p.node: access_for(p.country or "", var) for p in region_places}
+    factors = transit_factors(access_file)
+    access = {}
+    for p in region_places:
+        base = access_for(p.country or "", var)
+        t, why = transit_for(p.country or "", factors)
+        access[p.node] = dataclasses.replace(base, transit_factor=t, transit_source=why)
     nodes: list[dict[str, object]] = [
         {"name": p.node, "role": "region", "city": p.city} for p in region_places
     ]
@@ -176,11 +249,14 @@ def _link(
     rtt = matrix[a.city].get(b.city, 0.0) if a.city != b.city else 0.0
     delay = max(SAME_CITY_DELAY_MS, rtt / 2.0)
     ends = [access[n] for n in (a.node, b.node) if n in access]
+    local = a.city == b.city and len(ends) == 1  # a region and an edge node in its city
     if not ends:
         jitter, loss = BACKBONE_JITTER_MS, 0.0
+    elif local:
+        jitter, loss = ends[0].jitter_ms, ends[0].loss_pct
     else:
-        jitter = math.sqrt(sum(e.jitter_ms**2 for e in ends))
-        loss = 100.0 * (1.0 - math.prod(1.0 - e.loss_pct / 100.0 for e in ends))
+        jitter = math.sqrt(sum(e.long_jitter_ms**2 for e in ends))
+        loss = 100.0 * (1.0 - math.prod(1.0 - e.long_loss_pct / 100.0 for e in ends))
     return {
         "a": a.node,
         "b": b.node,
@@ -201,12 +277,23 @@ def _header(
         f"# Access (any link touching a region), from {access_file.name} (RIPE Atlas, 2025):",
         "#   v = median rtt_std/rtt_avg over the country's foreign pairs with >= 1000 samples;",
         "#   jitter_ms = clip(20*v, 0.5, 12), loss_pct = clip(2*v, 0.1, 2);",
-        "#   region<->region: jitter in quadrature, loss 1-(1-a)(1-b). See docs/lab.md.",
+        "#   that is the last mile: all a link to an edge node in the region's own city carries.",
+        "# Transit (long open-Internet paths: region to a PoP in another city, region<->region):",
+        "#   T = median international rtt_std / intra-country rtt_std (same file), clip [1, 5];",
+        "#   transit jitter = (T-1)*jitter (std ratio), transit loss = min(3, (T^2-1)*loss) %",
+        "#   (variance ratio; drops taken to grow with queueing variance, an approximation);",
+        "#   long jitter = hypot(jitter, transit), long loss = 1-(1-loss)(1-transit);",
+        "#   region<->region: both ends' long paths,",
+        "#   jitter in quadrature, loss 1-(1-a)(1-b). See docs/lab.md.",
     ]
     for p in regions:
         acc = access[p.node]
         lines.append(
             f"#   {p.node}: jitter {acc.jitter_ms} ms, loss {acc.loss_pct} % <- {acc.source}"
+        )
+        lines.append(
+            f"#     long path: T {acc.transit_factor} -> jitter {acc.long_jitter_ms} ms, "
+            f"loss {acc.long_loss_pct} % <- {acc.transit_source}"
         )
     return "\n".join(lines) + "\n"
 

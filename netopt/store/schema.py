@@ -120,6 +120,16 @@ def _v4_minutes_from_rounds(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE rollup_dirty_1m (bucket_s INTEGER PRIMARY KEY)")
 
 
+def _v5_assessments(db: sqlite3.Connection) -> None:
+    """Reports uploaded by `netopt assess --upload` (the body is the report.json as sent)."""
+    db.execute(
+        """CREATE TABLE assessments (
+            id INTEGER PRIMARY KEY, received_wall_ns INTEGER NOT NULL, site TEXT NOT NULL,
+            created TEXT NOT NULL, verdict TEXT NOT NULL, verdicts TEXT NOT NULL,
+            partial INTEGER NOT NULL, body TEXT NOT NULL)"""
+    )
+
+
 ROLLUP_COLUMNS = (
     "bucket_s, src, dst, kind, rounds, sent, received, rtt_min_ms, rtt_max_ms, rtt_p50_sum_ms, "
     "rtt_p50_n, jitter_sum_ms, jitter_n"
@@ -141,6 +151,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v2_rollups_decisions_batches,
     _v3_hours_from_minutes,
     _v4_minutes_from_rounds,
+    _v5_assessments,
 )
 
 

@@ -85,7 +85,7 @@ _INSERT_DECISION = (
     f"INSERT INTO decisions ({', '.join(_DECISION_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_DECISION_COLUMNS))})"
 )
-TABLES = ("rounds", "rounds_1m", "rounds_1h", "decisions", "batches")
+TABLES = ("rounds", "rounds_1m", "rounds_1h", "decisions", "batches", "assessments")
 
 
 @dataclass
@@ -368,6 +368,42 @@ class SqliteStore:
             (since_wall_ns,),
         ).fetchall()
         return [DecisionRecord(*row) for row in rows]
+
+    # --- assessments (netopt assess --upload; netopt.assess.api) ---------------------------
+    async def add_assessment(
+        self, site: str, created: str, verdict: str, verdicts: str, partial: bool, body: str
+    ) -> int:
+        """Keep an uploaded report (committed before this returns); its id."""
+        row = (int(self._clock() * 1e9), site, created, verdict, verdicts, int(partial), body)
+        return await self._in_thread(self._insert_assessment, row)
+
+    def _insert_assessment(self, row: tuple[object, ...]) -> int:
+        try:
+            cur = self._db.execute(
+                "INSERT INTO assessments (received_wall_ns, site, created, verdict, verdicts, "
+                "partial, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot store the assessment: {exc}") from None
+        return int(cur.lastrowid or 0)
+
+    def assessments(self, limit: int = 100) -> list[dict[str, object]]:
+        """Uploaded reports, newest first: id, site, created, verdict, verdicts (JSON text)."""
+        cur = self._read.execute(
+            "SELECT id, received_wall_ns, site, created, verdict, verdicts, partial "
+            "FROM assessments ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def assessment(self, assessment_id: int) -> str | None:
+        """The report.json text of one uploaded report, or None."""
+        row = self._read.execute(
+            "SELECT body FROM assessments WHERE id = ?", (assessment_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def count(self, table: str = "rounds") -> int:
         if table not in TABLES:

@@ -68,3 +68,31 @@ def test_place_syntax() -> None:
     assert (pop.node, pop.city, pop.pop_role) == ("fra", "Frankfurt", "core")
     (region,) = world.parse_places(["Helsinki@FI"], pops=False)
     assert (region.node, region.country) == ("helsinki", "FI")
+
+
+def test_transit_rides_long_paths_only() -> None:
+    acc = world.Access(2.4, 0.24, "", transit_factor=4.29)
+    assert acc.long_jitter_ms == pytest.approx(2.4 * (1 + 3.29**2) ** 0.5, abs=0.01)
+    assert acc.long_loss_pct == pytest.approx(100 * (1 - 0.9976 * 0.97), abs=0.01)  # capped 3 %
+    access = {"lagos": acc}
+    matrix = {"Lagos": {"Frankfurt": 114.4}, "Frankfurt": {"Lagos": 114.4}}
+    lagos, los = world.Place("lagos", "Lagos", "NG"), world.Place("los", "Lagos", None, "edge")
+    fra = world.Place("fra", "Frankfurt", None, "core")
+    local = world._link(lagos, los, matrix, access)
+    far = world._link(lagos, fra, matrix, access)
+    backbone = world._link(los, fra, matrix, access)
+    assert (local["jitter_ms"], local["loss_pct"]) == (2.4, 0.24)  # the last mile only
+    assert far["loss_pct"] > 3 > 1.2 and far["jitter_ms"] > 8  # plus transit
+    assert (backbone["jitter_ms"], backbone["loss_pct"]) == (world.BACKBONE_JITTER_MS, 0.0)
+    # no transit where domestic and international paths spread alike (T = 1)
+    flat = world.Access(3.5, 0.35, "", transit_factor=1.0)
+    assert (flat.long_jitter_ms, flat.long_loss_pct) == (3.5, 0.35)
+
+
+def test_transit_factor_fallback() -> None:
+    factors = {"KE": (4.29, 98), "ZA": (2.0, 102), "DE": (0.77, 119), "AE": (10.0, 103)}
+    assert world.transit_for("KE", factors)[0] == 4.29
+    assert world.transit_for("DE", factors)[0] == 1.0  # clipped up
+    assert world.transit_for("AE", factors)[0] == world.MAX_TRANSIT_FACTOR  # clipped down
+    t, why = world.transit_for("NG", factors)  # no intra-country row: African median
+    assert t == pytest.approx(3.15) and "African" in why
