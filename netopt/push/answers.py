@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from netopt.api.resolve import Resolver
 from netopt.config import Config
-from netopt.decide import RouteTable, TableEntry
+from netopt.core.decide import RouteTable, TableEntry
 from netopt.push.ranking import PopTarget, pop_of, ranked_routes
-from netopt.resolve import Resolver
 from topology.planner import PathStats, Route
 
 SELECTORS = ("region", "src_ip", "caller", "country")
@@ -35,7 +35,7 @@ class Rendered:
 
 @dataclass(frozen=True)
 class TableAnswers:
-    """One table's rendered answers, whole (what `netopt.api_workers` ships to its workers)."""
+    """One table's rendered answers, whole (what `netopt.api.workers.pool` ships to its workers)."""
 
     as_json: Mapping[tuple[str, str | None], Rendered]
     as_rtjson: Mapping[tuple[str, str | None], Rendered]

@@ -22,7 +22,8 @@ import pytest
 import yaml
 from aiohttp import web
 
-from netopt import cli, dashboards
+from netopt import cli
+from netopt.dashboards import build as dashboards
 from tests.integration.conftest import REPO, free_port, http_get, icmp_allowed
 from tests.procs import stop
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from netopt.agent import Spool
+from netopt.agent.run import Spool
 from netopt.store import RoundRecord
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from netopt.app import Daemon
 from netopt.config import parse_config
+from netopt.daemon.wiring import Daemon
 from netopt.store import RoundRecord
 from tests.unit.test_config import BASE
 

@@ -150,7 +150,7 @@ def test_a_command_imports_only_its_own_module() -> None:
 
 
 def test_probe_options_reach_the_prober() -> None:
-    from netopt.probing import jobs_from_config
+    from netopt.daemon.probing import jobs_from_config
 
     data = variant("probes.0.kind", "voice")
     data["probes"][0] |= {"codec": "g729", "clock_synced": True, "count": 10, "port": 862}

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from netopt import cli, dashboards
-from netopt.metrics import Metrics
+from netopt import cli
+from netopt.daemon.metrics import Metrics
+from netopt.dashboards import build as dashboards
 from tests.shared_data import shared_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,7 +102,7 @@ def test_cli_registers_dashboards() -> None:
     try:
         args = cli.build_parser().parse_args(["dashboards", "check"])
     except SystemExit:
-        pytest.skip("`netopt dashboards` is not registered in netopt/cli.py yet")
+        pytest.skip("`netopt dashboards` is not registered in netopt/cli/__init__.py yet")
     assert args.func is dashboards.run_check
 
 

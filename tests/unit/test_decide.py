@@ -1,10 +1,10 @@
-"""netopt.decide with a fake clock: hysteresis, hold-down, damping, failover, staleness."""
+"""netopt.core.decide with a fake clock: hysteresis, hold-down, damping, failover, staleness."""
 
 from __future__ import annotations
 
 import pytest
 
-from netopt.decide import Decider, Policy, RouteTable
+from netopt.core.decide import Decider, Policy, RouteTable
 from tests.unit.noisy_world import Sim, Truth, world
 from topology.planner import Expected, Plan, RegionPlan, Route
 

@@ -1,4 +1,4 @@
-"""netopt.http_fast fed bytes through a fake transport: no sockets, a fake daemon behind it."""
+"""netopt.api.workers.http fed bytes through a fake transport: no sockets, a fake daemon behind it."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from netopt.api.workers.http import MAX_HEAD_BYTES, SLICE, HttpConnection
+from netopt.api.workers.site import FastSite, Upstream
 from netopt.config import ApiConfig
-from netopt.http_fast import MAX_HEAD_BYTES, SLICE, HttpConnection
-from netopt.http_site import FastSite, Upstream
 from netopt.push.answers import Answers
 from tests.routes_fixture import T0_WALL, table, world_config
 

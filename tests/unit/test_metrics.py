@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from netopt.metrics import AgentMetrics, Metrics
+from netopt.daemon.metrics import AgentMetrics, Metrics
 
 BOUNDED = {"src", "dst", "kind", "region", "dest", "pop", "outcome", "agent", "proxy"}
 ISSUE_LIST = {

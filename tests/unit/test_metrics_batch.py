@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from netopt.metrics import OUTCOMES, RTT_BUCKETS_S, Metrics, ProbeSeries
+from netopt.daemon.metrics import OUTCOMES, RTT_BUCKETS_S, Metrics, ProbeSeries
 
 PATHS = [("lagos", "fra", "icmp"), ("lagos", "jnb", "icmp"), ("nbo", "fra", "voice")]
 ROUND = st.tuples(

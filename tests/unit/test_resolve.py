@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from netopt.api.resolve import Resolver
 from netopt.config import RegionConfig
-from netopt.resolve import Resolver
 
 REGIONS = (
     RegionConfig(id="lagos", country="NG", prefixes=("198.18.0.0/15", "2001:db8::/32"),

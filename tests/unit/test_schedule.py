@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from netopt.schedule import Scheduler, first_run_s, phase_s, slot_key, trigger_for
+from netopt.daemon.schedule import Scheduler, first_run_s, phase_s, slot_key, trigger_for
 
 DAY_S = 86_400
 T0 = 1_700_000_123.456

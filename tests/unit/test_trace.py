@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from netopt.config import TracerouteConfig, parse_config
-from netopt.decide import Decision
-from netopt.metrics import Metrics
-from netopt.trace import Origin, Tracer, TraceRequest, TraceTrigger, origins
+from netopt.core.decide import Decision
+from netopt.daemon.metrics import Metrics
+from netopt.daemon.trace import Origin, Tracer, TraceRequest, TraceTrigger, origins
 from probes.base import ProbeOptions, Target
 from probes.traceroute import Hop, Trace
 from topology.planner import PathStats

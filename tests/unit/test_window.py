@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from netopt.app import Daemon
 from netopt.config import parse_config
+from netopt.core.window import WindowStats
+from netopt.daemon.wiring import Daemon
 from netopt.store import RoundRecord, SqliteStore
-from netopt.window import WindowStats
 
 NOW = 1_700_000_000.0
 

@@ -30,8 +30,8 @@ from netopt.store.model import RoundRecord
 from netopt.validation import format_validation_error
 
 if TYPE_CHECKING:
-    from netopt.app import Daemon
     from netopt.config import AgentAuth
+    from netopt.daemon.wiring import Daemon
 
 log = logging.getLogger("netopt.ingest")
 

@@ -2,7 +2,7 @@
 
 Builds the netopt dashboards as plain dicts in the Grafana 11 dashboard model and writes them
 as JSON into `dashboards/` (committed); `netopt dashboards check` fails when the committed JSON
-is stale. Every query is PromQL over the metrics `netopt.metrics.Metrics` exports: loss is
+is stale. Every query is PromQL over the metrics `netopt.daemon.metrics.Metrics` exports: loss is
 derived from the sent/received counters, RTT percentiles from the histogram. Grafana's own
 variables (`$__rate_interval`, `$__range`) and the template variables (`$datasource`, `$src`,
 `$dst`, `$kind`, `$region`, `$job`) are left for Grafana to substitute.
@@ -21,7 +21,7 @@ from typing import Any
 
 from netopt.errors import NetoptError
 
-OUT_DIR = Path(__file__).resolve().parents[1] / "dashboards"
+OUT_DIR = Path(__file__).resolve().parents[2] / "dashboards"
 DS: dict[str, str] = {"type": "prometheus", "uid": "${datasource}"}
 SCHEMA_VERSION = 39
 MOS_TARGET = 3.6

@@ -1,7 +1,7 @@
 """Route API worker processes: ... RouteTable → answers → **API workers** (N processes, one port).
 
 With `api.workers: N` (N > 1) the daemon does not accept on `api.listen` itself: N worker
-processes (`python -m netopt.api_workers`) do, sharing the port with SO_REUSEPORT, and the
+processes (`python -m netopt.api.workers.pool`) do, sharing the port with SO_REUSEPORT, and the
 daemon serves its whole app (ingest, admin, `/metrics`, `/v1/paths`, `/v1/traces`) on a
 private unix socket instead. The main process stays off the public port on purpose: its one
 event loop paces probe rounds (20 ms voice packets) and plans, and a proxy hammering the API
@@ -18,8 +18,8 @@ worker never serves half a table. A worker exits on SIGTERM (the daemon stops th
 and when its socketpair closes (the daemon exited or was killed -9): no orphans. The daemon
 restarts a worker that died. Every worker response carries `X-Netopt-Worker: <pid>`.
 
-A worker speaks HTTP with `netopt.http_fast` (an asyncio protocol on httptools; answers and
-token rules in `netopt.http_site`), not aiohttp's server: in bench/route_api.py a worker
+A worker speaks HTTP with `netopt.api.workers.http` (an asyncio protocol on httptools; answers and
+token rules in `netopt.api.workers.site`), not aiohttp's server: in bench/route_api.py a worker
 spends ~25–40 µs of CPU per request, kernel included, where aiohttp's server spent 80–140.
 What it forwards goes through `Proxy` (aiohttp's client, one pooled unix-socket session),
 bodies capped at `max(ingest.max_body_bytes, 1 MiB)` (413 past that; chunked bodies are
@@ -48,10 +48,10 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from netopt.api import JSON
-from netopt.commands import setup_logging
-from netopt.http_fast import serve
-from netopt.http_site import FastSite, Upstream
+from netopt.api.routes import JSON
+from netopt.api.workers.http import serve
+from netopt.api.workers.site import FastSite, Upstream
+from netopt.cli.serve import setup_logging
 from netopt.push.answers import Answers, TableAnswers, error_body
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ class WorkerPool:
         ours, theirs = socket.socketpair()
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "netopt.api_workers", "--fd", str(theirs.fileno()),
+                sys.executable, "-m", "netopt.api.workers.pool", "--fd", str(theirs.fileno()),
                 "--index", str(index), "--host", self.host, "--port", str(self.port),
                 "--main-socket", self.main_socket, "--log-level", _log_level(),
                 pass_fds=(theirs.fileno(),),

@@ -19,7 +19,7 @@ import yaml
 from netopt.config import Config, load_config, parse_config
 from netopt.errors import LabError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WORLD = REPO / "deploy" / "lab" / "world.yaml"
 LOOPBACK = REPO / "deploy" / "netopt.example.yaml"
 log = logging.getLogger("netopt.demo")
@@ -84,8 +84,8 @@ def config_for_lab(lab: Any, *, listen: str, store: str, interval_s: float = 1.0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from netopt.app import Daemon, run_until_signalled
-    from netopt.commands import setup_logging
+    from netopt.cli.serve import setup_logging
+    from netopt.daemon.wiring import Daemon, run_until_signalled
 
     setup_logging(args.log_level)
     lab = None

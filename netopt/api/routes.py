@@ -3,7 +3,7 @@
 Served from the in-memory RouteTable snapshot: no database on the request path. aiohttp is
 the server (see README: fastest of the asyncio options measured here). Every answer that
 depends only on the table is rendered to bytes once per table (`netopt.push.answers`): a request
-is a region resolution (`netopt.resolve`) plus a dict lookup. Errors are JSON
+is a region resolution (`netopt.api.resolve`) plus a dict lookup. Errors are JSON
 ``{"error": "..."}``: 400 for a malformed parameter, 401/403 for a missing or wrong token,
 404 for an unknown region, address or destination, 503 (with Retry-After) before a route
 is known.
@@ -22,12 +22,12 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from netopt import __version__
-from netopt.openapi import openapi_document
+from netopt.api.openapi import openapi_document
 from netopt.push.answers import Answers, Rendered, error_body, paths_json
 
 if TYPE_CHECKING:
-    from netopt.app import Daemon
     from netopt.config import ApiConfig
+    from netopt.daemon.wiring import Daemon
 
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
 ANSWERS: web.AppKey[Answers] = web.AppKey("answers")

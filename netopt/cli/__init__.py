@@ -19,16 +19,16 @@ from netopt.errors import ConfigError, NetoptError
 # imported, so `netopt lab set …` does not pay for numpy, networkx and aiohttp; `--help`
 # imports them all to list every command.
 COMMANDS: dict[str, str] = {
-    "serve": "netopt.commands",
-    "check-config": "netopt.commands",
-    "agent": "netopt.commands",
-    "db": "netopt.commands",
-    "demo": "netopt.demo",
+    "serve": "netopt.cli.serve",
+    "check-config": "netopt.cli.serve",
+    "agent": "netopt.cli.serve",
+    "db": "netopt.cli.serve",
+    "demo": "netopt.cli.demo",
     "lab": "netopt.lab.cli",
-    "probe": "netopt.probe_cli",
-    "reflector": "netopt.probe_cli",
-    "plan": "netopt.plan_cli",
-    "dashboards": "netopt.dashboards",
+    "probe": "netopt.cli.probe",
+    "reflector": "netopt.cli.probe",
+    "plan": "netopt.cli.plan",
+    "dashboards": "netopt.dashboards.build",
 }
 
 

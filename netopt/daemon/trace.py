@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from netopt.config import Config, TracerouteConfig
-from netopt.decide import Decision
-from netopt.probing import jobs_from_config
+from netopt.core.decide import Decision
+from netopt.daemon.probing import jobs_from_config
 from probes.base import ProbeOptions, Target, make_prober
 from topology.planner import PathStats
 

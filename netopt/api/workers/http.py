@@ -1,10 +1,11 @@
 """The API workers' HTTP/1.1 server: ... answers → API workers → **http_fast** (the wire).
 
 An `asyncio.Protocol` on `httptools` (llhttp, C): each request parsed is answered by the
-worker's `FastSite` (`netopt.http_site`: the table-only reads, from the worker's `Answers`, as
-one bytes object with pre-built headers) or queued for the daemon (`FastSite.forward`, the
-daemon's unix socket). aiohttp's server cost ~60–80 µs of CPU per request here; this path
-costs ~4 µs of Python per request on top of the event loop and the socket calls.
+worker's `FastSite` (`netopt.api.workers.site`: the table-only reads, from the worker's
+`Answers`, as one bytes object with pre-built headers) or queued for the daemon
+(`FastSite.forward`, the daemon's unix socket). aiohttp's server cost ~60–80 µs of CPU per
+request here; this path costs ~4 µs of Python per request on top of the event loop and the
+socket calls.
 
 HTTP: keep-alive (1.1 default, 1.0 with `Connection: keep-alive`), `Connection: close`,
 pipelining (answers leave in request order, also behind a forwarded request), chunked request
@@ -25,7 +26,7 @@ from collections import deque
 
 import httptools
 
-from netopt.http_site import CLOSE, KEEP, KEEP10, FastSite, Forwarded
+from netopt.api.workers.site import CLOSE, KEEP, KEEP10, FastSite, Forwarded
 
 log = logging.getLogger("netopt.http_fast")
 

@@ -20,20 +20,20 @@ from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
 
-from netopt.api import make_app, run_site
-from netopt.api_workers import serve_with_workers
+from netopt.api.ingest import add_routes
+from netopt.api.routes import make_app, run_site
+from netopt.api.workers.pool import serve_with_workers
 from netopt.config import Config, load_config
-from netopt.decide import Decider, Decision, RouteTable, TableEntry
+from netopt.core.decide import Decider, Decision, RouteTable, TableEntry
+from netopt.core.window import WindowStats
+from netopt.daemon.metrics import Metrics
+from netopt.daemon.probing import ProbeJob, ProberPool, jobs_from_config, record_of, run_rounds
+from netopt.daemon.schedule import Scheduler
+from netopt.daemon.trace import Tracer
 from netopt.errors import ConfigError
-from netopt.ingest import add_routes
-from netopt.metrics import Metrics
-from netopt.probing import ProbeJob, ProberPool, jobs_from_config, record_of, run_rounds
 from netopt.push.answers import Answers
 from netopt.push.pusher import make_pushers
-from netopt.schedule import Scheduler
 from netopt.store import DecisionRecord, RoundRecord, SqliteStore
-from netopt.trace import Tracer
-from netopt.window import WindowStats
 from probes.stats import RoundSummary
 from topology.planner import PathStats, plan
 
@@ -334,7 +334,7 @@ class Daemon:
                 skipped = self._scheduler.skipped
 
     async def _serve(self, on_listening: Callable[[str], None] | None) -> None:
-        """The route API (netopt.api) plus the ingest and admin routes, until cancelled."""
+        """The route API (netopt.api.routes) plus the ingest and admin routes, until cancelled."""
         answers = self.answers = Answers(self.config, self.wall_time)
         answers.publish(self.table)
         self.publishers.append(answers.publish)

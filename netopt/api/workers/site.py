@@ -3,10 +3,11 @@
 `FastSite` holds a worker's `Answers`, turns a table-only read (GET/HEAD of `/v1/route`,
 `/v1/routes`, `/v1/regions`, `/v1/pops`, `/readyz`, `/healthz`, `/openapi.json`) into the
 whole response in one bytes object (pre-built header bytes; a keep-alive GET answer is kept
-per second, with its Date), applies the read-token rules by asking `netopt.api.auth_middleware`
-(its verdict remembered per path and Authorization value), and forwards anything else through
-a `Forwarder` (the daemon's unix socket: `netopt.api_workers.Proxy`). Bodies and headers match
-the daemon's aiohttp app; `netopt.http_fast` is the protocol that calls it.
+per second, with its Date), applies the read-token rules by asking
+`netopt.api.routes.auth_middleware` (its verdict remembered per path and Authorization value),
+and forwards anything else through a `Forwarder` (the daemon's unix socket:
+`netopt.api.workers.pool.Proxy`). Bodies and headers match the daemon's aiohttp app;
+`netopt.api.workers.http` is the protocol that calls it.
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ from multidict import MultiDictProxy
 from yarl import URL
 
 from netopt import __version__
-from netopt.api import JSON, auth_middleware, route_answer
-from netopt.openapi import openapi_document
+from netopt.api.openapi import openapi_document
+from netopt.api.routes import JSON, auth_middleware, route_answer
 from netopt.push.answers import Answers, Rendered, error_body
 
 if TYPE_CHECKING:
+    from netopt.api.workers.http import HttpConnection
     from netopt.config import ApiConfig
-    from netopt.http_fast import HttpConnection
 
 log = logging.getLogger("netopt.http_site")
 
@@ -103,7 +104,7 @@ class FastSite:
 
     # --- local answers ----------------------------------------------------------------------
     def route(self, query: bytes) -> Rendered:
-        """`/v1/route`, as `netopt.api.get_route`: one dict lookup for a query seen before."""
+        """`/v1/route`, as `netopt.api.routes.get_route`: one dict lookup per query seen before."""
         answers, key = self.answers, query.decode("latin-1")
         found = answers.remembered(key)
         if found is None:

@@ -21,7 +21,7 @@ def setup_logging(level: str = "info") -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from netopt.app import Daemon, run_until_signalled
+    from netopt.daemon.wiring import Daemon, run_until_signalled
 
     setup_logging(args.log_level)
     config = load_config(args.config)
@@ -47,7 +47,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _agent(args: argparse.Namespace) -> int:
-    from netopt.agent import load_agent_config, run_agent
+    from netopt.agent.run import load_agent_config, run_agent
 
     setup_logging(args.log_level)
     config = load_agent_config(args.config)

@@ -28,12 +28,12 @@ import aiohttp
 from aiohttp import web
 from pydantic import Field, field_validator, model_validator
 
+from netopt.api.ingest import encode_batch
 from netopt.config import ApiConfig, Id, ProbeConfig, _ip, _Model
+from netopt.daemon.metrics import AgentMetrics
+from netopt.daemon.probing import ProbeJob, ProberPool, _options, record_of, run_rounds
+from netopt.daemon.schedule import Scheduler
 from netopt.errors import ConfigError
-from netopt.ingest import encode_batch
-from netopt.metrics import AgentMetrics
-from netopt.probing import ProbeJob, ProberPool, _options, record_of, run_rounds
-from netopt.schedule import Scheduler
 from netopt.store.model import RoundRecord
 from netopt.store.schema import ROUND_COLUMNS
 from netopt.validation import load_model
