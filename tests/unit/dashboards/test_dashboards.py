@@ -17,7 +17,7 @@ from netopt.daemon.metrics import Metrics
 from netopt.dashboards import build as dashboards
 from tests.shared_data import shared_path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 RULES = REPO / "dashboards" / "rules" / "netopt.rules.yml"
 # series Prometheus itself adds to every scrape and evaluation
 PROMETHEUS_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "ALERTS"}

@@ -1,4 +1,4 @@
-"""netopt.api.workers.http fed bytes through a fake transport: no sockets, a fake daemon behind it."""
+"""netopt.api.workers.http fed bytes through a fake transport: no sockets, a fake daemon."""
 
 from __future__ import annotations
 
