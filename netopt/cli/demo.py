@@ -84,8 +84,8 @@ def config_for_lab(lab: Any, *, listen: str, store: str, interval_s: float = 1.0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from netopt.cli.serve import setup_logging
     from netopt.daemon.wiring import Daemon, run_until_signalled
+    from netopt.logs import setup_logging
 
     setup_logging(args.log_level)
     lab = None

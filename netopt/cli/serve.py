@@ -4,20 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import sys
 
 from netopt.config import load_config
-
-
-def setup_logging(level: str = "info") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
-        stream=sys.stderr,
-    )
-    # APScheduler logs every job run at INFO; keep its warnings only
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+from netopt.logs import setup_logging
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -51,7 +51,7 @@ from yarl import URL
 from netopt.api.routes import JSON
 from netopt.api.workers.http import serve
 from netopt.api.workers.site import FastSite, Upstream
-from netopt.cli.serve import setup_logging
+from netopt.logs import setup_logging
 from netopt.push.answers import Answers, TableAnswers, error_body
 
 if TYPE_CHECKING:
