@@ -28,7 +28,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import Field, field_validator, model_validator
 
-from netopt.api.ingest import encode_batch
+from netopt.api.batch import encode_batch
 from netopt.config import ApiConfig, Id, ProbeConfig, _ip, _Model
 from netopt.daemon.metrics import AgentMetrics
 from netopt.daemon.probing import ProbeJob, ProberPool, _options, record_of, run_rounds

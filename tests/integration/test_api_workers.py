@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from netopt.api.ingest import encode_batch
+from netopt.api.batch import encode_batch
 from netopt.store.model import RoundRecord
 from tests.integration.conftest import REPO, free_port
 from tests.procs import stop

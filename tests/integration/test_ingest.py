@@ -17,7 +17,8 @@ from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netopt.api.ingest import add_routes, encode_batch
+from netopt.api.batch import encode_batch
+from netopt.api.ingest import add_routes
 from netopt.api.routes import make_app
 from netopt.config import load_config
 from netopt.daemon.wiring import Daemon
