@@ -22,7 +22,7 @@ from netopt.api.workers.site import FastSite
 from netopt.config import ApiConfig
 from netopt.push.answers import Answers
 from tests.routes_fixture import FakeDaemon, table, world_config
-from tests.unit.test_http_fast import responses
+from tests.unit.api.workers.test_http_fast import responses
 
 READ = "r" * 16
 ADMIN = "a" * 16
