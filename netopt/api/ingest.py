@@ -13,7 +13,6 @@ Also here: `POST /v1/admin/reload` (admin token) — validate the config file, t
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
+from netopt.api.auth import Refusal, admin_ok, agent_for
 from netopt.api.batch import IngestBatch
 from netopt.errors import StoreError
 from netopt.validation import format_validation_error
@@ -43,15 +43,9 @@ class _Reject(Exception):
 
 
 def _agent_by_token(agents: tuple[AgentAuth, ...], header: str) -> AgentAuth:
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise _Reject(401, "unauthorized", "missing bearer token (Authorization: Bearer ...)")
-    found = None
-    for agent in agents:  # compare against every token, in constant time each
-        if hmac.compare_digest(agent.token.encode(), token.encode()):
-            found = agent
-    if found is None:
-        raise _Reject(401, "unauthorized", "wrong token")
+    found = agent_for(agents, header)
+    if isinstance(found, Refusal):
+        raise _Reject(found.status, "unauthorized", found.message)
     return found
 
 
@@ -147,8 +141,7 @@ async def post_reload(request: web.Request) -> web.Response:
     admin = daemon.config.api.admin_token
     if admin is None:
         return web.json_response({"error": "admin API disabled (no api.admin_token)"}, status=403)
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), admin.encode()):
+    if not admin_ok(request.headers.get("Authorization", ""), admin):
         return web.json_response({"error": "missing or wrong admin token"}, status=401)
     ok, detail = daemon.reload()
     if not ok:

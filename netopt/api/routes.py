@@ -12,7 +12,6 @@ is known.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
@@ -22,6 +21,7 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from netopt import __version__
+from netopt.api.auth import refusal
 from netopt.api.openapi import openapi_document
 from netopt.push.answers import Answers, Rendered, error_body, paths_json
 
@@ -33,8 +33,6 @@ DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
 ANSWERS: web.AppKey[Answers] = web.AppKey("answers")
 JSON = "application/json"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ADMIN_PATHS = frozenset({"/v1/admin/publish"})
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -47,29 +45,15 @@ def _rendered(r: Rendered) -> web.Response:
     return web.Response(body=r.body, status=r.status, content_type=JSON, headers=headers)
 
 
-def _bearer_ok(request: web.Request, token: str) -> bool:
-    given = request.headers.get("Authorization", "")
-    return hmac.compare_digest(given.encode(), b"Bearer " + token.encode())
-
-
 def auth_middleware(read_token: str | None, admin_token: str | None) -> Middleware:
     """Reads are open unless `read_token` is set; admin endpoints always need `admin_token`."""
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        path = request.path
-        if path in ADMIN_PATHS:
-            if admin_token is None:
-                return _error(403, "admin endpoints are disabled (set api.admin_token)")
-            if not _bearer_ok(request, admin_token):
-                return _error(401, "admin endpoint: missing or wrong bearer token",
-                              {"WWW-Authenticate": "Bearer"})  # fmt: skip
-        elif read_token is not None and path not in OPEN_PATHS:
-            ok = _bearer_ok(request, read_token)
-            if not ok and admin_token is not None:
-                ok = _bearer_ok(request, admin_token)
-            if not ok:
-                return _error(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+        given = request.headers.get("Authorization", "")
+        refused = refusal(request.path, given, read_token, admin_token)
+        if refused is not None:
+            return _error(refused.status, refused.message, dict(refused.headers) or None)
         return await handler(request)
 
     return auth

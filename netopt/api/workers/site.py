@@ -3,8 +3,8 @@
 `FastSite` holds a worker's `Answers`, turns a table-only read (GET/HEAD of `/v1/route`,
 `/v1/routes`, `/v1/regions`, `/v1/pops`, `/readyz`, `/healthz`, `/openapi.json`) into the
 whole response in one bytes object (pre-built header bytes; a keep-alive GET answer is kept
-per second, with its Date), applies the read-token rules by asking
-`netopt.api.routes.auth_middleware` (its verdict remembered per path and Authorization value),
+per second, with its Date), applies the read-token rules of `netopt.api.auth` (the verdict
+remembered per path and Authorization value, the refusal as the daemon's app renders it),
 and forwards anything else through a `Forwarder` (the daemon's unix socket:
 `netopt.api.workers.pool.Proxy`). Bodies and headers match the daemon's aiohttp app;
 `netopt.api.workers.http` is the protocol that calls it.
@@ -17,11 +17,11 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Protocol
 
 import httptools
 from aiohttp import web
@@ -29,8 +29,9 @@ from multidict import MultiDictProxy
 from yarl import URL
 
 from netopt import __version__
+from netopt.api.auth import refusal
 from netopt.api.openapi import openapi_document
-from netopt.api.routes import JSON, auth_middleware, route_answer
+from netopt.api.routes import JSON, route_answer
 from netopt.push.answers import Answers, Rendered, error_body
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ class FastSite:
         self.answers, self.forward_to, self.max_body = answers, forward, max_body
         self.pid = str(os.getpid())
         guarded = api.read_token is not None or api.admin_token is not None
-        self.guard = auth_middleware(api.read_token, api.admin_token) if guarded else None
+        self.guard = (api.read_token, api.admin_token) if guarded else None
         self._verdicts: dict[tuple[bytes, bytes | None], Reply | None] = {}
         # as the daemon's app renders them (aiohttp's json_response / text: charset, spaces)
         self._openapi = _json_reply(200, json.dumps(openapi_document()).encode())
@@ -132,24 +133,18 @@ class FastSite:
         return local(query)
 
     def verdict(self, path: bytes, authorization: bytes | None) -> Reply | None:
-        """`auth_middleware`'s answer for this path and token: None lets the request through."""
+        """The token rules' answer for this path and token: None lets the request through."""
         key = (path, authorization)
         if key in self._verdicts:
             return self._verdicts[key]
         assert self.guard is not None
-        asked = _Asked(path.decode(), authorization)
-        step = cast(Coroutine[None, None, web.StreamResponse],
-                    self.guard(asked, _passed))  # type: ignore[arg-type]  # fmt: skip
-        try:
-            step.send(None)
-        except StopIteration as done:
-            resp = done.value
-        else:  # pragma: no cover - the middleware awaits nothing but the handler
-            step.close()
-            raise RuntimeError("auth_middleware suspended")
+        given = "" if authorization is None else authorization.decode("latin-1")
+        no = refusal(path.decode(), given, *self.guard)
         refused = None
-        if resp is not _PASSED:
-            assert isinstance(resp, web.Response) and isinstance(resp.body, bytes)
+        if no is not None:  # rendered as the daemon's app does (aiohttp's headers, in order)
+            resp = web.Response(body=error_body(no.message), status=no.status, content_type=JSON,
+                                headers=dict(no.headers) or None)  # fmt: skip
+            assert isinstance(resp.body, bytes)
             refused = Reply(resp.status, resp.reason, list(resp.headers.items()), resp.body)
         if authorization is None or len(authorization) <= 512:  # bounded: 1024 × ~0.5 KiB
             if len(self._verdicts) >= 1024:
@@ -240,26 +235,6 @@ class FastSite:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.close()
-
-
-@dataclass(frozen=True)
-class _Asked:
-    """What `auth_middleware` reads of a request: its path and Authorization header."""
-
-    path: str
-    authorization: bytes | None
-
-    @property
-    def headers(self) -> dict[str, str]:
-        given = self.authorization
-        return {} if given is None else {"Authorization": given.decode("latin-1")}
-
-
-_PASSED = web.Response(status=299)
-
-
-async def _passed(request: object) -> web.Response:
-    return _PASSED
 
 
 def _json_reply(status: int, body: str | bytes) -> Reply:
