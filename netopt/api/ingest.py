@@ -28,12 +28,12 @@ from netopt.errors import StoreError
 from netopt.validation import format_validation_error
 
 if TYPE_CHECKING:
+    from netopt.api.view import DaemonView
     from netopt.config import AgentAuth
-    from netopt.daemon.wiring import Daemon
 
 log = logging.getLogger("netopt.ingest")
 
-INGEST_DAEMON: web.AppKey[Daemon] = web.AppKey("ingest_daemon")
+INGEST_DAEMON: web.AppKey[DaemonView] = web.AppKey("ingest_daemon")
 
 
 class _Reject(Exception):
@@ -163,7 +163,7 @@ async def _own_auth(request: web.Request, handler: Any) -> web.StreamResponse:
     return await handler(request)  # type: ignore[no-any-return]
 
 
-def add_routes(app: web.Application, daemon: Daemon) -> web.Application:
+def add_routes(app: web.Application, daemon: DaemonView) -> web.Application:
     """Add the ingest and admin routes to the API's aiohttp application (before it starts)."""
     app[INGEST_DAEMON] = daemon
     for path, handler in _OWN_AUTH.items():

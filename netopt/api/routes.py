@@ -26,10 +26,10 @@ from netopt.api.openapi import openapi_document
 from netopt.push.answers import Answers, Rendered, error_body, paths_json
 
 if TYPE_CHECKING:
+    from netopt.api.view import DaemonView
     from netopt.config import ApiConfig
-    from netopt.daemon.wiring import Daemon
 
-DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+DAEMON: web.AppKey[DaemonView] = web.AppKey("daemon")
 ANSWERS: web.AppKey[Answers] = web.AppKey("answers")
 JSON = "application/json"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -150,7 +150,7 @@ async def admin_publish(request: web.Request) -> web.Response:
     return web.json_response({"published": len(daemon.publishers), "entries": len(daemon.table)})
 
 
-def make_app(daemon: Daemon, answers: Answers | None = None) -> web.Application:
+def make_app(daemon: DaemonView, answers: Answers | None = None) -> web.Application:
     api = daemon.config.api
     guarded = api.read_token is not None or api.admin_token is not None
     # open reads and no admin token: no middleware on the hot path (admin answers 403 itself)
