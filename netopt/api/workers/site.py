@@ -35,7 +35,6 @@ from netopt.api.routes import JSON, route_answer
 from netopt.push.answers import Answers, Rendered, error_body
 
 if TYPE_CHECKING:
-    from netopt.api.workers.http import HttpConnection
     from netopt.config import ApiConfig
 
 log = logging.getLogger("netopt.http_site")
@@ -66,6 +65,17 @@ class Forwarder(Protocol):
     def __call__(
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, peer: str
     ) -> Awaitable[Upstream]: ...
+
+
+class Connection(Protocol):
+    """A client connection of the worker's HTTP server (netopt.api.workers.http), as the site
+    sees it to close it: the server registers each one in `FastSite.connections`."""
+
+    @property
+    def flusher(self) -> asyncio.Task[None] | None: ...
+
+    @property
+    def transport(self) -> asyncio.Transport | None: ...
 
 
 @dataclass(frozen=True)
@@ -101,7 +111,7 @@ class FastSite:
         self._wire: dict[Rendered, bytes] = {}  # keep-alive GET answers, this second
         self._date_s = 0
         self._date = b""
-        self.connections: set[HttpConnection] = set()
+        self.connections: set[Connection] = set()
 
     # --- local answers ----------------------------------------------------------------------
     def route(self, query: bytes) -> Rendered:
