@@ -25,6 +25,7 @@ from netopt.api.routes import make_app, run_site
 from netopt.api.workers.pool import serve_with_workers
 from netopt.config import Config, load_config
 from netopt.core.decide import Decider, Decision, RouteTable, TableEntry
+from netopt.core.observe import Observations
 from netopt.core.window import WindowStats
 from netopt.daemon.metrics import Metrics
 from netopt.daemon.probing import ProbeJob, ProberPool, jobs_from_config, record_of, run_rounds
@@ -78,17 +79,15 @@ class Daemon:
         self.publishers += [p.publish for p in self.pushers]
         self.pool = ProberPool(_socket_in())
         self.tracer = Tracer(config, self.metrics.traceroutes, wall_clock, _socket_in())
-        self._regions = frozenset(r.id for r in config.regions)
-        self._fresh_at: dict[str, float] = {}
-        self._last_round: dict[tuple[str, str], RoundRecord] = {}
-        self._last_sip: dict[tuple[str, str], RoundRecord] = {}  # latest sip_options per path
         self._dirty = asyncio.Event()
         # the first plan waits for every path's first round (or two intervals), so no region
         # is decided on half its candidates
         jobs = jobs_from_config(config)
-        self._unmeasured = {(j.src, j.dst) for j in jobs if j.kind in config.planner.kinds}
-        self._warmup_s = 2 * max((j.interval_s for j in jobs), default=0.0)
-        self._started = mono_clock()
+        self.observed = Observations(
+            (r.id for r in config.regions), config.planner.kinds,
+            ((j.src, j.dst) for j in jobs if j.kind in config.planner.kinds),
+            warmup_s=2 * max((j.interval_s for j in jobs), default=0.0), started_at=mono_clock(),
+        )  # fmt: skip
         self._stopping = False
         self._scheduler: Scheduler | None = None
         self._main: asyncio.Task[None] | None = None
@@ -102,7 +101,7 @@ class Daemon:
         for r in rounds:
             self._account(r, at_mono=now_mono - (now_wall - r.started_wall_ns / 1e9))
         if rounds:
-            log.info("window_primed rounds=%d paths=%d", len(rounds), len(self._last_round))
+            log.info("window_primed rounds=%d paths=%d", len(rounds), len(self.observed.last_round))
 
     def wall_time(self, mono_s: float) -> float:
         """The Unix time of a monotonic instant (for display: decided_at in the API)."""
@@ -150,30 +149,10 @@ class Daemon:
             m.probes.count((r.src, r.dst, r.kind), r.sent, r.received, jitter_s)
 
     def _account(self, record: RoundRecord, at_mono: float | None = None) -> None:
-        if record.kind == "sip_options":
-            self._note_sip(record)
-        if record.kind not in self.config.planner.kinds:
-            return  # stored and exported, but not a measure of the path for planning
-        self.window.add(record)
-        key = (record.src, record.dst)
-        last = self._last_round.get(key)
-        if last is not None and last.started_wall_ns > record.started_wall_ns:
-            return  # a replayed old round: in the window, but not the latest word on the path
-        self._last_round[key] = record
-        self._unmeasured.discard(key)
+        if self.observed.measures(record):
+            self.window.add(record)
         now = self.mono_clock() if at_mono is None else at_mono
-        for site in key:
-            if site in self._regions and self._fresh_at.get(site, -1e18) < now:
-                self._fresh_at[site] = now
-        self._dirty.set()
-
-    def _note_sip(self, record: RoundRecord) -> None:
-        """The latest SIP OPTIONS round per path: a PoP whose SIP service answers no path's
-        OPTIONS with a 2xx takes no calls, however well it answers pings."""
-        key = (record.src, record.dst)
-        last = self._last_sip.get(key)
-        if last is None or last.started_wall_ns <= record.started_wall_ns:
-            self._last_sip[key] = record
+        if self.observed.add(record, now):
             self._dirty.set()
 
     def _store_failed(self, exc: Exception) -> None:
@@ -184,8 +163,9 @@ class Daemon:
     def path_stats(self) -> list[PathStats]:
         """Window stats, with PoP→region measurements turned to region→PoP (RTT is symmetric)."""
         best: dict[tuple[str, str], PathStats] = {}
+        regions = self.observed.regions
         for s in self.window.stats(int(self.wall_clock() * 1e9)):
-            if s.src not in self._regions and s.dst in self._regions:
+            if s.src not in regions and s.dst in regions:
                 s = dataclasses.replace(s, src=s.dst, dst=s.src)
             key = (s.src, s.dst)
             if key not in best or s.samples > best[key].samples:
@@ -193,18 +173,8 @@ class Daemon:
         return list(best.values())
 
     def pop_alive(self) -> dict[str, bool]:
-        """A PoP is dead when the latest round of every path towards it got no answer, or,
-        where its SIP service is probed (sip_options), no path's latest OPTIONS got a 2xx."""
-        paths, sip = self._answering(self._last_round), self._answering(self._last_sip)
-        return {pop: up and sip.get(pop, True) for pop, up in paths.items()}
-
-    def _answering(self, last: dict[tuple[str, str], RoundRecord]) -> dict[str, bool]:
-        """Per PoP: did the latest round of any path towards it get an answer?"""
-        alive: dict[str, bool] = {}
-        for (src, dst), rec in last.items():
-            pop = dst if dst not in self._regions else src
-            alive[pop] = alive.get(pop, False) or rec.received > 0
-        return alive
+        """Per PoP, alive or dead (see netopt.core.observe)."""
+        return self.observed.pop_alive()
 
     def replan(self) -> RouteTable:
         stats = self.path_stats()
@@ -218,7 +188,7 @@ class Daemon:
             self.topology, stats, target_mos=p.target_mos, margin_mos=p.margin_mos, codec=p.codec
         )
         table, decisions = self.decider.update(
-            new_plan, self.mono_clock(), fresh_at=self._fresh_at, pop_alive=self.pop_alive()
+            new_plan, self.mono_clock(), fresh_at=self.observed.fresh_at, pop_alive=self.pop_alive()
         )
         at_wall_ns = int(self.wall_clock() * 1e9)
         self.tracer.observe(stats, decisions, self.mono_clock(), self.window.silent(at_wall_ns))
@@ -262,8 +232,7 @@ class Daemon:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            warming = self.mono_clock() - self._started < self._warmup_s
-            if self._unmeasured and warming:
+            if self.observed.warming(self.mono_clock()):
                 continue
             try:
                 self.replan()
@@ -310,11 +279,10 @@ class Daemon:
             self.answers.reconfigure(new)
         for pusher in self.pushers:
             pusher.reconfigure(new)
-        self._regions = frozenset(r.id for r in new.regions)
         self.window.window_ns = int(new.planner.window_s * 1e9)
         jobs = jobs_from_config(new)
         wanted = {(j.src, j.dst) for j in jobs if j.kind in new.planner.kinds}
-        self._unmeasured = {k for k in wanted if k not in self._last_round}
+        self.observed.reconfigure((r.id for r in new.regions), new.planner.kinds, wanted)
         if self._scheduler is not None:
             added, removed, changed = self._scheduler.sync(jobs)
             changes.append(f"jobs_added={added} jobs_removed={removed} jobs_changed={changed}")

@@ -49,7 +49,7 @@ async def test_a_restarted_daemon_primes_its_window_from_the_store(tmp_path: Pat
         (s,) = daemon.path_stats()
         assert (s.src, s.dst, s.samples) == ("lagos", "fra", 10)
         assert s.rtt_ms == 40.0  # median of the two rounds' medians; the old one forgotten
-        assert not daemon._unmeasured  # no need to wait for a first round on a primed path
+        assert not daemon.observed.unmeasured  # no need to wait for a first round on a primed path
     finally:
         daemon.store.close()
 
