@@ -47,7 +47,7 @@ from probes._icmp_channel import (
 from probes._icmp_match import RESOLVED, Sent, classify, classify_quoted
 from probes._round import Pacer
 from probes.base import Outcome, ProbeOptions, ProbeResult, Sample, Target
-from probes.stats import RoundSummary, summaries
+from probes.stats import RoundSummary, round_summaries_from_arrays
 
 # sends, timeouts and reads on a 20 ms wall-clock grid (the scheduler's phases are on it): the
 # loop wakes at most 50 times a second for every batch together (a wakeup from idle costs
@@ -191,13 +191,15 @@ class Batch:
             out.append(ProbeResult(kind, target, started, tuple(samples), foreign))
         return out
 
-    def summaries(self) -> list[RoundSummary]:
-        """`probes.stats.summary` of every target's round, straight from the arrays."""
-        assert self.outcome is not None, "summaries of a batch that did not finish"
+    def round_summaries(self) -> list[RoundSummary]:
+        """`probes.stats.round_summary` of every target's round, straight from the arrays."""
+        assert self.outcome is not None, "round summaries of a batch that did not finish"
         shape = (self.n, self.count)
         sent, received, state = self.outcome
-        return summaries(self.started_wall_ns, sent.reshape(shape), received.reshape(shape),
-                         state.reshape(shape), _OUTCOMES)  # fmt: skip
+        return round_summaries_from_arrays(
+            self.started_wall_ns, sent.reshape(shape), received.reshape(shape),
+            state.reshape(shape), _OUTCOMES,
+        )  # fmt: skip
 
 
 class BatchChannel:

@@ -19,7 +19,7 @@ from typing import Any
 
 from netopt.errors import NetoptError
 from probes.base import KINDS, ProbeOptions, ProbeResult, ProbeSetupError, Target, make_prober
-from probes.stats import RoundStats, summarize
+from probes.stats import RoundStats, round_stats
 
 DEFAULT_PORTS = {"stamp": 862, "udp_echo": 7, "sip_options": 5060, "voice": 862}
 DSCP_NAMES = {"EF": 46, "VA": 44, "BE": 0, "DF": 0}
@@ -148,7 +148,7 @@ def run_probe(args: argparse.Namespace) -> int:
         raise NetoptError(str(exc)) from None
     buffer_ms = args.jitter_buffer if args.kind == "voice" else None
     for result in results:
-        stats = summarize(result, jitter_buffer_ms=buffer_ms)
+        stats = round_stats(result, jitter_buffer_ms=buffer_ms)
         mos = voice_mos(stats, options.codec) if args.kind == "voice" else None
         if args.json:
             out = stats.to_json()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from netopt.config import Config, ProbeConfig
 from netopt.store.model import RoundRecord
 from probes.base import ProbeOptions, Prober, Target, make_prober
-from probes.stats import RoundDigest, RoundStats, RoundSummary, summary
+from probes.stats import RoundDigest, RoundStats, RoundSummary, round_summary
 
 SocketFactory = Callable[[int, int, int], socket.socket]
 
@@ -145,6 +145,6 @@ async def run_rounds(pool: ProberPool, jobs: Sequence[ProbeJob]) -> list[Ran]:
         *(prober.probe(j.target, j.options) for j in jobs), return_exceptions=True
     )
     return [
-        Ran(job, error=r) if isinstance(r, BaseException) else Ran(job, summary(r))
+        Ran(job, error=r) if isinstance(r, BaseException) else Ran(job, round_summary(r))
         for job, r in zip(jobs, rounds, strict=True)
     ]
