@@ -187,7 +187,7 @@ class _Split:
         return _last_jitter(self.rtt_ms) if self.rtt_ms else None
 
     def outcomes(self) -> dict[str, int]:
-        return {o._value_: n for o, n in self.by_outcome.items()}  # = result.outcome_counts()
+        return {o._value_: n for o, n in self.by_outcome.items()}  # samples per outcome
 
 
 def round_digest(result: ProbeResult) -> RoundDigest:
