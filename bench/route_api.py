@@ -222,7 +222,7 @@ def main() -> int:
             workers = [
                 p
                 for p in children(daemon.pid)
-                if b"api_workers" in Path(f"/proc/{p}/cmdline").read_bytes()
+                if b"netopt.api.workers.pool" in Path(f"/proc/{p}/cmdline").read_bytes()
             ]
             serving = {"netopt": workers or [daemon.pid], "nginx": children(nginx.pid)}
             pace = tmp / "pace.lua"

@@ -210,7 +210,7 @@ class ApiConfig(_Model):
     listen: str = "127.0.0.1:8080"
     read_token: str | None = Field(default=None, min_length=16, repr=False)  # None: open reads
     admin_token: str | None = Field(default=None, min_length=16, repr=False)  # None: no admin
-    workers: int = Field(default=1, ge=1, le=64)  # >1: that many API processes (api_workers)
+    workers: int = Field(default=1, ge=1, le=64)  # >1: that many API processes (api/workers)
 
     @field_validator("listen")
     @classmethod

@@ -1,2 +1,3 @@
-"""The pure core of the daemon: window statistics over rounds (window) and stable decisions
-(decide). No I/O; `now` is an argument."""
+"""The pure core of the daemon: what the rounds say of paths, regions and PoPs (observe),
+window statistics over rounds (window) and stable decisions (decide). No I/O; `now` is an
+argument."""

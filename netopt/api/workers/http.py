@@ -1,4 +1,4 @@
-"""The API workers' HTTP/1.1 server: ... answers → API workers → **http_fast** (the wire).
+"""The API workers' HTTP/1.1 server: ... answers → API workers → site → **http** (the wire).
 
 An `asyncio.Protocol` on `httptools` (llhttp, C): each request parsed is answered by the
 worker's `FastSite` (`netopt.api.workers.site`: the table-only reads, from the worker's

@@ -1,4 +1,4 @@
-"""What an API worker's connections share: ... answers → API workers → **http_site** → wire.
+"""What an API worker's connections share: ... answers → API workers → **site** → http.
 
 `FastSite` holds a worker's `Answers`, turns a table-only read (GET/HEAD of `/v1/route`,
 `/v1/routes`, `/v1/regions`, `/v1/pops`, `/readyz`, `/healthz`, `/openapi.json`) into the
