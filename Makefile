@@ -27,7 +27,17 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-venv: $(VENV)/.installed
+# schemathesis (tests/integration/test_schemathesis.py) gets a venv of its own: grafana-client
+# brings urllib3-future, which replaces urllib3 in its venv and breaks schemathesis' transport.
+SCHEMATHESIS = schemathesis==4.32.5
+ST_VENV      = $(VENV)/schemathesis
+
+$(ST_VENV)/.$(SCHEMATHESIS): | $(BIN)/python
+	$(PYTHON) -m venv $(ST_VENV)
+	$(ST_VENV)/bin/python -m pip install --quiet '$(SCHEMATHESIS)'
+	@touch $@
+
+venv: $(VENV)/.installed $(ST_VENV)/.$(SCHEMATHESIS)
 
 deps-runtime:
 	@scripts/apt-install $(DEBIAN_RUNTIME)

@@ -121,7 +121,7 @@ class ProbeConfig(_Model):
     to: tuple[Id, ...] = Field(min_length=1)
     interval_s: float = Field(default=1.0, gt=0)
     count: int = Field(default=5, ge=1, le=10_000)
-    timeout_s: float = Field(default=1.0, gt=0)
+    timeout_s: float = Field(default=1.0, gt=0)  # left out: see _default_timeout
     packet_interval_s: float = Field(default=0.02, ge=0)
     dscp: int = Field(default=46, ge=0, le=63)
     port: int | None = Field(default=None, ge=1, le=65535)
@@ -135,6 +135,20 @@ class ProbeConfig(_Model):
     @classmethod
     def _kind(cls, v: str) -> str:
         return _probe_kind(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_timeout(cls, data: object) -> object:
+        """A left-out `timeout_s` is half the interval, at most 1 s, so that a group naming
+        only kind, from and to (interval 1 s) is valid: a 0.5 s timeout."""
+        if isinstance(data, dict) and "timeout_s" not in data:
+            try:
+                interval_s = float(data.get("interval_s", 1.0))
+            except (TypeError, ValueError):
+                return data  # the field's own validation names the bad interval
+            if interval_s > 0:
+                data = {**data, "timeout_s": min(1.0, interval_s / 2)}
+        return data
 
     @model_validator(mode="after")
     def _timeout(self) -> ProbeConfig:

@@ -28,6 +28,11 @@ class PushError(NetoptError):
     """A neighbour (SIP proxy) refused or did not answer a push."""
 
 
+class ShipError(NetoptError):
+    """The controller (or whatever answers at an agent's `controller.url`) answered a batch
+    with something that is not its acknowledgement: the rounds stay spooled and are resent."""
+
+
 class StoreError(NetoptError):
     """The store cannot be opened or written."""
 

@@ -377,6 +377,8 @@ class BatchChannel:
         self.pacer.at(self.loop.time() + (tick - wall), self._on_tick)
 
     def _on_tick(self) -> None:
+        if self.closed:  # booked before close(): the fd is gone (or already someone else's)
+            return
         self.drain()
         if not self._watching and not self.closed:
             self.loop.add_reader(self.fd, self._on_readable)

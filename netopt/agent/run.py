@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import astuple
 from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 from pydantic import Field, field_validator, model_validator
 
@@ -33,13 +32,16 @@ from netopt.config import ApiConfig, Id, ProbeConfig, _ip, _Model
 from netopt.daemon.metrics import AgentMetrics
 from netopt.daemon.probing import ProbeJob, ProberPool, _options, record_of, run_rounds
 from netopt.daemon.schedule import Scheduler
-from netopt.errors import ConfigError
+from netopt.errors import ConfigError, ShipError
+from netopt.push.http_client import HttpError, Reply, request
 from netopt.store.model import RoundRecord
 from netopt.store.schema import ROUND_COLUMNS
+from netopt.tasks import guarded_spawn, supervise
 from netopt.validation import load_model
 from probes.base import Target
 
 log = logging.getLogger("netopt.agent")
+ANSWER_MAX_BYTES = 64 << 10  # the controller's acknowledgement is ~100 bytes of JSON
 
 
 # --- config -------------------------------------------------------------------------------
@@ -193,6 +195,7 @@ class Agent:
         self._new = asyncio.Event()
         self._batch_size = config.controller.batch_max_rounds
         self.acked_batches: list[str] = []  # batch ids acknowledged (for tests and logs)
+        self._listening = False  # the metrics listener has been up
 
     async def probe_slot(self, jobs: tuple[ProbeJob, ...]) -> None:
         """One phase slot's rounds (the scheduler's run), spooled together."""
@@ -220,64 +223,71 @@ class Agent:
         self.metrics.spool_depth.labels(self.config.id).set(self.spool.depth)
         self._new.set()
 
-    async def ship_once(self, session: aiohttp.ClientSession) -> str:
-        """Send the oldest batch; returns the outcome (empty, acked, duplicate, rejected, …)."""
+    async def ship_once(self) -> str:
+        """Send the oldest batch; returns the outcome (empty, acked, duplicate, rejected, …).
+
+        Rounds leave the spool only on an acknowledgement that names this batch; whatever
+        else the controller (or anything at its URL) answers is an outcome, never a crash."""
         rows = self.spool.oldest(self._batch_size)
         if not rows:
             return "empty"
         c, first, last = self.config.controller, rows[0][0], rows[-1][0]
         batch_id = f"{self.config.id}:{self.spool.spool_id}:{first}-{last}"
         body = encode_batch(self.config.id, batch_id, [r for _, r in rows], self.spool.depth)
-        headers = {"Authorization": f"Bearer {c.token}", "Content-Encoding": "gzip",
-                   "Content-Type": "application/json"}  # fmt: skip
+        headers = [("Authorization", f"Bearer {c.token}"), ("Content-Encoding", "gzip"),
+                   ("Content-Type", "application/json")]  # fmt: skip
         try:
-            async with asyncio.timeout(c.timeout_s):
-                async with session.post(c.url.rstrip("/") + "/v1/ingest", data=body,
-                                        headers=headers) as resp:  # fmt: skip
-                    status, text = resp.status, await resp.text()
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            log.debug("controller_unreachable error=%r", exc)
+            url = c.url.rstrip("/") + "/v1/ingest"
+            reply = await request(url, body, headers, timeout_s=c.timeout_s,
+                                  max_body_bytes=ANSWER_MAX_BYTES)  # fmt: skip
+        except HttpError as exc:
+            log.debug("controller_unreachable error=%s", exc)
             return "unreachable"
+        status, text = reply.status, reply.snippet(300)
         if status == 200:
+            try:
+                duplicate = acknowledged(reply, batch_id)
+            except ShipError as exc:
+                log.error("controller_bad_answer batch=%s error=%s", batch_id, exc)
+                return "bad_answer"  # kept in the spool, sent again after a backoff
             self.spool.remove(first, last)
             self.acked_batches.append(batch_id)
             log.debug("batch_acked batch=%s rounds=%d", batch_id, len(rows))
             self._batch_size = c.batch_max_rounds
             self.metrics.spool_depth.labels(self.config.id).set(self.spool.depth)
-            return "duplicate" if json.loads(text).get("duplicate") else "acked"
+            return "duplicate" if duplicate else "acked"
         if status == 413 and len(rows) > 1:
             self._batch_size = max(1, len(rows) // 2)
             return "split"
         if status in (400, 413):  # this batch can never be accepted: drop it, say so
             self.spool.remove(first, last)
             log.error("batch_rejected batch=%s status=%d rounds=%d error=%s", batch_id, status,
-                      len(rows), text[:300])  # fmt: skip
+                      len(rows), text)  # fmt: skip
             return "rejected"
-        log.error("controller_refused status=%d error=%s", status, text[:300])
+        log.error("controller_refused status=%d error=%s", status, text)
         return "refused" if status in (401, 403) else "unreachable"
 
     async def ship_loop(self) -> None:
         c, failures = self.config.controller, 0
-        async with aiohttp.ClientSession() as session:
-            while True:
-                outcome = await self.ship_once(session)
-                self.metrics.batches.labels(self.config.id, outcome).inc()
-                if outcome in ("acked", "duplicate", "split", "rejected"):
-                    if failures:
-                        log.info("controller_back after_failures=%d spool_depth=%d", failures,
-                                 self.spool.depth)  # fmt: skip
-                    failures = 0
-                    if self.spool.depth >= self._batch_size:
-                        continue  # replaying a backlog: no pause between batches
-                    await asyncio.sleep(c.batch_interval_s)
-                elif outcome == "empty":
-                    self._new.clear()
-                    await self._new.wait()
-                    await asyncio.sleep(c.batch_interval_s)
-                else:
-                    failures += 1
-                    delay = min(c.max_backoff_s, c.min_backoff_s * 2 ** min(failures - 1, 16))
-                    await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+        while True:
+            outcome = await self.ship_once()
+            self.metrics.batches.labels(self.config.id, outcome).inc()
+            if outcome in ("acked", "duplicate", "split", "rejected"):
+                if failures:
+                    log.info("controller_back after_failures=%d spool_depth=%d", failures,
+                             self.spool.depth)  # fmt: skip
+                failures = 0
+                if self.spool.depth >= self._batch_size:
+                    continue  # replaying a backlog: no pause between batches
+                await asyncio.sleep(c.batch_interval_s)
+            elif outcome == "empty":
+                self._new.clear()
+                await self._new.wait()
+                await asyncio.sleep(c.batch_interval_s)
+            else:
+                failures += 1
+                delay = min(c.max_backoff_s, c.min_backoff_s * 2 ** min(failures - 1, 16))
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
 
     async def serve_metrics(self) -> None:
         assert self.config.metrics_listen is not None
@@ -293,24 +303,49 @@ class Agent:
         await runner.setup()
         try:
             await web.TCPSite(runner, listen.host, listen.port, reuse_address=True).start()
+            self._listening = True
             await asyncio.Event().wait()
         finally:
             await runner.cleanup()
 
+    def _task_failed(self, name: str) -> None:
+        self.metrics.task_failures.labels(name).inc()
+
     async def run(self) -> None:
         scheduler: Scheduler | None = None
         try:
-            async with asyncio.TaskGroup() as tg:
-                scheduler = Scheduler(self.probe_slot, tg.create_task, self.wall_clock)
+            async with asyncio.TaskGroup() as tg:  # every task supervised (netopt.tasks)
+                failed = self._task_failed
+                spawn = guarded_spawn(tg.create_task, "probe_slot", failed)
+                scheduler = Scheduler(self.probe_slot, spawn, self.wall_clock)
                 scheduler.start(self.config.jobs())
-                tg.create_task(self.ship_loop())
-                if self.config.metrics_listen is not None:
-                    tg.create_task(self.serve_metrics())
+                for name in ("probe_slot", "ship_loop", "metrics_listener"):
+                    self.metrics.task_failures.labels(name)
+                tg.create_task(supervise("ship_loop", self.ship_loop, failed))
+                if self.config.metrics_listen is not None:  # a bad listen stops start-up
+                    tg.create_task(supervise("metrics_listener", self.serve_metrics, failed,
+                                             fatal=lambda _e: not self._listening))  # fmt: skip
         finally:
             if scheduler is not None:
                 scheduler.shutdown()
             await self.pool.close()
             self.spool.close()
+
+
+def acknowledged(reply: Reply, batch_id: str) -> bool:
+    """Whether the controller's 200 answer acknowledges `batch_id` as a duplicate; `ShipError`
+    when it is not an acknowledgement of that batch (garbage, another batch, a wrong shape)."""
+    try:
+        answer = json.loads(reply.body)
+    except ValueError:
+        raise ShipError(f"HTTP 200 but not JSON: {reply.snippet()}") from None
+    if not isinstance(answer, dict) or answer.get("batch_id") != batch_id:
+        got = answer.get("batch_id") if isinstance(answer, dict) else type(answer).__name__
+        raise ShipError(f"HTTP 200 but not an acknowledgement of this batch (got {got!r})")
+    duplicate = answer.get("duplicate", False)
+    if not isinstance(duplicate, bool):
+        raise ShipError(f"HTTP 200 with a non-boolean duplicate {duplicate!r}")
+    return duplicate
 
 
 def _socket_in() -> Callable[..., socket.socket]:

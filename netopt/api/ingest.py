@@ -23,8 +23,10 @@ from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
 from netopt.api.auth import Refusal, admin_ok, agent_for
-from netopt.api.batch import IngestBatch
+from netopt.api.spec import Answer, RouteSpec
+from netopt.api_models import Error, IngestBatch, Ingested, IngestRound, Reloaded, ReloadRejected
 from netopt.errors import StoreError
+from netopt.store.model import RoundRecord
 from netopt.validation import format_validation_error
 
 if TYPE_CHECKING:
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("netopt.ingest")
 
 INGEST_DAEMON: web.AppKey[DaemonView] = web.AppKey("ingest_daemon")
+_BEARER = {"WWW-Authenticate": "Bearer"}
 
 
 class _Reject(Exception):
@@ -70,13 +73,15 @@ async def _read_body(request: web.Request, max_wire: int, max_inflated: int) -> 
     return b"".join(chunks)
 
 
-def _parse(raw: bytes, max_rounds: int) -> IngestBatch:
+def _parse(raw: bytes, max_rounds: int, agent: AgentAuth, known: set[str]) -> IngestBatch:
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise _Reject(400, "invalid", f"body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise _Reject(400, "invalid", "(top level): expected a JSON object")
+    if isinstance(data.get("agent"), str):  # whose batch, before whether it is well formed
+        _check_agent(agent, known, data["agent"])
     rounds = data.get("rounds")
     if isinstance(rounds, list) and len(rounds) > max_rounds:
         raise _Reject(413, "too_large", f"rounds: more than {max_rounds} in one batch")
@@ -86,11 +91,14 @@ def _parse(raw: bytes, max_rounds: int) -> IngestBatch:
         raise _Reject(400, "invalid", "; ".join(format_validation_error(exc)[:10])) from None
 
 
-def _authorize(agent: AgentAuth, known: set[str], batch: IngestBatch) -> None:
-    if batch.agent not in known:
-        raise _Reject(403, "forbidden", f"unknown agent {batch.agent!r}")
-    if batch.agent != agent.id:
-        raise _Reject(403, "forbidden", f"this token is not agent {batch.agent!r}'s")
+def _check_agent(agent: AgentAuth, known: set[str], named: str) -> None:
+    if named not in known:
+        raise _Reject(403, "forbidden", f"unknown agent {named!r}")
+    if named != agent.id:
+        raise _Reject(403, "forbidden", f"this token is not agent {named!r}'s")
+
+
+def _authorize(agent: AgentAuth, batch: IngestBatch) -> None:
     for i, r in enumerate(batch.rounds):
         if r.src != agent.site:
             raise _Reject(
@@ -106,16 +114,17 @@ async def post_ingest(request: web.Request) -> web.Response:
         agent = _agent_by_token(cfg.agents, request.headers.get("Authorization", ""))
         ing = cfg.ingest
         raw = await _read_body(request, ing.max_body_bytes, ing.max_inflated_bytes)
-        batch = _parse(raw, ing.max_rounds_per_batch)
-        _authorize(agent, {a.id for a in cfg.agents}, batch)
+        batch = _parse(raw, ing.max_rounds_per_batch, agent, {a.id for a in cfg.agents})
+        _authorize(agent, batch)
     except _Reject as rej:
         m.ingest_batches.labels(rej.outcome).inc()
         log.info("ingest_rejected status=%d reason=%r", rej.status, rej.message)
-        resp = web.json_response({"error": rej.message}, status=rej.status)
+        resp = web.json_response({"error": rej.message}, status=rej.status,
+                                 headers=_BEARER if rej.status == 401 else None)  # fmt: skip
         if not request.content.at_eof():
             resp.force_close()  # the rest of the body is not worth reading
         return resp
-    records = [r.record() for r in batch.rounds]
+    records = [RoundRecord(**r.model_dump()) for r in batch.rounds]
     try:
         outcome = await daemon.store.write_batch(batch.batch_id, agent.id, records)
     except StoreError as exc:
@@ -142,7 +151,8 @@ async def post_reload(request: web.Request) -> web.Response:
     if admin is None:
         return web.json_response({"error": "admin API disabled (no api.admin_token)"}, status=403)
     if not admin_ok(request.headers.get("Authorization", ""), admin):
-        return web.json_response({"error": "missing or wrong admin token"}, status=401)
+        return web.json_response({"error": "missing or wrong admin token"}, status=401,
+                                 headers=_BEARER)  # fmt: skip
     ok, detail = daemon.reload()
     if not ok:
         return web.json_response({"error": "config rejected; old config kept", "problems": detail},
@@ -151,6 +161,41 @@ async def post_reload(request: web.Request) -> web.Response:
 
 
 _OWN_AUTH = {"/v1/ingest": post_ingest, "/v1/admin/reload": post_reload}
+__all__ = ["ROUTES", "IngestBatch", "IngestRound", "add_routes"]
+ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec(
+        "POST",
+        "/v1/ingest",
+        "An agent's batch of probe rounds, stored before the answer",
+        {
+            200: Answer("stored (or seen before: acknowledged again, stored once)", Ingested),
+            400: Answer("malformed: not gzip, not JSON, or a field (named) is wrong", Error),
+            403: Answer(
+                "an unknown agent, another agent's batch, or a round from another site", Error
+            ),
+            413: Answer(
+                "the body (on the wire or inflated) or its rounds are over the limits", Error
+            ),
+            503: Answer("the store cannot be written: retry later", Error),
+        },
+        security="agent",
+        body=IngestBatch,
+        body_description="JSON; agents send it with "
+        "Content-Encoding: gzip (gzip and identity are accepted). A batch id seen before is "
+        "acknowledged again without being stored twice.",
+    ),
+    RouteSpec(
+        "POST",
+        "/v1/admin/reload",
+        "Re-read the config file: validate it all, then swap",
+        {
+            200: Answer("reloaded; what changed", Reloaded),
+            400: Answer("the file was rejected and the old config kept", ReloadRejected),
+            403: Answer("admin endpoints are disabled (no api.admin_token)", Error),
+        },
+        security="admin",
+    ),
+)
 
 
 @web.middleware

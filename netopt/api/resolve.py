@@ -101,7 +101,7 @@ class Resolver:
         digits = text.translate(_NUMBER_JUNK)
         if digits.startswith("+"):
             digits = digits[1:]
-        elif digits.startswith("00"):
+        elif digits.startswith("00") and len(digits) > 2:  # "00" alone is a number, not a prefix
             digits = digits[2:]
         if not digits.isdigit() or not digits.isascii() or len(digits) > 15:
             raise ValueError(f"{text!r} is not an E.164 number")

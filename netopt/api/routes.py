@@ -3,8 +3,10 @@
 Served from the in-memory RouteTable snapshot: no database on the request path. aiohttp is
 the server (see README: fastest of the asyncio options measured here). Every answer that
 depends only on the table is rendered to bytes once per table (`netopt.push.answers`): a request
-is a region resolution (`netopt.api.resolve`) plus a dict lookup. Errors are JSON
-``{"error": "..."}``: 400 for a malformed parameter, 401/403 for a missing or wrong token,
+is a region resolution (`netopt.api.resolve`) plus a dict lookup. Queries are checked by the rules
+of `netopt.api_models` (what the OpenAPI document states; `ROUTES` below declares this module's
+routes for it). Errors are JSON ``{"error": "..."}``: 400 for a malformed, unknown or repeated
+parameter, 401/403 for a missing or wrong token,
 404 for an unknown region, address or destination, 503 (with Retry-After) before a route
 is known.
 """
@@ -19,11 +21,32 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import ValidationError
 
 from netopt import __version__
+from netopt.api import ingest
 from netopt.api.auth import refusal
-from netopt.api.openapi import openapi_document
+from netopt.api.spec import Answer, RouteSpec, document
+from netopt.api_models import (
+    Error,
+    Health,
+    PathsAnswer,
+    PopsList,
+    Published,
+    Readiness,
+    RegionsList,
+    RouteAnswer,
+    RouteQuery,
+    RoutesList,
+    RtjsonAnswer,
+    SelectorQuery,
+    TracesAnswer,
+    TracesQuery,
+    check_query,
+    route_query,
+)
 from netopt.push.answers import Answers, Rendered, error_body, paths_json
+from netopt.validation import format_validation_error
 
 if TYPE_CHECKING:
     from netopt.api.view import DaemonView
@@ -31,6 +54,7 @@ if TYPE_CHECKING:
 
 DAEMON: web.AppKey[DaemonView] = web.AppKey("daemon")
 ANSWERS: web.AppKey[Answers] = web.AppKey("answers")
+OPENAPI: web.AppKey[bytes] = web.AppKey("openapi")
 JSON = "application/json"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -70,17 +94,15 @@ async def get_route(request: web.Request) -> web.Response:
 
 
 def route_answer(answers: Answers, q: Mapping[str, str]) -> Rendered:
-    fmt = q.get("format", "json")
-    if fmt not in ("json", "rtjson"):
-        return Rendered(400, error_body(f"format must be 'json' or 'rtjson', not {fmt!r}"))
     try:
-        region = answers.region_of(q)
+        asked = route_query(q)  # the rules RouteQuery documents, without building a model
+        region = answers.region_of(asked)
     except ValueError as exc:
         return Rendered(400, error_body(str(exc)))
     except LookupError as exc:
         return Rendered(404, error_body(str(exc.args[0])))
-    dest = q.get("dest")
-    found = answers.route(region, dest, rtjson=fmt == "rtjson")
+    dest = asked.dest
+    found = answers.route(region, dest, rtjson=asked.rtjson)
     if found is None:
         if dest is not None and dest not in answers.destinations:
             return Rendered(404, error_body(f"unknown destination {dest!r}"))
@@ -115,9 +137,24 @@ async def get_paths(request: web.Request) -> web.Response:
 
 async def get_traces(request: web.Request) -> web.Response:
     """`/v1/traces?src=&dst=`: degradation-triggered traceroutes kept in memory, newest first."""
-    q = request.query
-    traces = request.app[DAEMON].tracer.recent(q.get("src"), q.get("dst"))
-    return web.json_response({"traces": [t.to_json() for t in traces]})
+    try:
+        q = TracesQuery.model_validate(_single(request.query))
+    except (ValidationError, ValueError) as exc:
+        return _error(400, _problem(exc))
+    traces = request.app[DAEMON].tracer.recent(q.src, q.dst)
+    answer = TracesAnswer.model_validate({"traces": [t.to_json() for t in traces]})
+    return web.json_response(answer.model_dump(mode="json"))
+
+
+def _single(query: Mapping[str, str]) -> dict[str, str]:
+    check_query(query, TracesQuery.model_fields)
+    return dict(query)
+
+
+def _problem(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(format_validation_error(exc)[:5])
+    return str(exc)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -128,7 +165,8 @@ async def readyz(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     routed = sum(1 for e in daemon.table if e.route is not None)
     body = {"ready": routed > 0, "routes": routed, "entries": len(daemon.table)}
-    return web.json_response(body, status=200 if routed else 503)
+    headers = None if routed else {"Retry-After": "1"}
+    return web.json_response(body, status=200 if routed else 503, headers=headers)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -137,7 +175,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.Response(text=json.dumps(openapi_document()), content_type=JSON)
+    return web.Response(body=request.app[OPENAPI], content_type=JSON, charset="utf-8")
 
 
 async def admin_publish(request: web.Request) -> web.Response:
@@ -161,6 +199,9 @@ def make_app(daemon: DaemonView, answers: Answers | None = None) -> web.Applicat
         answers.publish(daemon.table)
     app[DAEMON] = daemon
     app[ANSWERS] = answers
+    app[OPENAPI] = json.dumps(
+        document((*ROUTES, *ingest.ROUTES), reads_open=api.read_token is None)
+    ).encode()
     app.router.add_get("/v1/route", get_route)
     app.router.add_get("/v1/routes", get_routes)
     app.router.add_get("/v1/regions", get_regions)
@@ -192,3 +233,110 @@ async def run_site(
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
+
+
+def _e(description: str) -> Answer:
+    return Answer(description, Error)
+
+
+_BAD_QUERY = _e("a malformed, unknown or repeated parameter, or not exactly one selector")
+_NO_REGION = _e("no such region, or no region matches the selector")
+ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec(
+        "GET",
+        "/v1/route",
+        "The route in force for one region",
+        {
+            200: Answer(
+                "the route: netopt's answer (format=json) or Kamailio rtjson (format=rtjson)",
+                (RouteAnswer, RtjsonAnswer),
+            ),
+            400: _BAD_QUERY,
+            404: _e("no such region or destination, or no region matches"),
+            503: _e("no route for the region yet (or, for rtjson, no PoP with a sip_uri)"),
+        },
+        query=RouteQuery,
+        forwarded=False,
+    ),
+    RouteSpec(
+        "GET",
+        "/v1/routes",
+        "Every route in force",
+        {200: Answer("the routes", RoutesList)},
+        forwarded=False,
+    ),
+    RouteSpec(
+        "GET",
+        "/v1/regions",
+        "The configured regions",
+        {200: Answer("the regions", RegionsList)},
+        forwarded=False,
+    ),
+    RouteSpec(
+        "GET",
+        "/v1/pops",
+        "The configured PoPs",
+        {200: Answer("the PoPs", PopsList)},
+        forwarded=False,
+    ),
+    RouteSpec(
+        "GET",
+        "/v1/paths",
+        "A region's measured paths and candidate routes",
+        {
+            200: Answer("window statistics and candidates", PathsAnswer),
+            400: _BAD_QUERY,
+            404: _NO_REGION,
+        },
+        query=SelectorQuery,
+    ),
+    RouteSpec(
+        "GET",
+        "/v1/traces",
+        "Recent degradation-triggered traceroutes, newest first",
+        {
+            200: Answer("the traces kept in memory", TracesAnswer),
+            400: _e("a malformed, unknown or repeated parameter"),
+        },
+        query=TracesQuery,
+    ),
+    RouteSpec(
+        "POST",
+        "/v1/admin/publish",
+        "Hand the current table to every publisher again",
+        {
+            200: Answer("how many publishers got the table", Published),
+            403: _e("admin endpoints are disabled (no api.admin_token)"),
+        },
+        security="admin",
+    ),
+    RouteSpec(
+        "GET",
+        "/healthz",
+        "Liveness",
+        {200: Answer("alive", Health)},
+        security="open",
+        forwarded=False,
+    ),
+    RouteSpec(
+        "GET",
+        "/readyz",
+        "Ready once at least one route is known",
+        {200: Answer("ready", Readiness), 503: Answer("no route yet", Readiness)},
+        security="open",
+        forwarded=False,
+    ),
+    RouteSpec(
+        "GET",
+        "/metrics",
+        "Prometheus metrics",
+        {200: Answer("Prometheus text exposition format", None, "text/plain")},
+    ),
+    RouteSpec(
+        "GET",
+        "/openapi.json",
+        "This document",
+        {200: Answer("the OpenAPI 3.1 document", None)},
+        forwarded=False,
+    ),
+)

@@ -106,6 +106,7 @@ class Metrics:
             "withdrawn).",
             ("src", "dst", "trigger"), registry=r,
         )  # fmt: skip
+        self.task_failures = task_failures_counter(r)
 
     def observe_round(
         self, src: str, dst: str, kind: str, rtts_s: Sequence[float], sent: int, received: int,
@@ -250,6 +251,16 @@ class ProbeSeries(Collector):
         return [rtt, sent, received, outcomes, jitter]
 
 
+def task_failures_counter(registry: CollectorRegistry) -> Counter:
+    """netopt_task_failures_total{task}: background tasks that raised and were restarted, and
+    scheduler runs that raised (netopt.tasks)."""
+    return Counter(
+        "netopt_task_failures_total",
+        "Background tasks (and scheduler runs) that failed; each is restarted with backoff.",
+        ("task",), registry=registry,
+    )  # fmt: skip
+
+
 class AgentMetrics:
     """The agent's own registry (served on its optional metrics port)."""
 
@@ -265,7 +276,7 @@ class AgentMetrics:
         )  # fmt: skip
         self.batches = Counter(
             "netopt_agent_batches_total", "Batches shipped by outcome (acked, duplicate, "
-            "rejected, unreachable).", ("agent", "outcome"), registry=r,
+            "split, rejected, refused, unreachable, bad_answer).", ("agent", "outcome"), registry=r,
         )  # fmt: skip
         self.sent = Counter(
             "netopt_probe_packets_sent_total", "Probe packets sent.", ("src", "dst", "kind"),
@@ -275,6 +286,7 @@ class AgentMetrics:
             "netopt_probe_packets_received_total", "Probe packets answered in time.",
             ("src", "dst", "kind"), registry=r,
         )  # fmt: skip
+        self.task_failures = task_failures_counter(r)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -16,7 +16,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import MappingProxyType
 
@@ -35,10 +35,12 @@ from netopt.errors import ConfigError
 from netopt.push.answers import Answers
 from netopt.push.pusher import make_pushers
 from netopt.store import DecisionRecord, RoundRecord, SqliteStore
+from netopt.tasks import guarded_spawn, supervise
 from probes.stats import RoundSummary
 from topology.planner import PathStats, plan
 
 log = logging.getLogger("netopt")
+_Task = tuple[Callable[[], Awaitable[None]], Callable[[Exception], bool]]  # run, is it fatal
 
 
 class Daemon:
@@ -316,6 +318,33 @@ class Daemon:
             self.publishers.remove(answers.publish)
             self.answers = None
 
+    def _background(self, on_listening: Callable[[str], None] | None) -> dict[str, _Task]:
+        """The long-running tasks by the name they are counted under, each with when a failure
+        is fatal: the route API's before it first listened (a bad `api.listen` stops start-up
+        as it always did), never for the others."""
+        listened: list[str] = []
+
+        def listening(url: str) -> None:
+            if not listened:
+                listened.append(url)
+                if on_listening is not None:
+                    on_listening(url)
+
+        never, before_listening = (lambda _e: False), (lambda _e: not listened)
+        tasks: dict[str, _Task] = {
+            "store_writer": (lambda: self.store.run(self.config.store.flush_interval_s), never),
+            "plan_loop": (self.plan_loop, never),
+            "housekeeping": (self._housekeeping, never),
+            "tracer": (self.tracer.run, never),
+            "route_api": (lambda: self._serve(listening), before_listening),
+        }
+        for pusher in self.pushers:
+            tasks[f"pusher:{pusher.proxy.id}"] = (pusher.run, never)
+        return tasks
+
+    def _task_failed(self, name: str) -> None:
+        self.metrics.task_failures.labels(name).inc()
+
     def request_stop(self) -> None:
         """Stop launching rounds and cancel the daemon (the signal handlers call this)."""
         self._stopping = True
@@ -330,16 +359,15 @@ class Daemon:
         # out of every garbage collection, which then only walks what rounds create
         gc.freeze()
         try:
-            async with asyncio.TaskGroup() as tg:
-                self._scheduler = Scheduler(self.probe_slot, tg.create_task, self.wall_clock)
+            async with asyncio.TaskGroup() as tg:  # every task supervised (netopt.tasks)
+                failed = self._task_failed
+                spawn = guarded_spawn(tg.create_task, "probe_slot", failed)
+                self._scheduler = Scheduler(self.probe_slot, spawn, self.wall_clock)
                 self._scheduler.start(jobs_from_config(self.config))
-                tg.create_task(self.store.run(self.config.store.flush_interval_s))
-                tg.create_task(self.plan_loop())
-                tg.create_task(self._housekeeping())
-                tg.create_task(self.tracer.run())
-                tg.create_task(self._serve(on_listening))
-                for pusher in self.pushers:
-                    tg.create_task(pusher.run())
+                self.metrics.task_failures.labels("probe_slot")
+                for name, (task, fatal) in self._background(on_listening).items():
+                    self.metrics.task_failures.labels(name)
+                    tg.create_task(supervise(name, task, failed, fatal=fatal))
         finally:
             self._stopping = True
             if self._scheduler is not None:

@@ -14,14 +14,13 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from netopt.errors import LabError
-from netopt.lab import build
+from netopt.lab import build, control
 from netopt.lab.profile import LinkParams, Profile, load_profile, parse_profile
 from netopt.validation import parse_model
 
@@ -199,24 +198,11 @@ class Lab:
     # --- live control ----------------------------------------------------------------------
 
     def _control(self, request: dict[str, Any], timeout_s: float = 2.0) -> dict[str, Any]:
-        path = self.state_dir / "ctl.sock"
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(timeout_s)
-                s.connect(str(path))
-                s.sendall(json.dumps(request).encode() + b"\n")
-                data = b""
-                while not data.endswith(b"\n"):
-                    chunk = s.recv(1 << 20)
-                    if not chunk:
-                        break
-                    data += chunk
-            reply: dict[str, Any] = json.loads(data)
-        except (OSError, ValueError) as exc:
-            raise LabError(f"lab {self.name!r}: impairment stage not answering ({exc})") from None
-        if not reply.get("ok"):
-            raise LabError(f"lab {self.name!r}: {reply.get('error', 'request refused')}")
-        return reply
+        return control.exchange(self.name, self.state_dir / "ctl.sock", request, timeout_s)
+
+    def _status_rows(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        reply = self._control({"op": "status"})
+        return reply, control.directions(self.name, reply, tuple(LinkParams.model_fields))
 
     def _directions_of(self, a: str, b: str) -> list[tuple[str, str]]:
         self._node(a)
@@ -241,24 +227,29 @@ class Lab:
         return params
 
     def _current_params(self, pair: tuple[str, str]) -> LinkParams:
-        for row in self._control({"op": "status"})["directions"]:
+        for row in self._status_rows()[1]:
             if (row["a"], row["b"]) == pair:
-                return LinkParams.model_validate(
-                    {k: row[k] for k in LinkParams.model_fields if k in row}
-                )
+                try:
+                    return LinkParams.model_validate({k: row[k] for k in LinkParams.model_fields})
+                except ValueError as exc:
+                    raise LabError(f"lab {self.name!r}: the stage reports {pair}: {exc}") from None
         return self.profile.directed_params()[pair]
 
     def status(self) -> dict[str, Any]:
         """``{"nodes": [...], "links": [...]}``; a symmetric link sums both directions."""
-        reply = self._control({"op": "status"})
-        out = summarize(self.state, self.profile, reply["directions"])
-        out["stage"] = {k: reply.get(k, 0) for k in ("unmatched", "late", "late_max_us")}
+        reply, rows = self._status_rows()
+        out = summarize(self.state, self.profile, rows)
+        out["stage"] = self._counters(reply)
         return out
 
     def stage_counters(self) -> dict[str, int]:
         """The stage's own health: packets with no lab link, packets released > 1 ms late."""
-        reply = self._control({"op": "status"})
-        return {k: int(reply.get(k, 0)) for k in ("unmatched", "late", "late_max_us")}
+        return self._counters(self._control({"op": "status"}))
+
+    def _counters(self, reply: dict[str, Any]) -> dict[str, int]:
+        return {
+            k: control.counter(self.name, reply, k) for k in ("unmatched", "late", "late_max_us")
+        }
 
 
 def _validated_params(data: dict[str, Any], source: str) -> LinkParams:

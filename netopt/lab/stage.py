@@ -205,7 +205,10 @@ class Stage:
                     if not chunk:
                         break
                     data += chunk
-                reply = self.handle(json.loads(data))
+                request = json.loads(data)
+                if not isinstance(request, dict):
+                    raise ValueError(f"a JSON {type(request).__name__}, not an object")
+                reply = self.handle(request)
             except (OSError, ValueError) as exc:
                 reply = {"ok": False, "error": f"bad request: {exc}"}
             with contextlib.suppress(OSError):

@@ -24,6 +24,7 @@ from typing import Any
 
 from netopt.config import Config
 from netopt.core.decide import RouteTable
+from netopt.errors import PushError
 from netopt.push.config import KamailioProxy
 from netopt.push.ranking import PopTarget, ranked_targets
 
@@ -104,24 +105,49 @@ def render_addresses(config: Config, proxy: KamailioProxy) -> str:
 
 def loaded_lines(result: Any) -> tuple[DsLine, ...]:
     """The lines Kamailio has loaded, from the `dispatcher.list` RPC result (5.x JSON shape):
-    ``{"NRSETS": n, "RECORDS": [{"SET": {"ID": id, "TARGETS": [{"DEST": {...}}]}}]}``."""
+    ``{"NRSETS": n, "RECORDS": [{"SET": {"ID": id, "TARGETS": [{"DEST": {...}}]}}]}``.
+
+    A result of another shape (valid JSON, but not that) raises `PushError` saying where."""
+    if result is None or (isinstance(result, dict) and not result.get("RECORDS")):
+        return ()  # Kamailio with no sets loaded
+    try:
+        return tuple(_lines_of(result))
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        raise PushError(
+            f"dispatcher.list: not the dispatcher's answer shape ({type(exc).__name__}: {exc}): "
+            f"{str(result)[:120]!r}"
+        ) from None
+
+
+def _lines_of(result: Any) -> list[DsLine]:
     lines: list[DsLine] = []
-    records = (result or {}).get("RECORDS") or []
-    for record in records:
-        ds_set = record.get("SET", {})
-        set_id = int(ds_set.get("ID"))
-        for target in ds_set.get("TARGETS") or []:
-            dest = target.get("DEST", {})
-            attrs = dest.get("ATTRS") or {}
+    for record in _as(list, result["RECORDS"], "RECORDS"):
+        ds_set = _as(dict, _as(dict, record, "a record").get("SET", {}), "SET")
+        set_id = _int(ds_set.get("ID"), "SET.ID")
+        for target in _as(list, ds_set.get("TARGETS") or [], "TARGETS"):
+            dest = _as(dict, _as(dict, target, "a target").get("DEST", {}), "DEST")
+            attrs = _as(dict, dest.get("ATTRS") or {}, "ATTRS")
             body = _parse_attrs(str(attrs.get("BODY", "")))
             lines.append(
                 DsLine(
-                    set_id, int(dest.get("PRIORITY", 0)), str(dest.get("URI")),
+                    set_id, _int(dest.get("PRIORITY", 0), "PRIORITY"), str(dest.get("URI")),
                     _flags_of(dest.get("FLAGS")), body.get("duid", str(attrs.get("DUID", ""))),
-                    int(body.get("weight", attrs.get("WEIGHT", 0) or 0)),
+                    _int(body.get("weight", attrs.get("WEIGHT", 0) or 0), "weight"),
                 )
             )  # fmt: skip
-    return tuple(lines)
+    return lines
+
+
+def _as(kind: type, value: Any, what: str) -> Any:
+    if not isinstance(value, kind):
+        raise TypeError(f"{what} is a {type(value).__name__}, expected a {kind.__name__}")
+    return value
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"{what} is {value!r}, expected an integer")
+    return int(value)  # a str that is not a number: ValueError
 
 
 def _parse_attrs(body: str) -> dict[str, str]:

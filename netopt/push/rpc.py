@@ -1,22 +1,27 @@
 """JSON-RPC 2.0 over HTTP to a proxy: ... pusher → **rpc** → Kamailio jsonrpcs (xhttp).
 
-A deliberately small HTTP/1.1 client (one POST per connection, Content-Length framed) on
-asyncio streams, because the socket may have to be created inside a network namespace
-(`netns`, lab sites) and aiohttp cannot be handed one. Every call has a timeout. Transport
-failures and JSON-RPC errors raise `PushError`; `RpcError` keeps the proxy's code and message
-(e.g. Kamailio's "Ongoing reload").
+The exchange itself is `netopt.push.http_client` (h11 over a socket opened here, possibly in
+a network namespace; one deadline for the whole exchange; the body capped at
+`MAX_BODY_BYTES`). This module judges the answer: it must be a JSON object with
+``"jsonrpc": "2.0"``, our request's ``id``, and exactly one of ``result`` or a well-formed
+``error`` (``{"code": int, "message": str}``). Every other answer — transport failure,
+truncated or oversized body, garbage, a wrong id, an HTML error page — raises `PushError`
+naming the proxy's URL, the method and what was wrong; `RpcError` keeps a proxy's own JSON-RPC
+error code and message (e.g. Kamailio's "Ongoing reload", which it sends with HTTP 500).
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-import socket
 from typing import Any
-from urllib.parse import urlsplit
 
 from netopt.errors import PushError
+from netopt.push.http_client import HttpError, request
+
+# dispatcher.list answers ~300 bytes of JSON per destination: 4 MiB holds ~13,000 of them
+# (1,000 regions × 10 PoPs); an answer larger than that is not a Kamailio we configured
+MAX_BODY_BYTES = 4 << 20
 
 _ids = itertools.count(1)
 
@@ -37,68 +42,55 @@ async def call(
     *,
     timeout_s: float = 2.0,
     netns: str | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> Any:
-    """Call `method` and return its `result`."""
-    body = {"jsonrpc": "2.0", "method": method, "id": next(_ids)}
+    """Call `method` and return its `result` (any JSON value: the caller checks its shape)."""
+    request_id = next(_ids)
+    body: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": request_id}
     if params:
         body["params"] = params
+    headers = [("Content-Type", "application/json"), ("Accept", "application/json")]
     try:
-        async with asyncio.timeout(timeout_s):
-            status, text = await _post(url, json.dumps(body).encode(), netns)
-    except TimeoutError:
-        raise PushError(f"{method}: no answer from {url} in {timeout_s:g} s") from None
-    except OSError as exc:
-        raise PushError(f"{method}: cannot reach {url}: {exc.strerror or exc}") from None
+        reply = await request(url, json.dumps(body).encode(), headers, timeout_s=timeout_s,
+                              max_body_bytes=max_body_bytes, netns=netns)  # fmt: skip
+    except HttpError as exc:
+        raise PushError(f"{method}: {exc}") from None
     try:
-        answer = json.loads(text)
-    except ValueError:
-        raise PushError(f"{method}: HTTP {status}, not JSON: {text[:120]!r}") from None
-    if isinstance(answer, dict) and answer.get("error"):
-        err = answer["error"]
-        raise RpcError(method, int(err.get("code", 0)), str(err.get("message", "")))
-    if status != 200 or not isinstance(answer, dict) or "result" not in answer:
-        raise PushError(f"{method}: HTTP {status}: {text[:120]!r}")
+        answer = json.loads(reply.body)
+    except ValueError:  # also bytes that are not UTF-8
+        raise PushError(
+            f"{method}: {url} answered HTTP {reply.status}, not JSON: {reply.snippet()}"
+        ) from None
+    return judge(answer, method, request_id, f"{url} (HTTP {reply.status})", reply.status)
+
+
+def judge(answer: Any, method: str, request_id: int, where: str, status: int = 200) -> Any:
+    """The `result` of a JSON-RPC answer, or `PushError` / `RpcError` saying what is wrong."""
+
+    def bad(what: str) -> PushError:
+        return PushError(f"{method}: {where} answered {what}")
+
+    if not isinstance(answer, dict):
+        raise bad(f"a JSON {type(answer).__name__}, not a JSON-RPC object")
+    if answer.get("jsonrpc") != "2.0":
+        raise bad(f'no "jsonrpc": "2.0" (got {answer.get("jsonrpc")!r})')
+    got_id, error = answer.get("id"), answer.get("error")
+    # a server that could not read our id answers an error with id null (JSON-RPC 2.0 §5)
+    if got_id != request_id and not (got_id is None and error is not None):
+        raise bad(f"id {got_id!r} to our request {request_id}")
+    if ("result" in answer) == ("error" in answer):
+        raise bad("neither or both of result and error")
+    if "error" in answer:
+        if not isinstance(error, dict):
+            raise bad(f"a malformed error {_short(error)}")
+        code, message = error.get("code"), error.get("message")
+        if not isinstance(code, int) or isinstance(code, bool) or not isinstance(message, str):
+            raise bad(f"a malformed error (code {_short(code)}, message {_short(message)})")
+        raise RpcError(method, code, message)
+    if status != 200:
+        raise bad(f"a result with HTTP {status}")
     return answer["result"]
 
 
-async def _post(url: str, payload: bytes, netns: str | None) -> tuple[int, str]:
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = _socket(family, netns)
-    try:
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, (host, port))
-        reader, writer = await asyncio.open_connection(sock=sock)
-    except BaseException:
-        sock.close()
-        raise
-    try:
-        path = parts.path or "/"
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
-        )
-        writer.write(head.encode() + payload)
-        await writer.drain()
-        status_line = await reader.readline()
-        fields = status_line.split()
-        if len(fields) < 2 or not fields[1].isdigit():
-            raise PushError(f"not an HTTP answer from {url}: {status_line[:80]!r}")
-        length = None
-        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value.strip())
-        data = await (reader.readexactly(length) if length is not None else reader.read())
-        return int(fields[1]), data.decode("utf-8", "replace")
-    finally:
-        writer.close()
-
-
-def _socket(family: int, netns: str | None) -> socket.socket:
-    if netns is None:
-        return socket.socket(family, socket.SOCK_STREAM)
-    from netopt.lab.netns import socket_in
-
-    return socket_in(netns, family, socket.SOCK_STREAM)
+def _short(value: Any, n: int = 80) -> str:
+    return repr(value)[:n]

@@ -51,7 +51,8 @@ class Served:
 
     def __init__(self, config: dict[str, Any], tmp: Path) -> None:
         self.port = free_port()
-        config = {**config, "api": {"listen": f"127.0.0.1:{self.port}"},
+        api = {**config.get("api", {}), "listen": f"127.0.0.1:{self.port}"}  # tokens kept
+        config = {**config, "api": api,
                   "store": {"url": f"sqlite:///{tmp / 'netopt.db'}"}}  # fmt: skip
         self.config_path = tmp / "netopt.yaml"
         self.config_path.write_text(yaml.safe_dump(config))

@@ -11,6 +11,8 @@ import pytest
 from netopt.cli import main
 from netopt.config import load_config, parse_config
 from netopt.errors import ConfigError
+from netopt.validation import parse_model
+from probes.base import PROBERS
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "deploy" / "netopt.example.yaml"
@@ -96,6 +98,61 @@ def test_valid_base_and_defaults() -> None:
     topo = cfg.to_topology()
     assert [p.id for p in topo.pops] == ["fra", "jnb"]
     assert topo.destinations == ("fra",)
+
+
+MINIMAL: dict[str, Any] = {  # every optional key left out
+    "regions": [{"id": "lagos", "address": "127.0.0.1"}],
+    "pops": [{"id": "fra", "role": "core", "address": "127.0.0.2"}],
+    "destinations": ["fra"],
+    "probes": [{"kind": "icmp", "from": "lagos", "to": ["fra"]}],
+}
+
+
+def test_every_optional_key_left_out_is_valid_and_sensible() -> None:
+    cfg = parse_config(MINIMAL)
+    (probe,) = cfg.probes
+    assert (probe.interval_s, probe.count, probe.timeout_s) == (1.0, 5, 0.5)
+    assert (probe.count - 1) * probe.packet_interval_s + probe.timeout_s < probe.interval_s
+    assert cfg.store.url == "sqlite:///netopt.db" and cfg.api.listen == "127.0.0.1:8080"
+
+
+@pytest.mark.parametrize("kind", sorted(k for k in PROBERS if k != "tcp_connect"))
+def test_a_group_naming_only_kind_from_to_is_valid(kind: str) -> None:
+    """tcp_connect alone needs a port: there is no TCP port a default could guess."""
+    data = copy.deepcopy(MINIMAL)
+    data["probes"] = [{"kind": kind, "from": "lagos", "to": ["fra"]}]
+    (probe,) = parse_config(data).probes
+    assert 0 < probe.timeout_s < probe.interval_s
+
+
+def test_an_agent_config_with_every_optional_key_left_out_is_valid() -> None:
+    from netopt.agent.run import AgentConfig
+
+    data = {
+        "id": "lagos-1", "site": "lagos",
+        "controller": {"url": "http://127.0.0.1:8080", "token": "a-token-of-16-chars"},
+        "targets": [{"id": "fra", "address": "127.0.0.2"}],
+        "probes": [{"kind": "icmp", "to": ["fra"]}],
+    }  # fmt: skip
+    (probe,) = parse_model(AgentConfig, data, "agent.yaml").probes
+    assert (probe.interval_s, probe.timeout_s) == (1.0, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("interval_s", "timeout_s"), [(0.5, 0.25), (1.5, 0.75), (2.0, 1.0), (10.0, 1.0)]
+)
+def test_left_out_timeout_follows_the_interval(interval_s: float, timeout_s: float) -> None:
+    data = copy.deepcopy(MINIMAL)
+    data["probes"][0]["interval_s"] = interval_s
+    assert parse_config(data).probes[0].timeout_s == timeout_s
+
+
+def test_a_bad_interval_is_named_not_the_derived_timeout() -> None:
+    data = copy.deepcopy(MINIMAL)
+    data["probes"][0]["interval_s"] = "soon"
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert [p.split(":")[0] for p in info.value.problems] == ["probes[0].interval_s"]
 
 
 def test_config_is_frozen() -> None:

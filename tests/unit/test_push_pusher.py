@@ -8,11 +8,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from netopt.errors import PushError
 from netopt.push.config import KamailioProxy
-from netopt.push.kamailio import DsLine, _parse_attrs
+from netopt.push.kamailio import DsLine, _parse_attrs, loaded_lines
 from netopt.push.pusher import KamailioPusher, write_atomic
 from netopt.push.rpc import RpcError
 from tests.routes_fixture import table, world_config
@@ -135,3 +136,36 @@ def test_write_atomic_replaces_whole_file(tmp_path: Path) -> None:
     write_atomic(str(path), "new\n")
     assert path.read_text() == "new\n"
     assert [p.name for p in tmp_path.iterdir()] == ["f"]  # no temporary file left behind
+
+
+WRONG_SHAPES = [
+    "Ok", [1, 2], 7, {"RECORDS": "none"}, {"RECORDS": [5]}, {"RECORDS": [{"SET": []}]},
+    {"RECORDS": [{"SET": {"ID": "one", "TARGETS": []}}]},
+    {"RECORDS": [{"SET": {"ID": None}}]},
+    {"RECORDS": [{"SET": {"ID": 1, "TARGETS": [{"DEST": {"PRIORITY": [], "URI": "x"}}]}}]},
+    {"RECORDS": [{"SET": {"ID": 1, "TARGETS": [{"DEST": {"ATTRS": "duid=x"}}]}}]},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("result", WRONG_SHAPES)
+def test_a_wrong_shaped_dispatcher_list_is_a_push_error(result: Any) -> None:
+    with pytest.raises(PushError, match=r"^dispatcher\.list: not the dispatcher's answer shape"):
+        loaded_lines(result)
+
+
+@pytest.mark.parametrize("result", WRONG_SHAPES[:4])
+async def test_a_wrong_shaped_answer_fails_the_push_and_the_check(
+    tmp_path: Path, result: Any
+) -> None:
+    pusher, fake = make(tmp_path)
+    pusher._want(table({"lagos": ["jnb"]}))
+    real = fake.__call__
+
+    async def garbled(method: str, params: Any) -> Any:
+        return result if method == "dispatcher.list" else await real(method, params)
+
+    pusher._rpc = garbled
+    assert not await pusher.push()  # no earlier file: failed, not a crash
+    assert count(pusher, "failed") == 1 and "answer shape" in (pusher.last_error or "")
+    await pusher.check()
+    assert pusher.loaded is None and "answer shape" in (pusher.last_error or "")

@@ -99,7 +99,8 @@ class FastSite:
         self.guard = (api.read_token, api.admin_token) if guarded else None
         self._verdicts: dict[tuple[bytes, bytes | None], Reply | None] = {}
         # as the daemon's app renders them (aiohttp's json_response / text: charset, spaces)
-        self._openapi = _json_reply(200, json.dumps(openapi_document()).encode())
+        doc = openapi_document(reads_open=api.read_token is None)
+        self._openapi = _json_reply(200, json.dumps(doc).encode())
         self._health = _json_reply(200, json.dumps({"status": "ok", "version": __version__}))
         self.local: dict[bytes, Callable[[bytes], Rendered | Reply]] = {
             b"/v1/route": self.route, b"/v1/routes": lambda q: answers.routes,
