@@ -32,11 +32,11 @@ from netopt.config import ApiConfig, Id, ProbeConfig, _ip, _Model
 from netopt.daemon.metrics import AgentMetrics
 from netopt.daemon.probing import ProbeJob, ProberPool, _options, record_of, run_rounds
 from netopt.daemon.schedule import Scheduler
+from netopt.daemon.tasks import guarded_spawn, supervise
 from netopt.errors import ConfigError, ShipError
 from netopt.push.http_client import HttpError, Reply, request
 from netopt.store.model import RoundRecord
 from netopt.store.schema import ROUND_COLUMNS
-from netopt.tasks import guarded_spawn, supervise
 from netopt.validation import load_model
 from probes.base import Target
 
@@ -314,7 +314,7 @@ class Agent:
     async def run(self) -> None:
         scheduler: Scheduler | None = None
         try:
-            async with asyncio.TaskGroup() as tg:  # every task supervised (netopt.tasks)
+            async with asyncio.TaskGroup() as tg:  # every task supervised (netopt.daemon.tasks)
                 failed = self._task_failed
                 spawn = guarded_spawn(tg.create_task, "probe_slot", failed)
                 scheduler = Scheduler(self.probe_slot, spawn, self.wall_clock)

@@ -4,7 +4,7 @@ Served from the in-memory RouteTable snapshot: no database on the request path. 
 the server (see README: fastest of the asyncio options measured here). Every answer that
 depends only on the table is rendered to bytes once per table (`netopt.push.answers`): a request
 is a region resolution (`netopt.api.resolve`) plus a dict lookup. Queries are checked by the rules
-of `netopt.api_models` (what the OpenAPI document states; `ROUTES` below declares this module's
+of `netopt.api.models` (what the OpenAPI document states; `ROUTES` below declares this module's
 routes for it). Errors are JSON ``{"error": "..."}``: 400 for a malformed, unknown or repeated
 parameter, 401/403 for a missing or wrong token,
 404 for an unknown region, address or destination, 503 (with Retry-After) before a route
@@ -26,8 +26,7 @@ from pydantic import ValidationError
 from netopt import __version__
 from netopt.api import ingest
 from netopt.api.auth import refusal
-from netopt.api.spec import Answer, RouteSpec, document
-from netopt.api_models import (
+from netopt.api.models import (
     Error,
     Health,
     PathsAnswer,
@@ -45,6 +44,7 @@ from netopt.api_models import (
     check_query,
     route_query,
 )
+from netopt.api.spec import Answer, RouteSpec, document
 from netopt.push.answers import Answers, Rendered, error_body, paths_json
 from netopt.validation import format_validation_error
 

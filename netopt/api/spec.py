@@ -3,7 +3,7 @@
 Each route module declares what it serves as a tuple of `RouteSpec` (`netopt.api.routes.ROUTES`,
 `netopt.api.ingest.ROUTES`): method, path, summary, the query model, the body model, the answer
 model per status code and the token it needs. `document` turns specs into the document, with
-the models' JSON schemas (`netopt.api_models`, the same models the handlers and
+the models' JSON schemas (`netopt.api.models`, the same models the handlers and
 `netopt.push.answers` use) as components, so the document cannot drift from the code. Common
 answers are added here: 401 (with WWW-Authenticate) wherever a token is needed, Retry-After on
 every 503, and 502 on the routes the API workers forward to the daemon. Every GET is also
@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from netopt import __version__
-from netopt.api_models import Error
+from netopt.api.models import Error
 
 REF = "#/components/schemas/{model}"
 Security = Literal["open", "read", "admin", "agent"]
@@ -110,7 +110,7 @@ def document(routes: Iterable[RouteSpec], *, reads_open: bool = False) -> dict[s
             "title": "netopt route API",
             "version": __version__,
             "description": "Routes per region for SIP proxies, agents' results in, admin. "
-            "Generated from the models in netopt.api_models (see README, Route API).",
+            "Generated from the models in netopt.api.models (see README, Route API).",
         },
         "paths": paths,
         "components": {"schemas": _schemas(specs), "securitySchemes": SECURITY_SCHEMES},

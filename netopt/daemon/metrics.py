@@ -253,7 +253,7 @@ class ProbeSeries(Collector):
 
 def task_failures_counter(registry: CollectorRegistry) -> Counter:
     """netopt_task_failures_total{task}: background tasks that raised and were restarted, and
-    scheduler runs that raised (netopt.tasks)."""
+    scheduler runs that raised (netopt.daemon.tasks)."""
     return Counter(
         "netopt_task_failures_total",
         "Background tasks (and scheduler runs) that failed; each is restarted with backoff.",

@@ -30,12 +30,12 @@ from netopt.core.window import WindowStats
 from netopt.daemon.metrics import Metrics
 from netopt.daemon.probing import ProbeJob, ProberPool, jobs_from_config, record_of, run_rounds
 from netopt.daemon.schedule import Scheduler
+from netopt.daemon.tasks import guarded_spawn, supervise
 from netopt.daemon.trace import Tracer
 from netopt.errors import ConfigError
 from netopt.push.answers import Answers
 from netopt.push.pusher import make_pushers
 from netopt.store import DecisionRecord, RoundRecord, SqliteStore
-from netopt.tasks import guarded_spawn, supervise
 from probes.stats import RoundSummary
 from topology.planner import PathStats, plan
 
@@ -359,7 +359,7 @@ class Daemon:
         # out of every garbage collection, which then only walks what rounds create
         gc.freeze()
         try:
-            async with asyncio.TaskGroup() as tg:  # every task supervised (netopt.tasks)
+            async with asyncio.TaskGroup() as tg:  # every task supervised (netopt.daemon.tasks)
                 failed = self._task_failed
                 spawn = guarded_spawn(tg.create_task, "probe_slot", failed)
                 self._scheduler = Scheduler(self.probe_slot, spawn, self.wall_clock)

@@ -1,4 +1,4 @@
-"""The supervisor (netopt.tasks) with fake failing coroutines, a fake sleep and a fake clock:
+"""The supervisor (netopt.daemon.tasks) with fake failing coroutines, a fake sleep and a fake clock:
 failures are counted and restarted with backoff, cancellation propagates, a task that keeps
 failing sleeps between tries instead of spinning."""
 
@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from netopt.tasks import Backoff, guard, guarded_spawn, supervise
+from netopt.daemon.tasks import Backoff, guard, guarded_spawn, supervise
 
 
 class Fake:

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger("netopt.tasks")
+log = logging.getLogger("netopt.daemon.tasks")
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,7 @@ from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
 from netopt.api.ingest import add_routes
-from netopt.api.openapi import openapi_document
-from netopt.api.routes import make_app
-from netopt.api.workers.site import FastSite
-from netopt.api_models import (
+from netopt.api.models import (
     COUNTRY_PATTERN,
     E164_PATTERN,
     RouteQuery,
@@ -23,6 +20,9 @@ from netopt.api_models import (
     route_query,
     selector_query,
 )
+from netopt.api.openapi import openapi_document
+from netopt.api.routes import make_app
+from netopt.api.workers.site import FastSite
 from netopt.config import ApiConfig
 from netopt.push.answers import Answers
 from tests.routes_fixture import FakeDaemon, world_config
