@@ -30,7 +30,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from netopt.ingest import encode_batch  # noqa: E402
+from netopt.api.batch import encode_batch  # noqa: E402
 from netopt.store import RoundRecord  # noqa: E402
 from netopt.store.schema import ROUND_COLUMNS, migrate  # noqa: E402
 from tests.integration.conftest import free_port  # noqa: E402

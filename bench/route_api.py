@@ -3,7 +3,7 @@
     .venv/bin/python bench/route_api.py [--workers 2] [--duration 5] [--connections 50]
 
 netopt: a real `netopt serve` (`api.workers: --workers`; 1 = the daemon's own process, N > 1
-= N worker processes sharing the port with SO_REUSEPORT, see `netopt.api_workers`) with 200
+= N worker processes sharing the port with SO_REUSEPORT, see `netopt.api.workers.pool`) with 200
 regions and 3 PoPs, probing every region → PoP path with ICMP on loopback (one packet per
 path every 10 s) and planning as usual, answering ``/v1/route?src_ip=…`` (longest-prefix
 match over 400 prefixes of several lengths, then the pre-rendered answer). nginx (Debian
@@ -222,7 +222,7 @@ def main() -> int:
             workers = [
                 p
                 for p in children(daemon.pid)
-                if b"api_workers" in Path(f"/proc/{p}/cmdline").read_bytes()
+                if b"netopt.api.workers.pool" in Path(f"/proc/{p}/cmdline").read_bytes()
             ]
             serving = {"netopt": workers or [daemon.pid], "nginx": children(nginx.pid)}
             pace = tmp / "pace.lua"

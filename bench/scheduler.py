@@ -1,6 +1,6 @@
 """bench/scheduler: N targets at one round per second (5 ICMP packets each), all-in.
 
-Runs the controller's real probe path — `netopt.schedule.Scheduler` (APScheduler on the
+Runs the controller's real probe path — `netopt.daemon.schedule.Scheduler` (APScheduler on the
 loop, one job per 100 ms phase slot) → `Daemon.probe_slot` (the ICMP prober's batches, round
 digests, metrics, store queue, window) with the store's writer thread — against N loopback
 addresses (127.1.0.0/16), for a bounded time, and reports process CPU per round and the
@@ -31,10 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from netopt.app import Daemon
 from netopt.config import parse_config
-from netopt.probing import ProbeJob
-from netopt.schedule import Scheduler, phase_s
+from netopt.daemon.probing import ProbeJob
+from netopt.daemon.schedule import Scheduler, phase_s
+from netopt.daemon.wiring import Daemon
 
 
 def address(i: int) -> str:
@@ -87,7 +87,7 @@ async def run_netopt(n: int, seconds: float, db: str, count: int = 5) -> dict[st
         await daemon.probe_slot(jobs)
         rounds += len(jobs)
 
-    from netopt.probing import jobs_from_config
+    from netopt.daemon.probing import jobs_from_config
 
     async with asyncio.TaskGroup() as tg:
         writer = tg.create_task(daemon.store.run(0.5))

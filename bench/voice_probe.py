@@ -29,7 +29,7 @@ from netopt.lab import Lab, netns
 from netopt.lab.impair import round_trip_loss
 from netopt.lab.profile import Burst, LinkParams
 from probes.base import ProbeOptions, ProbeResult, Target
-from probes.stats import rfc3550_jitter, summarize
+from probes.stats import rfc3550_jitter, round_stats
 from probes.voice import VoiceProber
 
 PORT = 8620
@@ -62,7 +62,7 @@ async def stream(lab: Lab, dst: str, duration_s: float) -> ProbeResult:
 
 
 def report(dst: str, result: ProbeResult) -> None:
-    stats = summarize(result, jitter_buffer_ms=60)
+    stats = round_stats(result, jitter_buffer_ms=60)
     out, back = TRUTH[dst]
     sigma = math.hypot(out.jitter_ms, back.jitter_ms)  # σ of one RTT
     p = round_trip_loss(out, back)

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from netopt.decide import Policy
+from netopt.core.decide import Policy
 from netopt.errors import ConfigError
 from netopt.push.config import ProxyConfig
 from netopt.store.model import Retention
@@ -225,7 +225,7 @@ class ApiConfig(_Model):
     listen: str = "127.0.0.1:8080"
     read_token: str | None = Field(default=None, min_length=16, repr=False)  # None: open reads
     admin_token: str | None = Field(default=None, min_length=16, repr=False)  # None: no admin
-    workers: int = Field(default=1, ge=1, le=64)  # >1: that many API processes (api_workers)
+    workers: int = Field(default=1, ge=1, le=64)  # >1: that many API processes (api/workers)
 
     @field_validator("listen")
     @classmethod
@@ -262,7 +262,7 @@ class PlannerConfig(_Model):
 
 
 class DecideConfig(_Model):
-    """Stability of decisions (see netopt/decide.py): hysteresis, hold-down, damping, staleness."""
+    """Stability of decisions (netopt/core/decide.py): hysteresis, hold-down, damping, staleness."""
 
     windows_to_switch: int = Field(default=3, ge=1)
     hold_down_s: float = Field(default=60.0, ge=0)
@@ -291,7 +291,7 @@ class DecideConfig(_Model):
 
 
 class TracerouteConfig(_Model):
-    """Degradation-triggered traceroute (netopt/trace.py): when a path turns poor, trace it."""
+    """Degradation-triggered traceroute (netopt/daemon/trace.py): a path turning poor is traced."""
 
     enabled: bool = True
     cooldown_s: float = Field(default=300.0, ge=0)  # per path, between two traces

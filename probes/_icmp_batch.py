@@ -12,10 +12,10 @@ Matching is by identifier (the channel's), sequence number and the batch's nonce
 reply must come from the target the packet went to (on raw IPv4 sockets its checksum must
 hold too). Each sequence number remembers the batch and position it was sent for, so a reply
 is placed with one array lookup. Everything that is not a clean reply of a pending packet
-takes the slow path, one datagram at a time, with the same classes as `probes._icmp_match`:
-``truncated``, ``corrupt``, ``wrong_id``, ``wrong_seq``, ``wrong_nonce``, ``wrong_source``,
-``duplicate``, ``late``, ``stray_error``; an ICMP error quoting one of our requests makes that
-packet UNREACHABLE.
+takes the slow path, one datagram at a time, classified by the per-round matcher's own
+functions (`probes._icmp_match.classify`, `classify_quoted`): ``truncated``, ``corrupt``,
+``wrong_id``, ``wrong_seq``, ``wrong_nonce``, ``wrong_source``, ``duplicate``, ``late``,
+``stray_error``; an ICMP error quoting one of our requests makes that packet UNREACHABLE.
 """
 
 from __future__ import annotations
@@ -44,9 +44,10 @@ from probes._icmp_channel import (
     attach_filter,
     enable_tx_stamps,
 )
+from probes._icmp_match import RESOLVED, Sent, classify, classify_quoted
 from probes._round import Pacer
 from probes.base import Outcome, ProbeOptions, ProbeResult, Sample, Target
-from probes.stats import RoundSummary, summaries
+from probes.stats import RoundSummary, round_summaries_from_arrays
 
 # sends, timeouts and reads on a 20 ms wall-clock grid (the scheduler's phases are on it): the
 # loop wakes at most 50 times a second for every batch together (a wakeup from idle costs
@@ -190,13 +191,15 @@ class Batch:
             out.append(ProbeResult(kind, target, started, tuple(samples), foreign))
         return out
 
-    def summaries(self) -> list[RoundSummary]:
-        """`probes.stats.summary` of every target's round, straight from the arrays."""
-        assert self.outcome is not None, "summaries of a batch that did not finish"
+    def round_summaries(self) -> list[RoundSummary]:
+        """`probes.stats.round_summary` of every target's round, straight from the arrays."""
+        assert self.outcome is not None, "round summaries of a batch that did not finish"
         shape = (self.n, self.count)
         sent, received, state = self.outcome
-        return summaries(self.started_wall_ns, sent.reshape(shape), received.reshape(shape),
-                         state.reshape(shape), _OUTCOMES)  # fmt: skip
+        return round_summaries_from_arrays(
+            self.started_wall_ns, sent.reshape(shape), received.reshape(shape),
+            state.reshape(shape), _OUTCOMES,
+        )  # fmt: skip
 
 
 class BatchChannel:
@@ -530,64 +533,39 @@ class BatchChannel:
 
     def _slow_datagram(self, data: bytes, name: npt.NDArray[np.uint8], at_ns: int) -> None:
         parsed = wire.parse(data, self.family, self.ip_header, self.ip_header)
-        if parsed.kind == "ignore":
-            return
-        if parsed.ident is None or parsed.seq is None:
-            self._count(parsed.kind, None, None)
-        elif parsed.ident != self.ident:
-            self._count("wrong_id", None, None)
-        elif parsed.kind in ("reply", "error"):
-            source = bytes(name[8:24] if self.v6 else name[4:8])
-            self._match(parsed, parsed.seq, source, at_ns)
-        else:
-            self._count(parsed.kind, *self._owner_of(parsed.seq))
+        source = bytes(name[8:24] if self.v6 else name[4:8])
+        verdict, seq = classify(parsed, self.ident, self._known, source, self._packed)
+        if verdict in RESOLVED and seq is not None:
+            batch = self.batches[int(self.owner[seq])]
+            assert batch is not None
+            self._resolve_one(seq, batch, OK if verdict == "ok" else UNREACHABLE, at_ns)
+        elif verdict != "ignore":
+            batch, position = self._owner_of(seq) if seq is not None else (None, None)
+            self._count(verdict, batch, position)
 
     def _slow_quoted(self, request: bytes, at_ns: int) -> None:
         parsed = wire.parse_request(request, self.family)
-        if parsed.seq is None or parsed.ident != self.ident:
-            self._count("stray_error", None, None)
-            return
-        batch, position = self._owner_of(parsed.seq)
-        if batch is None or position is None or parsed.nonce not in (None, batch.nonce):
-            self._count("stray_error", batch, position)
-        elif self.status[parsed.seq] == PENDING:
-            self._resolve_one(parsed.seq, batch, UNREACHABLE, at_ns)
-
-    def _match(self, parsed: wire.Parsed, seq: int, source: bytes, at_ns: int) -> None:
-        batch, position = self._owner_of(seq)
-        if batch is None or position is None:
-            nonce = int(self.nonce[seq])
-            if nonce == 0:
-                self._count("wrong_seq", None, None)
-            elif parsed.nonce is not None and parsed.nonce != nonce:
-                self._count("wrong_nonce", None, None)
-            else:
-                late = self.status[seq] == TIMEOUT
-                self._count("late" if late else "duplicate", None, None)
-            return
-        if parsed.nonce is not None and parsed.nonce != batch.nonce:
-            self._count("wrong_nonce", batch, position)
-            return
-        expected = batch.addresses[position // batch.count]
-        if parsed.kind == "reply":
-            if source != expected[: len(source)]:
-                self._count("wrong_source", batch, position)
-                return
-            state = OK
+        verdict, seq = classify_quoted(parsed, self.ident, self._known)
+        if verdict == "unreachable" and seq is not None:
+            batch = self.batches[int(self.owner[seq])]
+            assert batch is not None
+            self._resolve_one(seq, batch, UNREACHABLE, at_ns)
         else:
-            quoted = parsed.quoted_dst
-            if (
-                quoted is None
-                or socket.inet_pton(self.family, quoted) != expected[: 16 if self.v6 else 4]
-            ):
-                self._count("wrong_source", batch, position)
-                return
-            state = UNREACHABLE
-        if self.status[seq] != PENDING:
-            late = self.status[seq] == TIMEOUT
-            self._count("late" if late else "duplicate", batch, position)
-            return
-        self._resolve_one(seq, batch, state, at_ns)
+            batch, position = self._owner_of(seq) if seq is not None else (None, None)
+            self._count(verdict, batch, position)
+
+    def _known(self, seq: int) -> Sent | None:
+        """What the sequence table says of `seq` (as `probes._icmp_match.classify` asks)."""
+        status, slot = int(self.status[seq]), int(self.owner[seq])
+        batch = self.batches[slot] if slot >= 0 else None
+        if batch is None:
+            nonce = int(self.nonce[seq])  # 0: never sent on this socket
+            return Sent(nonce, False, timed_out=status == TIMEOUT) if nonce else None
+        where = batch.addresses[int(self.position[seq]) // batch.count][: 16 if self.v6 else 4]
+        return Sent(batch.nonce, status == PENDING, where, timed_out=status == TIMEOUT)
+
+    def _packed(self, address: str) -> bytes:
+        return socket.inet_pton(self.family, address)
 
     def _resolve_one(self, seq: int, batch: Batch, state: int, at_ns: int) -> None:
         self.status[seq] = state

@@ -6,6 +6,10 @@ prober's identifier), ``wrong_seq`` (a sequence we never sent), ``wrong_nonce`` 
 sequence, wrong round: spoofed or stale), ``wrong_source``, ``duplicate`` (a second reply),
 ``late`` (after its timeout), ``stray_error`` (an ICMP error we cannot place). A foreign
 datagram is counted on the round it names when there is one, and always in `foreign`.
+
+`classify` and `classify_quoted` are that classification, one function each, shared by the
+per-round `Matcher` and the batch channel (`probes._icmp_batch`): each passes what it knows of
+a sequence number as a `Sent`.
 """
 
 from __future__ import annotations
@@ -13,13 +17,79 @@ from __future__ import annotations
 import socket
 import struct
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 from probes import _icmp_wire as wire
 from probes.base import Outcome
 
 _REPLY = struct.Struct("!BBHHHQ")  # echo header + the round's nonce
+RESOLVED = frozenset({"ok", "unreachable"})  # verdicts that give the packet its outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What a socket knows of one sequence number it sent: the nonce it went with, whether it
+    still waits for its outcome (else whether that was a timeout), and while its round runs,
+    where it went."""
+
+    nonce: int
+    pending: bool
+    address: object = None  # the target, in the form the caller gives `source` in; None
+    timed_out: bool = False  # once the round is over (only its nonce is remembered)
+
+
+def classify(
+    parsed: wire.Parsed,
+    ident: int,
+    known: Callable[[int], Sent | None],
+    source: object,
+    quoted: Callable[[str], object],
+) -> tuple[str, int | None]:
+    """The verdict on a received datagram, and the sequence number it names (None when it
+    names none of ours): ``ok`` / ``unreachable`` resolve that packet, ``ignore`` is nothing,
+    any other verdict is its foreign kind. `known` looks a sequence number up, `source` is
+    the sender's address, `quoted` turns an error's quoted destination into that form."""
+    if parsed.kind == "ignore":
+        return "ignore", None
+    if parsed.ident is None or parsed.seq is None:
+        return parsed.kind, None
+    if parsed.ident != ident:
+        return "wrong_id", None
+    seq = parsed.seq
+    if parsed.kind not in ("reply", "error"):
+        return parsed.kind, seq  # truncated or corrupt, but it names our packet
+    sent = known(seq)
+    if sent is None:
+        return "wrong_seq", seq
+    if parsed.nonce is not None and parsed.nonce != sent.nonce:
+        return "wrong_nonce", seq
+    if sent.address is not None:  # its round runs: the answer must come from its target
+        if parsed.kind == "reply":
+            if source != sent.address:
+                return "wrong_source", seq
+        elif parsed.quoted_dst is None or quoted(parsed.quoted_dst) != sent.address:
+            return "wrong_source", seq
+    if not sent.pending:
+        return ("late" if sent.timed_out else "duplicate"), seq
+    return ("ok" if parsed.kind == "reply" else "unreachable"), seq
+
+
+def classify_quoted(
+    parsed: wire.Parsed, ident: int, known: Callable[[int], Sent | None]
+) -> tuple[str, int | None]:
+    """The verdict on an ICMP error from a ping socket's error queue, `parsed` being the
+    request it quotes (`wire.parse_request`): ``unreachable`` for a pending packet of ours,
+    else ``stray_error`` (naming the packet only when it is pending)."""
+    if parsed.seq is None or parsed.ident != ident:
+        return "stray_error", None
+    sent = known(parsed.seq)
+    if sent is None or not sent.pending:
+        return "stray_error", None
+    if parsed.nonce is not None and parsed.nonce != sent.nonce:
+        return "stray_error", parsed.seq
+    return "unreachable", parsed.seq
 
 
 class RoundLike(Protocol):
@@ -94,14 +164,12 @@ class Matcher:
     def on_quoted(self, request: bytes, received_ns: int) -> None:
         """A ping socket's ICMP error: `request` is our echo request as sent."""
         parsed = wire.parse_request(request, self.family)
-        if parsed.seq is None or parsed.ident != self.ident:
-            self._count("stray_error", None)
-            return
-        entry = self.pending.get(parsed.seq)
-        if entry is None or (parsed.nonce is not None and parsed.nonce != entry[0].nonce):
-            self._count("stray_error", entry[0] if entry else None)
-            return
-        self._resolve(parsed.seq, entry[0], entry[1], Outcome.UNREACHABLE, received_ns)
+        verdict, seq = classify_quoted(parsed, self.ident, self._known)
+        if verdict == "unreachable" and seq is not None:
+            rnd, index = self.pending[seq]
+            self._resolve(seq, rnd, index, Outcome.UNREACHABLE, received_ns)
+        else:
+            self._count(verdict, None if seq is None else self._owner(seq))
 
     def on_datagram(self, data: bytes, source: str, received_ns: int) -> None:
         # fast path: a well-formed echo reply for a pending packet of ours
@@ -124,53 +192,25 @@ class Matcher:
                 entry[0].resolve(entry[1], Outcome.OK, received_ns)
                 return
         parsed = wire.parse(data, self.family, self._ip_header, self._verify)
-        if parsed.kind == "ignore":
-            return
-        if parsed.ident is None or parsed.seq is None:
-            self._count(parsed.kind, None)
-        elif parsed.ident != self.ident:
-            self._count("wrong_id", None)
-        elif parsed.kind in ("reply", "error"):
-            self._match(parsed, parsed.seq, source, received_ns)
-        else:
-            self._count(parsed.kind, self._owner(parsed.seq))
+        verdict, seq = classify(parsed, self.ident, self._known, source, _same)
+        if verdict in RESOLVED and seq is not None:
+            rnd, index = self.pending[seq]
+            outcome = Outcome.OK if verdict == "ok" else Outcome.UNREACHABLE
+            self._resolve(seq, rnd, index, outcome, received_ns)
+        elif verdict != "ignore":
+            self._count(verdict, None if seq is None else self._owner(seq))
 
-    def _match(self, parsed: wire.Parsed, seq: int, source: str, received_ns: int) -> None:
+    def _known(self, seq: int) -> Sent | None:
         entry = self.pending.get(seq)
-        if entry is None:
-            self._match_resolved(parsed, seq)
-            return
-        rnd, index = entry
-        if parsed.nonce is not None and parsed.nonce != rnd.nonce:
-            self._count("wrong_nonce", rnd)
-            return
-        if parsed.kind == "reply":
-            if source != rnd.address:
-                self._count("wrong_source", rnd)
-                return
-            outcome = Outcome.OK
-        elif parsed.quoted_dst != rnd.address:
-            self._count("wrong_source", rnd)
-            return
-        else:
-            outcome = Outcome.UNREACHABLE
-        self._resolve(seq, rnd, index, outcome, received_ns)
-
-    def _match_resolved(self, parsed: wire.Parsed, seq: int) -> None:
+        if entry is not None:
+            return Sent(entry[0].nonce, True, entry[0].address)
         seen = self.recent.get(seq)
         if seen is None:
-            self._count("wrong_seq", None)
-            return
+            return None
         if isinstance(seen, int):  # a retired round: its nonce, whether it timed out
-            rnd, nonce, timed_out = None, seen >> 1, bool(seen & 1)
-        else:
-            rnd, nonce, timed_out = seen[0], seen[0].nonce, seen[1] is Outcome.TIMEOUT
-        if parsed.nonce is not None and parsed.nonce != nonce:
-            self._count("wrong_nonce", rnd)
-        elif timed_out:
-            self._count("late", rnd)
-        else:
-            self._count("duplicate", rnd)
+            return Sent(seen >> 1, False, timed_out=bool(seen & 1))
+        rnd, outcome = seen
+        return Sent(rnd.nonce, False, rnd.address, timed_out=outcome is Outcome.TIMEOUT)
 
     def _owner(self, seq: int) -> RoundLike | None:
         entry = self.pending.get(seq)
@@ -183,3 +223,7 @@ class Matcher:
         self.foreign[kind] += 1
         if rnd is not None and not rnd.finished:
             rnd.foreign[kind] += 1
+
+
+def _same(address: str) -> str:
+    return address

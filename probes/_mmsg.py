@@ -118,7 +118,7 @@ class RecvBuffers:
     ancillary data each; `recv` fills the first n and says n."""
 
     def __init__(self, slots: int, size: int, control: int) -> None:
-        self.slots, self.size, self.control_size = slots, size, control
+        self.slots, self.size = slots, size
         self.data, self.names, self._iov, self.hdr = _vector(slots, size)
         self.control = np.zeros((slots, control), np.uint8)
         self.hdr["control"] = _address(self.control) + np.arange(slots, dtype=np.uint64) * control

@@ -108,12 +108,6 @@ class ProbeResult:
     def received(self) -> int:
         return sum(1 for s in self.samples if s.outcome is Outcome.OK)
 
-    def outcome_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for s in self.samples:
-            counts[s.outcome.value] = counts.get(s.outcome.value, 0) + 1
-        return counts
-
 
 class Prober(Protocol):
     """A prober: one kind of probe. Sends one round to one target; owns its sockets."""

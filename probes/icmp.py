@@ -25,7 +25,7 @@ from probes._icmp_batch import Batch, BatchChannel
 from probes._icmp_channel import Channel
 from probes._round import Round
 from probes.base import ProbeOptions, ProbeResult, ProbeSetupError, Target
-from probes.stats import RoundSummary, summary
+from probes.stats import RoundSummary, round_summary
 
 ICMP_FILTER = 1  # <linux/icmp.h>, level SOL_RAW: a bitmask of ICMP types to *block*
 ICMP6_FILTER = 1  # <netinet/icmp6.h>, level IPPROTO_ICMPV6: 256-bit mask, set bit = block
@@ -86,12 +86,12 @@ class IcmpProber:
     async def summaries_many(
         self, targets: Sequence[Target], options: ProbeOptions
     ) -> list[RoundSummary]:
-        """What `probe_many` measures, as each round's `probes.stats.summary`, computed from the
-        batch's arrays without a `Sample` per packet: the scheduler's way to run a slot."""
+        """What `probe_many` measures, as each round's `probes.stats.round_summary`, computed
+        from the batch's arrays without a `Sample` per packet: the scheduler's way to run a slot."""
         if not self._batched(targets, options):
             results = await asyncio.gather(*(self.probe(t, options) for t in targets))
-            return [summary(r) for r in results]
-        return await self._batches(targets, options, Batch.summaries)
+            return [round_summary(r) for r in results]
+        return await self._batches(targets, options, Batch.round_summaries)
 
     @staticmethod
     def _batched(targets: Sequence[Target], options: ProbeOptions) -> bool:

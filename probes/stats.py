@@ -1,9 +1,14 @@
 """Statistics of one round: probe → sample → **stats** → store/plan.
 
-`summarize(result)` turns a `ProbeResult` into a frozen `RoundStats`: RTT percentiles, RFC 3550
+`round_stats(result)` turns a `ProbeResult` into a frozen `RoundStats`: RTT percentiles, RFC 3550
 interarrival jitter, IPDV (RFC 5481), loss with a Wilson 95 % interval, reordering, duplicates,
 loss bursts and gaps, and — for a voice stream — the share of packets later than a jitter
 buffer. Pure functions over the samples; numpy where there is a vector.
+
+Four results, four names: `round_stats` → `RoundStats` (everything, for `netopt probe`);
+`round_digest` → `RoundDigest` (what the daemon stores of every round); `round_summary` →
+`RoundSummary` (a digest with start time and RTTs, for a scheduled round);
+`round_summaries_from_arrays` → the same for a whole ICMP batch, from its arrays.
 
 Conventions: *lost* means TIMEOUT only — an ICMP unreachable, a refused port or a SIP non-2xx
 is an outcome of its own, counted in `outcomes`, not loss (the network answered). Packets whose
@@ -147,8 +152,8 @@ class RoundStats:
 
 @dataclass(frozen=True, slots=True)
 class RoundDigest:
-    """The part of `RoundStats` a daemon stores and exports for every round (`digest`): the
-    same fields, computed by the same code, without the rest (IPDV, bursts, intervals …)."""
+    """The part of `RoundStats` a daemon stores and exports for every round (`round_digest`):
+    the same fields, computed by the same code, without the rest (IPDV, bursts, intervals …)."""
 
     sent: int
     received: int
@@ -158,7 +163,7 @@ class RoundDigest:
 
 
 class _Split:
-    """One pass over a round's samples: what `summarize` and `digest` both start from."""
+    """One pass over a round's samples: what `round_stats` and `round_digest` both start from."""
 
     __slots__ = ("by_outcome", "lost", "ok", "rtt_ms", "samples")
 
@@ -182,11 +187,11 @@ class _Split:
         return _last_jitter(self.rtt_ms) if self.rtt_ms else None
 
     def outcomes(self) -> dict[str, int]:
-        return {o._value_: n for o, n in self.by_outcome.items()}  # = result.outcome_counts()
+        return {o._value_: n for o, n in self.by_outcome.items()}  # samples per outcome
 
 
-def digest(result: ProbeResult) -> RoundDigest:
-    """`summarize(result)`'s sent, received, rtt_ms, jitter_ms and outcomes (a third of its
+def round_digest(result: ProbeResult) -> RoundDigest:
+    """`round_stats(result)`'s sent, received, rtt_ms, jitter_ms and outcomes (a third of its
     cost): what the daemon and the agent keep of each scheduled round."""
     split = _Split(result)
     return RoundDigest(
@@ -205,20 +210,20 @@ class RoundSummary:
     rtts_s: list[float]
 
 
-def summary(result: ProbeResult) -> RoundSummary:
+def round_summary(result: ProbeResult) -> RoundSummary:
     ok = Outcome.OK
     rtts_s = [s.rtt_ns / 1e9 for s in result.samples if s.outcome is ok and s.rtt_ns]
-    return RoundSummary(result.started_wall_ns, digest(result), rtts_s)
+    return RoundSummary(result.started_wall_ns, round_digest(result), rtts_s)
 
 
-def summaries(
+def round_summaries_from_arrays(
     started_wall_ns: int, sent_ns: npt.NDArray[np.int64], received_ns: npt.NDArray[np.int64],
     codes: npt.NDArray[np.int8], outcomes: Sequence[Outcome],
 ) -> list[RoundSummary]:  # fmt: skip
-    """`summary` of many rounds of one length begun at one time, from arrays (a row a round,
-    a column a packet; the outcome of packet j of round i is `outcomes[codes[i, j]]`), without
-    building a `Sample` per packet: the same values (`RttSummary.of_ms` and the RFC 3550 jitter
-    over the RTTs in arrival order, as `digest`)."""
+    """`round_summary` of many rounds of one length begun at one time, from arrays (a row a
+    round, a column a packet; the outcome of packet j of round i is `outcomes[codes[i, j]]`),
+    without building a `Sample` per packet: the same values (`RttSummary.of_ms` and the RFC 3550
+    jitter over the RTTs in arrival order, as `round_digest`)."""
     n, count = codes.shape
     ok_code = outcomes.index(Outcome.OK)
     ok = codes == ok_code
@@ -247,7 +252,7 @@ def summaries(
     return out
 
 
-def summarize(result: ProbeResult, jitter_buffer_ms: float | None = None) -> RoundStats:
+def round_stats(result: ProbeResult, jitter_buffer_ms: float | None = None) -> RoundStats:
     """The statistics of one round; `jitter_buffer_ms` adds the late-packet share (voice)."""
     timeout = Outcome.TIMEOUT
     split = _Split(result)

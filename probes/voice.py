@@ -3,7 +3,7 @@
 probe → **sample** → stats. A round is one call-like stream: `count` packets, one every
 `PACKET_MS` (50 packets/s, whatever `interval_s` says), each carrying the codec's 20 ms payload
 plus an RTP header's worth of bytes, DSCP from the options (the CLI and config default to EF).
-`probes.stats.summarize(result, jitter_buffer_ms=...)` then gives RFC 3550 jitter, IPDV, loss,
+`probes.stats.round_stats(result, jitter_buffer_ms=...)` then gives RFC 3550 jitter, IPDV, loss,
 bursts and late loss; the MOS is computed by netopt with `topology.quality`.
 """
 

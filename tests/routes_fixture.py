@@ -3,7 +3,7 @@
 `world_config()` gives a validated Config (regions lagos and nairobi, PoPs fra/jnb/lfw);
 `table(...)` builds a RouteTable where each region's route enters at the given PoPs in order
 (the first is the route in force, the rest its fallbacks); `FakeDaemon` is what
-`netopt.api.make_app` reads from a daemon.
+`netopt.api.routes.make_app` reads from a daemon.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from types import MappingProxyType
 from typing import Any
 
 from netopt.config import Config, parse_config
-from netopt.decide import RouteTable, TableEntry
-from netopt.metrics import Metrics
+from netopt.core.decide import RouteTable, TableEntry
+from netopt.daemon.metrics import Metrics
 from topology.planner import Expected, PathStats, Route
 
 T0_MONO = 1000.0
@@ -70,7 +70,7 @@ def table(
 
 @dataclass
 class FakeDaemon:
-    """The parts of netopt.app.Daemon the API reads."""
+    """The parts of netopt.daemon.wiring.Daemon the API reads."""
 
     config: Config
     table: RouteTable = field(default_factory=lambda: table({}))

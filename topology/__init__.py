@@ -1,6 +1,6 @@
 """The pure model: topology, E-model quality, the route planner and placement what-ifs.
 
-Flow: config → Topology; window stats (PathStats) → plan() → Plan → netopt.decide.
+Flow: config → Topology; window stats (PathStats) → plan() → Plan → netopt.core.decide.
 No I/O, no clock, never imports `netopt` or `probes`.
 """
 

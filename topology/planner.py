@@ -1,7 +1,7 @@
 """Which way each region's media should go, and whether it needs acceleration.
 
 Flow: window stats (PathStats) → **plan** → Plan (per region × destination: ranked routes,
-expected quality, acceleration verdict with a reason) → netopt.decide → RouteTable.
+expected quality, acceleration verdict with a reason) → netopt.core.decide → RouteTable.
 
 `plan(topology, paths)` scores every candidate at once (see `topology.scoring`): the direct
 route (the region → destination measurement) and entry at every measured PoP followed by the

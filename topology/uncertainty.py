@@ -1,7 +1,7 @@
 """How sure a window's comparison is: the gain left once loss sampling noise is held against it.
 
 Flow: window stats (PathStats.samples) → planner (Expected.samples) → **uncertainty** →
-netopt.decide (a challenger must win beyond the sampling noise, not by chance).
+netopt.core.decide (a challenger must win beyond the sampling noise, not by chance).
 
 Why loss: in a window, RTT is a median of round medians and jitter a mean of round jitters,
 both steady to about a millisecond after a few rounds, which moves MOS by a few hundredths.

@@ -4,7 +4,7 @@ campaign → Collected (ProbeResults per PoP and kind) → **analyse** → Repor
 
 Per PoP and probe kind, every round is pooled into one sample sequence (sequence numbers
 renumbered round after round, so loss bursts, reordering and RFC 3550 jitter run across the
-whole campaign) and summarised by `probes.stats.summarize`. The planner gets, per PoP, the
+whole campaign) and summarised by `probes.stats.round_stats`. The planner gets, per PoP, the
 first kind of `planner.kinds` that answered (voice before STAMP, UDP echo and ICMP — as the
 daemon does). The routes, verdicts and suggestions come from `netopt.assess.verdicts`.
 """
@@ -29,7 +29,7 @@ from netopt.assess.thresholds import THRESHOLDS, g114_words
 from netopt.assess.verdicts import headline, judge
 from netopt.config import Config, PopConfig
 from probes.base import ProbeResult, Sample
-from probes.stats import RoundStats, summarize
+from probes.stats import RoundStats, round_stats
 from topology import quality
 from topology.planner import PathStats
 
@@ -77,7 +77,7 @@ def pool(results: Sequence[ProbeResult]) -> ProbeResult:
 
 
 def kind_stats(kind: str, results: Sequence[ProbeResult], note: str = "") -> KindStats:
-    st = summarize(pool(results), jitter_buffer_ms=JITTER_BUFFER_MS if kind == "voice" else None)
+    st = round_stats(pool(results), jitter_buffer_ms=JITTER_BUFFER_MS if kind == "voice" else None)
     return KindStats(
         kind=kind, rounds=len(results), sent=st.sent, received=st.received,
         answered=st.received > 0, loss_pct=round(100 * st.loss_ratio, 4),
@@ -113,7 +113,7 @@ def series(results: Sequence[ProbeResult], started_wall_s: float) -> tuple[Point
     """Per round of the planning kind: time since start, p50 RTT, loss (thinned to MAX_POINTS)."""
     pts = []
     for r in sorted(results, key=lambda x: x.started_wall_ns):
-        st = summarize(r)
+        st = round_stats(r)
         rtt = None if st.rtt_ms is None else round(st.rtt_ms.p50, 3)
         t = round(r.started_wall_ns / 1e9 - started_wall_s, 3)
         pts.append(Point(t_s=t, rtt_ms=rtt, loss_pct=round(100 * st.loss_ratio, 3)))

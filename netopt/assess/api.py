@@ -22,9 +22,9 @@ from netopt.errors import StoreError
 from netopt.validation import format_validation_error
 
 if TYPE_CHECKING:
-    from netopt.app import Daemon
+    from netopt.api.view import DaemonView
 
-ASSESS_DAEMON: web.AppKey[Daemon] = web.AppKey("assess_daemon")
+ASSESS_DAEMON: web.AppKey[DaemonView] = web.AppKey("assess_daemon")
 PREFIX = "/v1/assessments"
 MAX_BODY_BYTES = 8 << 20
 
@@ -127,7 +127,7 @@ async def _admin_only(request: web.Request, handler: Any) -> web.StreamResponse:
     return await handler(request)  # type: ignore[no-any-return]
 
 
-def add_routes(app: web.Application, daemon: Daemon) -> web.Application:
+def add_routes(app: web.Application, daemon: DaemonView) -> web.Application:
     """Add the assessment routes to the API's aiohttp application (before it starts)."""
     app[ASSESS_DAEMON] = daemon
     app.router.add_post(PREFIX, post_assessment)

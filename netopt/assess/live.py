@@ -11,7 +11,7 @@ import sys
 from typing import Any, TextIO
 
 from netopt.assess.campaign import Progress
-from probes.stats import summarize
+from probes.stats import round_stats
 
 
 def rows(progress: Progress) -> list[tuple[str, str, str, str, str, str]]:
@@ -19,7 +19,7 @@ def rows(progress: Progress) -> list[tuple[str, str, str, str, str, str]]:
     out = []
     for key, tot in sorted(progress.totals.items()):
         pop, kind = key
-        st = summarize(progress.latest[key])
+        st = round_stats(progress.latest[key])
         rtt = "–" if st.rtt_ms is None else f"{st.rtt_ms.p50:.2f} ms"
         loss = f"{100 * (1 - tot[1] / tot[0]):.1f} %" if tot[0] else "–"
         jit = "–" if st.jitter_ms is None else f"{st.jitter_ms:.1f} ms"

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from netopt.assess.model import DestVerdict, PopResult, RouteEntry, Suggestion, Verdict
 from netopt.assess.thresholds import g114_words, target_words
+from netopt.cli.plan import to_json
 from netopt.config import Config
-from netopt.plan_cli import to_json
 from topology import quality
 from topology.model import Link
 from topology.placement import CandidateSite, place

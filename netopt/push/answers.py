@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from netopt.api_models import (
+from netopt.api.models import (
     PathsAnswer,
     PopsList,
     RegionsList,
@@ -27,10 +27,10 @@ from netopt.api_models import (
     Target,
     selector_query,
 )
+from netopt.api.resolve import Resolver
 from netopt.config import Config
-from netopt.decide import RouteTable, TableEntry
+from netopt.core.decide import RouteTable, TableEntry
 from netopt.push.ranking import PopTarget, pop_of, ranked_routes
-from netopt.resolve import Resolver
 from topology.planner import PathStats, Route
 
 MAX_REMEMBERED = 65536  # distinct query strings remembered per table (callers, addresses)
@@ -44,7 +44,7 @@ class Rendered:
 
 @dataclass(frozen=True)
 class TableAnswers:
-    """One table's rendered answers, whole (what `netopt.api_workers` ships to its workers)."""
+    """One table's rendered answers, whole (what `netopt.api.workers.pool` ships to its workers)."""
 
     as_json: Mapping[tuple[str, str | None], Rendered]
     as_rtjson: Mapping[tuple[str, str | None], Rendered]
@@ -220,7 +220,7 @@ class Answers:
 
     def region_of(self, query: Mapping[str, str] | RouteRequest) -> str:
         """The region a query (or a checked `RouteRequest`) names: ValueError → 400 (see
-        `netopt.api_models.selector_query`), LookupError → 404."""
+        `netopt.api.models.selector_query`), LookupError → 404."""
         asked = query if isinstance(query, RouteRequest) else selector_query(query)
         selector, value = asked.selector, asked.value
         if selector == "region":

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netopt.config import Config
-from netopt.decide import RouteTable
+from netopt.core.decide import RouteTable
 from netopt.errors import PushError
 from netopt.push.config import KamailioProxy
 from netopt.push.ranking import PopTarget, ranked_targets

@@ -32,7 +32,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from netopt.config import Config
-from netopt.decide import RouteTable
+from netopt.core.decide import RouteTable
 from netopt.errors import PushError
 from netopt.push import rpc
 from netopt.push.answers import pop_targets

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from netopt.decide import TableEntry
+from netopt.core.decide import TableEntry
 from topology.planner import Route
 
 

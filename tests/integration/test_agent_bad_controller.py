@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from netopt.agent import Agent, AgentConfig
+from netopt.agent.run import Agent, AgentConfig
 from netopt.store import RoundRecord
 from tests.bad_neighbour import BAD_JSONRPC, BAD_MODES, BadNeighbour
 from tests.integration.conftest import free_port, icmp_allowed

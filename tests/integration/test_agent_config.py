@@ -74,7 +74,7 @@ def test_db_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_full_spool_drops_the_oldest_and_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from netopt.agent import Agent, AgentConfig
+    from netopt.agent.run import Agent, AgentConfig
     from netopt.store import RoundRecord
 
     cfg = AgentConfig.model_validate(

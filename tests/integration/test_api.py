@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from netopt.api import ANSWERS, make_app
+from netopt.api.routes import ANSWERS, make_app
 from netopt.config import ApiConfig
 from tests.routes_fixture import FakeDaemon, table, world_config
 from topology.planner import PathStats

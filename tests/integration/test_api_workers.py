@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from netopt.ingest import encode_batch
+from netopt.api.batch import encode_batch
 from netopt.store.model import RoundRecord
 from tests.integration.conftest import REPO, free_port
 from tests.procs import stop
@@ -88,7 +88,9 @@ class Daemon:
         raise AssertionError(f"not ready in {timeout_s} s: {self.stderr_path.read_text()}")
 
     def workers(self) -> set[int]:
-        return {pid for pid in children(self.proc.pid) if b"netopt.api_workers" in cmdline(pid)}
+        return {
+            pid for pid in children(self.proc.pid) if b"netopt.api.workers.pool" in cmdline(pid)
+        }
 
     def stop(self) -> None:
         stop(self.proc, 15)

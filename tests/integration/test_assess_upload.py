@@ -13,13 +13,13 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from netopt.api import make_app
-from netopt.app import Daemon
+from netopt.api.ingest import add_routes
+from netopt.api.routes import make_app
 from netopt.assess.api import add_routes as add_assessment_routes
 from netopt.assess.upload import MAX_ANSWER_BYTES, upload
 from netopt.config import load_config
+from netopt.daemon.wiring import Daemon
 from netopt.errors import NetoptError
-from netopt.ingest import add_routes
 from tests.integration.test_ingest import ADMIN, config_dict
 from tests.unit.assess.test_analysis import lossy_direct
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from netopt import dashboards
+from netopt.dashboards import build as dashboards
 from tests.integration.conftest import REPO, free_port, http_get, icmp_allowed
 from tests.procs import stop
 

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from netopt import cli, dashboards
+from netopt import cli
+from netopt.dashboards import build as dashboards
+from netopt.dashboards.grafana import run_push
 from netopt.errors import NetoptError
-from netopt.ops.grafana import run_push
 from tests.integration.conftest import free_port
 
 Call = tuple[str, str, Any]  # method, path, JSON body (None for a GET)

@@ -1,8 +1,9 @@
-"""The workers' HTTP server (netopt.http_fast) against the daemon's aiohttp app (netopt.api),
-same table, same raw request bytes over loopback: same status, body bytes and content type.
+"""The workers' HTTP server (netopt.api.workers.http) against the daemon's aiohttp app
+(netopt.api.routes), same table, same raw request bytes over loopback: same status, body bytes
+and content type.
 
 Arranged as in production: the app also listens on a unix socket and the fast server
-forwards what it does not answer itself there (`netopt.api_workers.Proxy`)."""
+forwards what it does not answer itself there (`netopt.api.workers.pool.Proxy`)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from netopt.api import ANSWERS, make_app
-from netopt.api_workers import Proxy
+from netopt.api.routes import ANSWERS, make_app
+from netopt.api.workers.http import serve
+from netopt.api.workers.pool import Proxy
+from netopt.api.workers.site import FastSite
 from netopt.config import ApiConfig
-from netopt.http_fast import serve
-from netopt.http_site import FastSite
 from netopt.push.answers import Answers
 from tests.routes_fixture import FakeDaemon, table, world_config
-from tests.unit.test_http_fast import responses
+from tests.unit.api.workers.test_http_fast import responses
 
 READ = "r" * 16
 ADMIN = "a" * 16

@@ -17,10 +17,11 @@ from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netopt.api import make_app
-from netopt.app import Daemon
+from netopt.api.batch import encode_batch
+from netopt.api.ingest import add_routes
+from netopt.api.routes import make_app
 from netopt.config import load_config
-from netopt.ingest import add_routes, encode_batch
+from netopt.daemon.wiring import Daemon
 from netopt.store import RoundRecord
 
 TOKEN_A = "agent-a-token-0123456789"

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from netopt.api import ANSWERS, make_app
+from netopt.api.routes import ANSWERS, make_app
 from netopt.push.config import KamailioProxy
 from netopt.push.kamailio import loaded_lines
 from netopt.push.pusher import KamailioPusher

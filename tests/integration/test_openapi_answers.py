@@ -22,17 +22,18 @@ import pytest
 import yaml
 from aiohttp import web
 
-from netopt.api import ANSWERS, make_app
-from netopt.api_workers import Proxy
-from netopt.app import Daemon
+from netopt.api.batch import encode_batch
+from netopt.api.ingest import add_routes
+from netopt.api.openapi import openapi_document
+from netopt.api.routes import ANSWERS, make_app
+from netopt.api.workers.http import serve
+from netopt.api.workers.pool import Proxy
+from netopt.api.workers.site import FastSite
 from netopt.config import ApiConfig, load_config
-from netopt.http_fast import serve
-from netopt.http_site import FastSite
-from netopt.ingest import add_routes, encode_batch
-from netopt.openapi import openapi_document
+from netopt.daemon.trace import TraceRecord
+from netopt.daemon.wiring import Daemon
 from netopt.push.answers import Answers
 from netopt.store import RoundRecord
-from netopt.trace import TraceRecord
 from tests.routes_fixture import table
 
 READ, ADMIN, AGENT = "read-0123456789abcd", "admin-0123456789abcd", "agent-0123456789abcd"

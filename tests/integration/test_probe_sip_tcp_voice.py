@@ -16,7 +16,7 @@ import pytest
 
 from probes._sip_wire import options_request
 from probes.base import Outcome, ProbeOptions, Target, make_prober
-from probes.stats import summarize
+from probes.stats import round_stats
 from tests.procs import stop
 
 KAMAILIO_CFG = """#!KAMAILIO
@@ -90,7 +90,7 @@ async def test_sip_options_200(kamailio: tuple[int, int], transport: str) -> Non
     opts = ProbeOptions(count=4, interval_s=0.02, timeout_s=2.0, transport=transport)
     result = await make_prober("sip_options").probe(Target("127.0.0.1", port), opts)
     assert [(s.outcome, s.status) for s in result.samples] == [(Outcome.OK, 200)] * 4
-    assert summarize(result).statuses == {"200": 4}
+    assert round_stats(result).statuses == {"200": 4}
 
 
 @pytest.mark.neighbour
@@ -98,7 +98,7 @@ async def test_sip_non_2xx_is_bad_status_not_loss(kamailio: tuple[int, int]) -> 
     _port, busy = kamailio
     result = await make_prober("sip_options").probe(Target("127.0.0.1", busy), FAST)
     assert [(s.outcome, s.status) for s in result.samples] == [(Outcome.BAD_STATUS, 486)] * 4
-    stats = summarize(result)
+    stats = round_stats(result)
     assert stats.loss_ratio == 0 and stats.outcomes == {"bad_status": 4}
 
 

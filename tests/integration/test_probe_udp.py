@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from probes.base import Outcome, ProbeOptions, Target, make_prober
-from probes.stats import summarize
+from probes.stats import round_stats
 
 OPTS = ProbeOptions(count=10, interval_s=0.005, timeout_s=1.0)
 
@@ -63,7 +63,7 @@ async def test_stamp_round_with_one_way_delays(stamp_port: int) -> None:
         assert s.forward_ns is not None and s.backward_ns is not None and s.rtt_ns is not None
         # same host, same clock: the two legs fit inside the round trip
         assert 0 <= s.forward_ns + s.backward_ns <= s.rtt_ns
-    stats = summarize(result)
+    stats = round_stats(result)
     assert stats.forward_ms is not None and stats.to_json()["forward_ms"] is not None
 
 
@@ -88,7 +88,7 @@ async def test_closed_port_is_refused_not_lost(kind: str) -> None:
     opts = ProbeOptions(count=4, interval_s=0.05, timeout_s=1.0)
     result = await make_prober(kind).probe(Target("127.0.0.1", port), opts)
     assert {s.outcome for s in result.samples} == {Outcome.REFUSED}
-    assert summarize(result).loss_ratio == 0
+    assert round_stats(result).loss_ratio == 0
 
 
 async def test_hostile_peer_truncated_duplicate_late() -> None:

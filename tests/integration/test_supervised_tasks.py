@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from netopt.app import Daemon
 from netopt.config import parse_config
+from netopt.daemon.wiring import Daemon
 from tests.integration.conftest import free_port, icmp_allowed
 from tests.integration.test_serve import CONFIG
 

@@ -27,8 +27,9 @@ from typing import Any
 import pytest
 import yaml
 
-from netopt import cli, dashboards
-from netopt.demo import config_for_lab
+from netopt import cli
+from netopt.cli.demo import config_for_lab
+from netopt.dashboards import build as dashboards
 from netopt.lab import Lab
 from tests.chromium import png_stats
 from tests.integration.conftest import REPO, Served, artefacts_dir, free_port, http_get

@@ -34,7 +34,7 @@ from netopt.lab.impair import round_trip_loss
 from netopt.lab.profile import LinkParams
 from probes.base import ProbeOptions, ProbeResult, Target
 from probes.icmp import IcmpProber
-from probes.stats import rfc3550_jitter, summarize
+from probes.stats import rfc3550_jitter, round_stats
 from probes.voice import VoiceProber
 from tests.lab.conftest import STATISTICAL, LabFactory, binomial_interval, need_program, parse_ping
 from tests.procs import stop
@@ -153,7 +153,7 @@ def test_voice_probe_jitter_and_loss_match_the_profile(lab: Lab, reflector: int)
     opts = ProbeOptions(count=count, timeout_s=1.0, codec="g711", dscp=46)
     result = asyncio.run(VoiceProber(socket_factory=_in_a(lab)).probe(
         Target(lab.address("b"), reflector), opts))  # fmt: skip
-    stats = summarize(result)
+    stats = round_stats(result)
     p = round_trip_loss(JITTERY, JITTERY)
     lo, hi = binomial_interval(count, p, 0.999)  # the ICMP test above holds the 99 % goal
     assert stats.sent == count

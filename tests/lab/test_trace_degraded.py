@@ -2,7 +2,7 @@
 namespace, through the lab router, and shows it at GET /v1/traces (issue #4: traceroute
 "when a path degrades").
 
-lab (a region, two PoPs) → daemon config from `netopt.demo.config_for_lab` plus a
+lab (a region, two PoPs) → daemon config from `netopt.cli.demo.config_for_lab` plus a
 `traceroute:` section → clean paths: no trace → `lab.set_link(a, b, loss_pct=10)` → window
 loss > 1.2 % → one trace a → b whose hops include the lab router, counted in the metric; the
 untouched path a → c is never traced.
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from netopt.demo import config_for_lab
+from netopt.cli.demo import config_for_lab
 from netopt.lab import Lab
 from netopt.lab.build import ROUTER_ADDRESS
 from tests.integration.conftest import Served, http_get

@@ -13,9 +13,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from netopt.decide import Decider, Decision, Policy
+from netopt.core.decide import Decider, Decision, Policy
+from netopt.core.window import WindowStats
 from netopt.store.model import RoundRecord
-from netopt.window import WindowStats
 from topology.model import Link, Pop, Region, Topology
 from topology.planner import plan
 

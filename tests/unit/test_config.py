@@ -126,7 +126,7 @@ def test_a_group_naming_only_kind_from_to_is_valid(kind: str) -> None:
 
 
 def test_an_agent_config_with_every_optional_key_left_out_is_valid() -> None:
-    from netopt.agent import AgentConfig
+    from netopt.agent.run import AgentConfig
 
     data = {
         "id": "lagos-1", "site": "lagos",
@@ -207,7 +207,7 @@ def test_a_command_imports_only_its_own_module() -> None:
 
 
 def test_probe_options_reach_the_prober() -> None:
-    from netopt.probing import jobs_from_config
+    from netopt.daemon.probing import jobs_from_config
 
     data = variant("probes.0.kind", "voice")
     data["probes"][0] |= {"codec": "g729", "clock_synced": True, "count": 10, "port": 862}

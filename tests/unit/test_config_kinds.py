@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from netopt.config import parse_config
+from netopt.daemon.probing import jobs_from_config
 from netopt.errors import ConfigError
-from netopt.probing import jobs_from_config
 
 BASE: dict[str, Any] = {
     "regions": [{"id": "lagos", "address": "127.0.0.1"}],

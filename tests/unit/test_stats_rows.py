@@ -1,4 +1,5 @@
-"""`summaries` (many rounds from arrays, no Sample objects) equals `summary` of each round."""
+"""`round_summaries_from_arrays` (many rounds from arrays, no Sample objects) equals
+`round_summary` of each round."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from probes.base import Outcome, ProbeResult, Sample, Target
-from probes.stats import summaries, summary
+from probes.stats import round_summaries_from_arrays, round_summary
 
 # as the ICMP batch codes its packets: two codes may name one outcome
 OUTCOMES = (Outcome.TIMEOUT, Outcome.OK, Outcome.UNREACHABLE, Outcome.ERROR, Outcome.TIMEOUT)
@@ -39,16 +40,16 @@ def test_rows_equal_one_summary_per_round(rounds: list[list[tuple[int, int, int]
             o = OUTCOMES[code]
             at = int(received[i, j]) if o in TIMED else None
             samples.append(Sample(j, int(sent[i, j]), at, o))
-        expected.append(summary(ProbeResult("icmp", Target("127.0.0.1"), 7, tuple(samples))))
-    assert summaries(7, sent, received, codes, OUTCOMES) == expected
+        expected.append(round_summary(ProbeResult("icmp", Target("127.0.0.1"), 7, tuple(samples))))
+    assert round_summaries_from_arrays(7, sent, received, codes, OUTCOMES) == expected
 
 
 def test_arrival_order_decides_the_jitter_and_send_order_the_histogram() -> None:
-    """Packet 1 overtakes packet 0: jitter follows arrival order (as `digest`), the RTTs for
+    """Packet 1 overtakes packet 0: jitter follows arrival order (as `round_digest`), the RTTs for
     the histogram stay in send order."""
     sent = np.array([[0, 20_000_000, 40_000_000]], np.int64)
     received = sent + np.array([[50_000_000, 10_000_000, 30_000_000]], np.int64)
-    (row,) = summaries(0, sent, received, np.ones((1, 3), np.int8), OUTCOMES)
+    (row,) = round_summaries_from_arrays(0, sent, received, np.ones((1, 3), np.int8), OUTCOMES)
     assert row.rtts_s == [0.05, 0.01, 0.03]
     assert row.digest.rtt_ms is not None and row.digest.rtt_ms.min == 10.0
     # arrival order: 10 ms (t=30), 50 ms (t=50), 30 ms (t=70)

@@ -14,7 +14,7 @@ from probes.stats import (
     burst_summary,
     reordered_count,
     rfc3550_jitter,
-    summarize,
+    round_stats,
     wilson_interval,
 )
 from tests.shared_data import shared_path
@@ -44,7 +44,7 @@ def test_summarize_jitter_is_the_last_value_of_the_sequence_in_ms() -> None:
     with shared_path("vectors/rfc3550_jitter_ms_sequence.csv").open() as f:
         rows = list(csv.DictReader(f))
     samples = [_ok(int(r["seq"]), float(r["sent_time_ms"]), float(r["recv_time_ms"])) for r in rows]
-    stats = summarize(_result(samples[::-1]))  # order in the tuple must not matter
+    stats = round_stats(_result(samples[::-1]))  # order in the tuple must not matter
     assert stats.jitter_ms is not None
     assert round(stats.jitter_ms, 4) == float(rows[-1]["expected_jitter_ms_after_packet"])
 
@@ -58,7 +58,7 @@ def test_pion_two_packet_jitter_in_timestamp_units() -> None:
 def test_rtt_summary_and_loss() -> None:
     samples = [_ok(i, 0, 10 + i) for i in range(8)]
     samples += [Sample(8, 0, None, Outcome.TIMEOUT), Sample(9, 0, None, Outcome.TIMEOUT)]
-    stats = summarize(_result(samples))
+    stats = round_stats(_result(samples))
     assert stats.sent == 10 and stats.received == 8 and stats.lost == 2
     assert stats.loss_ratio == pytest.approx(0.2)
     assert stats.rtt_ms is not None
@@ -79,14 +79,14 @@ def test_unreachable_and_error_are_not_loss() -> None:
         Sample(1, 0, 5, Outcome.UNREACHABLE),
         Sample(2, 0, None, Outcome.ERROR),
     ]
-    stats = summarize(_result(samples))
+    stats = round_stats(_result(samples))
     assert stats.sent == 2  # the ERROR packet never left
     assert stats.lost == 0 and stats.loss_ratio == 0
     assert stats.outcomes == {"ok": 1, "unreachable": 1, "error": 1}
 
 
 def test_empty_round() -> None:
-    stats = summarize(_result([Sample(0, 0, None, Outcome.TIMEOUT)]))
+    stats = round_stats(_result([Sample(0, 0, None, Outcome.TIMEOUT)]))
     assert stats.rtt_ms is None and stats.jitter_ms is None and stats.ipdv_ms is None
     assert stats.loss_ratio == 1.0
     assert stats.to_json()["rtt_ms"] is None
@@ -112,20 +112,20 @@ def test_reorder_and_duplicates() -> None:
     assert reordered_count([1, 3, 2, 4]) == 1
     assert reordered_count([0, 1, 2]) == 0
     samples = [_ok(0, 0, 1), _ok(1, 20, 45), _ok(2, 40, 41)]  # seq 2 overtakes seq 1
-    stats = summarize(_result(samples, {"duplicate": 2}))
+    stats = round_stats(_result(samples, {"duplicate": 2}))
     assert stats.reordered == 1 and stats.duplicates == 2
 
 
 def test_ipdv_only_over_consecutive_pairs() -> None:
     samples = [_ok(0, 0, 10), _ok(1, 20, 32), Sample(2, 40, None, Outcome.TIMEOUT), _ok(3, 60, 70)]
-    stats = summarize(_result(samples))
+    stats = round_stats(_result(samples))
     assert stats.ipdv_ms is not None
     assert stats.ipdv_ms.pairs == 1 and stats.ipdv_ms.max == pytest.approx(2.0)
 
 
 def test_late_ratio_against_a_jitter_buffer() -> None:
     samples = [_ok(i, 20 * i, 20 * i + d) for i, d in enumerate([10, 10, 75, 10, 40])]
-    stats = summarize(_result(samples), jitter_buffer_ms=30)
+    stats = round_stats(_result(samples), jitter_buffer_ms=30)
     assert stats.late_ratio == pytest.approx(1 / 5)  # only the 75 ms one is > 10 + 30
     assert stats.to_json()["late_pct"] == pytest.approx(20.0)
 
@@ -229,13 +229,13 @@ def test_percentiles_are_numpys_bit_for_bit_and_both_paths_agree_exactly(
 def test_the_digest_is_the_summary_for_its_fields(
     packets: list[tuple[int, Outcome, int, int]],
 ) -> None:
-    from probes.stats import digest
+    from probes.stats import round_digest
 
     samples = [
         Sample(seq, sent, None if o in (Outcome.TIMEOUT, Outcome.ERROR) else sent + rtt, o)
         for seq, o, sent, rtt in packets
     ]
-    full, lean = summarize(_result(samples)), digest(_result(samples))
+    full, lean = round_stats(_result(samples)), round_digest(_result(samples))
     assert (lean.sent, lean.received, lean.rtt_ms, lean.jitter_ms, lean.outcomes) == (
         full.sent, full.received, full.rtt_ms, full.jitter_ms, full.outcomes,
     )  # fmt: skip
@@ -244,7 +244,7 @@ def test_the_digest_is_the_summary_for_its_fields(
 def test_a_round_summary_does_not_depend_on_the_sample_order() -> None:
     samples = [_ok(i, 20 * i, 20 * i + 10 + (i * 7) % 5) for i in range(6)]
     samples += [Sample(6, 0, None, Outcome.TIMEOUT), Sample(7, 0, None, Outcome.ERROR)]
-    assert summarize(_result(samples)) == summarize(_result(samples[::-1]))
+    assert round_stats(_result(samples)) == round_stats(_result(samples[::-1]))
 
 
 @given(st.lists(st.floats(0, 1e4, allow_nan=False), min_size=1, max_size=300))

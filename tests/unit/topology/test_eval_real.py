@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from netopt.decide import Decider, Policy
+from netopt.core.decide import Decider, Policy
 from tests.shared_data import shared_path
 from topology import quality
 from topology.model import Link, Pop, Region, Topology
