@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 # Debian programs the tests and the demo run for real (iproute2 is on every Debian machine).
 DEBIAN_RUNTIME = iproute2 iputils-ping fping nftables
 DEBIAN_TEST    = $(DEBIAN_RUNTIME) kamailio kamailio-extra-modules kamailio-utils-modules \
-                 sip-tester prometheus nginx-light wrk
+                 sip-tester prometheus nginx-light wrk postgresql-15
 
 .PHONY: help demo test lint typecheck pytest venv deps-runtime deps-test clean
 
