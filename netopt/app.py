@@ -31,7 +31,7 @@ from netopt.probing import ProbeJob, ProberPool, jobs_from_config, record_of, ru
 from netopt.push.answers import Answers
 from netopt.push.pusher import make_pushers
 from netopt.schedule import Scheduler
-from netopt.store import DecisionRecord, RoundRecord, SqliteStore
+from netopt.store import DecisionRecord, RoundRecord, Store, open_store
 from netopt.trace import Tracer
 from netopt.window import WindowStats
 from probes.stats import RoundSummary
@@ -63,11 +63,8 @@ class Daemon:
         self.metrics.config_ok.set(1)
         self.metrics.store_writable.set(1)
         sc = config.store
-        self.store = SqliteStore(
-            sc.sqlite_path, retention=sc.retention(), max_pending_rounds=sc.max_pending_rounds,
-            wall_clock=wall_clock, on_error=self._store_failed,
-            on_drop=self.metrics.store_dropped.inc,
-        )  # fmt: skip
+        self.store: Store = open_store(sc, wall_clock=wall_clock, on_error=self._store_failed,
+                                       on_drop=self.metrics.store_dropped.inc)  # fmt: skip
         self.window = WindowStats(config.planner.window_s)
         self.topology = config.to_topology()
         self.decider = Decider(config.to_policy())

@@ -1,0 +1,134 @@
+"""The store suite of tests/unit/test_store.py run against a real PostgreSQL 15, and what only
+the PostgreSQL store does: day partitions, retention by dropping them, COPY ingest, and two
+controllers writing one database (a batch handed to both is stored once)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import psycopg
+import pytest
+
+from netopt.store import PostgresStore, Retention
+from netopt.store.pg_schema import DAY_NS, partition_day, partition_name, partitions
+from tests.store_backends import Backend, PostgresBackend
+from tests.unit.test_store import (  # noqa: F401 -- the shared suite, collected here again
+    T0,
+    rec,
+    test_batches_are_stored_once_and_rounds_never_twice,
+    test_decisions_are_logged_with_inputs,
+    test_newer_schema_is_refused,
+    test_retention_prunes_each_resolution,
+    test_rollups_aggregate_minutes_and_hours,
+    test_rollups_are_rebuilt_from_below_and_read_exactly_before_that,
+    test_unwritable_store_keeps_rounds_and_resumes,
+)
+
+pytestmark = pytest.mark.neighbour
+
+
+@pytest.fixture
+def backend(pg_dsn: str) -> Backend:
+    return PostgresBackend(pg_dsn)
+
+
+def _partitions(dsn: str) -> dict[int, str]:
+    with psycopg.connect(dsn) as db:
+        return partitions(db)
+
+
+def test_partition_names_round_trip() -> None:
+    day = T0 * 1_000_000_000 // DAY_NS
+    assert partition_name(day) == "rounds_p20231114"
+    assert partition_day(partition_name(day)) == day
+    assert partition_day("rounds_default") is None
+
+
+async def test_days_are_partitions_made_ahead_and_dropped_whole(pg_dsn: str) -> None:
+    now = float(T0)
+    ret = Retention(raw_days=1, minute_days=2, hour_days=3, batch_ids_days=1)
+    store = PostgresStore(pg_dsn, retention=ret, wall_clock=lambda: now)
+    today = T0 * 1_000_000_000 // DAY_NS
+    assert set(_partitions(pg_dsn)) == {today, today + 1, today + 2}  # ready ahead
+    for age_days in (0.1, 0.5, 1.5, 2.5, 3.5):
+        store.add(rec(now - age_days * 86400))
+    await store.flush()  # old days get their partitions on the way in
+    days = _partitions(pg_dsn)
+    assert set(days) == {today - 3, today - 2, today - 1, today, today + 1, today + 2}
+    deleted = store.prune()
+    assert deleted["rounds"] == 3 and store.count("rounds") == 2
+    # wholly older than the cutoff (now − 1 day): dropped; the day the cutoff is in: kept
+    assert set(_partitions(pg_dsn)) == {today - 1, today, today + 1, today + 2}
+    store.close()
+
+
+async def test_retention_counts_rows_itself_when_minutes_go_first(pg_dsn: str) -> None:
+    now = float(T0)
+    ret = Retention(raw_days=2, minute_days=1, hour_days=3, batch_ids_days=1)
+    store = PostgresStore(pg_dsn, retention=ret, wall_clock=lambda: now)
+    for i in range(7):
+        store.add(rec(now - 4 * 86400 + i))
+    await store.flush()
+    assert store.prune()["rounds"] == 7 and store.count("rounds") == 0
+    store.close()
+
+
+async def test_two_controllers_store_a_batch_once(pg_dsn: str) -> None:
+    """An agent failing over replays a batch to the second controller while the first may
+    still be committing it: of the two writes exactly one stores it."""
+    a = PostgresStore(pg_dsn, wall_clock=lambda: T0)
+    b = PostgresStore(pg_dsn, wall_clock=lambda: T0)
+    rounds = [rec(T0 + i, src=f"r{i % 3}") for i in range(300)]
+    outcomes = []
+    for n in range(20):
+        batch = [r.__class__(**{**_fields(r), "started_wall_ns": r.started_wall_ns + n})
+                 for r in rounds]  # fmt: skip
+        ta = asyncio.create_task(a.write_batch(f"x-{n}", "agent-x", batch))
+        tb = asyncio.create_task(b.write_batch(f"x-{n}", "agent-x", batch))
+        await asyncio.gather(a.flush(), b.flush())
+        outcomes.append(await asyncio.gather(ta, tb))
+    for oa, ob in outcomes:
+        assert sorted([oa.duplicate, ob.duplicate]) == [False, True]
+        assert len(oa.stored) + len(ob.stored) == 300
+    assert a.count("rounds") == 20 * 300 and b.count("batches") == 20
+    assert sum(int(r["rounds"]) for r in a.rollup("1m")) == 20 * 300  # type: ignore[call-overload]
+    assert a.refresh_rollups() + b.refresh_rollups() > 0
+    assert a.refresh_rollups() == b.refresh_rollups() == 0
+    assert sum(int(r["rounds"]) for r in b.rollup("1h")) == 20 * 300  # type: ignore[call-overload]
+    a.close()
+    b.close()
+
+
+async def test_a_database_that_goes_away_keeps_rounds_until_it_is_back(
+    pg_dsn: str, pg_cluster: object
+) -> None:
+    errors: list[Exception] = []
+    store = PostgresStore(pg_dsn, on_error=errors.append, wall_clock=lambda: T0)
+    store.add(rec(T0))
+    await store.flush()
+    dbname = pg_dsn.rsplit("/", 1)[1]
+    with psycopg.connect(pg_cluster.dsn, autocommit=True) as admin:  # type: ignore[attr-defined]
+        admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = %s", (dbname,))  # fmt: skip
+        for i in range(1, 4):
+            store.add(rec(T0 + i))
+        with pytest.raises(psycopg.Error):
+            await store.flush()
+        assert errors and store.last_error is not None and store.pending == 3
+        admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            assert await store.flush() == 3
+            break
+        except psycopg.Error:
+            assert time.monotonic() < deadline, "store did not come back"
+            await asyncio.sleep(0.2)
+    assert store.last_error is None and store.count("rounds") == 4
+    store.close()
+
+
+def _fields(r: object) -> dict[str, object]:
+    return {k: getattr(r, k) for k in r.__slots__}  # type: ignore[attr-defined]
