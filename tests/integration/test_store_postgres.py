@@ -6,12 +6,27 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
+import aiohttp
 import psycopg
 import pytest
+import yaml
+from aiohttp.test_utils import TestServer
 
+from netopt.api import make_app
+from netopt.app import Daemon
+from netopt.config import load_config
+from netopt.ingest import add_routes
 from netopt.store import PostgresStore, Retention
 from netopt.store.pg_schema import DAY_NS, partition_day, partition_name, partitions
+from tests.integration.test_ingest import (  # noqa: F401 -- the daemon's ingest, on PostgreSQL
+    Client,
+    config_dict,
+    test_ingest_stores_once_and_feeds_the_window,
+)
 from tests.store_backends import Backend, PostgresBackend
 from tests.unit.test_store import (  # noqa: F401 -- the shared suite, collected here again
     T0,
@@ -31,6 +46,43 @@ pytestmark = pytest.mark.neighbour
 @pytest.fixture
 def backend(pg_dsn: str) -> Backend:
     return PostgresBackend(pg_dsn)
+
+
+@pytest.fixture
+async def daemon_client(tmp_path: Path, pg_dsn: str) -> AsyncIterator[tuple[Daemon, Client, Path]]:
+    """test_ingest's daemon, with `store.url: postgresql://…` (open_store picks the backend)."""
+    path = tmp_path / "netopt.yaml"
+    path.write_text(yaml.safe_dump({**config_dict(tmp_path), "store": {"url": pg_dsn}}))
+    daemon = Daemon(load_config(path), config_path=path)
+    assert isinstance(daemon.store, PostgresStore)
+    writer = asyncio.create_task(daemon.store.run(0.05))
+    server = TestServer(add_routes(make_app(daemon), daemon), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield daemon, Client(str(server.make_url("")).rstrip("/"), session), path
+    finally:
+        await server.close()
+        writer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await writer
+        daemon.store.close()
+
+
+async def test_a_restarted_controller_primes_its_window_from_postgres(
+    daemon_client: Any,
+) -> None:
+    daemon, _client, path = daemon_client
+    now = time.time()
+    for i in range(10):
+        daemon.store.add(rec(now - 20 + i))
+    await daemon.store.flush()
+    again = Daemon(load_config(path), config_path=path)  # a second controller, same database
+    try:
+        (stats,) = again.window.stats(int(now * 1e9))
+        assert (stats.src, stats.dst, stats.samples) == ("lagos", "fra", 50)  # 10 rounds × 5 sent
+    finally:
+        again.store.close()
 
 
 def _partitions(dsn: str) -> dict[int, str]:
