@@ -253,6 +253,11 @@ def _record(row: tuple[object, ...]) -> RoundRecord:
 
 def store_stats(path: str | Path) -> dict[str, object]:
     """Sizes and row counts of a store file, for `netopt db stats` (opens it read-only)."""
+    if str(path).startswith(("postgresql://", "postgres://")):
+        raise StoreError(
+            "netopt db stats reads a SQLite store; for PostgreSQL ask the database "
+            "(SELECT relname, n_live_tup FROM pg_stat_user_tables)"
+        )
     p = Path(path)
     if not p.exists():
         raise StoreError(f"no store at {p}")

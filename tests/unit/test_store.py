@@ -193,3 +193,8 @@ async def test_rollups_are_rebuilt_from_below_and_read_exactly_before_that(
     store.prune(now_wall_s=base + 7200)  # rebuilds what is queued first
     assert store.count("rounds_1h") == 4 and store.rollup("1h") == list(late.values())
     store.close()
+
+
+def test_store_stats_says_it_reads_sqlite_only() -> None:
+    with pytest.raises(StoreError, match="reads a SQLite store; for PostgreSQL"):
+        store_stats("postgresql://netopt@127.0.0.1:5432/netopt")
