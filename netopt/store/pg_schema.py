@@ -62,8 +62,15 @@ _V1 = (
     "CREATE INDEX batches_time ON batches (received_wall_ns)",
 )
 
+# the leader lease's fencing tokens (lease.py): one generation per lease name
+_V2 = (
+    """CREATE TABLE leadership (
+        name TEXT PRIMARY KEY, generation BIGINT NOT NULL, holder TEXT NOT NULL,
+        acquired_wall_ns BIGINT NOT NULL)""",
+)
+
 # each migration: the statements of one transaction
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 
 # the staging table a write COPYs into (one per connection, emptied at every commit)
 STAGING = (
