@@ -9,7 +9,7 @@ BIN     = $(VENV)/bin
 DEBIAN_RUNTIME = iproute2 iputils-ping fping nftables
 DEBIAN_TEST    = $(DEBIAN_RUNTIME) kamailio kamailio-extra-modules kamailio-utils-modules \
                  sip-tester prometheus prometheus-alertmanager \
-                 nginx-light wrk chromium
+                 nginx-light wrk chromium postgresql-15
 
 .PHONY: help demo test lint typecheck pytest venv deps-runtime deps-test clean
 

@@ -186,12 +186,21 @@ class StoreConfig(_Model):
     hour_retention_days: float = Field(default=400.0, gt=0)  # 1-hour rollups
     flush_interval_s: float = Field(default=0.5, gt=0, le=60)
     max_pending_rounds: int = Field(default=100_000, ge=100)  # kept while the disk refuses
+    pool_size: int = Field(default=4, ge=2, le=100)  # PostgreSQL: connections per controller
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not v.startswith("sqlite:///"):
-            raise ValueError("only sqlite:///PATH is supported")
+        if v.startswith(("postgresql://", "postgres://")):
+            if len(v.split("://", 1)[1]) == 0:
+                raise ValueError("postgresql:// needs at least a host: postgresql://HOST/DB")
+            return v
+        if not v.startswith("sqlite:///") or v == "sqlite:///":
+            scheme = v.split("://", 1)[0] if "://" in v else v
+            raise ValueError(
+                f"unknown store {scheme!r}: use sqlite:///PATH or "
+                "postgresql://USER@HOST:PORT/DATABASE"
+            )
         return v
 
     @property

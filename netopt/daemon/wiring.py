@@ -37,7 +37,7 @@ from netopt.daemon.trace import Tracer
 from netopt.errors import ConfigError
 from netopt.push.answers import Answers
 from netopt.push.pusher import make_pushers
-from netopt.store import DecisionRecord, RoundRecord, SqliteStore
+from netopt.store import DecisionRecord, RoundRecord, Store, open_store
 from probes.stats import RoundSummary
 from topology.planner import PathStats, plan
 
@@ -68,11 +68,8 @@ class Daemon:
         self.metrics.config_ok.set(1)
         self.metrics.store_writable.set(1)
         sc = config.store
-        self.store = SqliteStore(
-            sc.sqlite_path, retention=sc.retention(), max_pending_rounds=sc.max_pending_rounds,
-            wall_clock=wall_clock, on_error=self._store_failed,
-            on_drop=self.metrics.store_dropped.inc,
-        )  # fmt: skip
+        self.store: Store = open_store(sc, wall_clock=wall_clock, on_error=self._store_failed,
+                                       on_drop=self.metrics.store_dropped.inc)  # fmt: skip
         self.window = WindowStats(config.planner.window_s)
         self.topology = config.to_topology()
         self.decider = Decider(config.to_policy())

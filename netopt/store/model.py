@@ -1,8 +1,11 @@
-"""The rows the store keeps: probe rounds (summaries, not packets) and logged decisions."""
+"""The rows the store keeps (probe rounds — summaries, not packets — and logged decisions),
+and the `Store` protocol every backend satisfies."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +66,41 @@ class Retention:
     minute_days: float = 31.0
     hour_days: float = 400.0
     batch_ids_days: float = 31.0
+
+
+class Store(Protocol):
+    """What the daemon asks of a store; SqliteStore and PostgresStore both are one."""
+
+    path: str
+    version: int
+    retention: Retention
+    last_error: str | None
+    write_errors: int
+    dropped_rounds: int
+
+    @property
+    def pending(self) -> int: ...
+    def add(self, record: RoundRecord) -> None: ...
+    def add_decision(self, decision: DecisionRecord) -> None: ...
+    async def write_batch(
+        self, batch_id: str, agent: str, records: Sequence[RoundRecord], timeout_s: float = 10.0
+    ) -> BatchOutcome: ...
+    async def flush(self) -> int: ...
+    async def run(
+        self, interval_s: float = 0.5, prune_interval_s: float = 300.0,
+        rollup_interval_s: float = 60.0,
+    ) -> None: ...  # fmt: skip
+    def refresh_rollups(self) -> int: ...
+    def prune(self, now_wall_s: float | None = None) -> dict[str, int]: ...
+    def rounds(
+        self, src: str | None = None, dst: str | None = None, since_wall_ns: int = 0
+    ) -> list[RoundRecord]: ...
+    def rollup(self, resolution: str = "1m", since_s: int = 0) -> list[dict[str, object]]: ...
+    def decisions(self, since_wall_ns: int = 0) -> list[DecisionRecord]: ...
+    async def add_assessment(
+        self, site: str, created: str, verdict: str, verdicts: str, partial: bool, body: str
+    ) -> int: ...
+    def assessments(self, limit: int = 100) -> list[dict[str, object]]: ...
+    def assessment(self, assessment_id: int) -> str | None: ...
+    def count(self, table: str = "rounds") -> int: ...
+    def close(self) -> None: ...

@@ -1,27 +1,20 @@
 """SQLite store (default): raw rounds, 1-minute and 1-hour rollups, decisions, batch ids.
 
-probe → sample → **store** → stats. One writer: `add()` / `add_decision()` only queue, and
-`write_batch()` queues an agent's batch with a future; the writer task started by `run()`
-writes whatever has queued in one transaction, in a thread, and resolves the futures only
-after the commit (WAL, synchronous=FULL), so an acknowledged batch is on disk. A failed write
-(read-only file, full disk) keeps the queued rounds (bounded, oldest dropped first), reports
-through `on_error`, and is retried on the next tick; reads use their own connection.
+probe → sample → **store** → stats. The queues and the writer task are writer.py's; here is
+what one write does: one transaction (WAL, synchronous=FULL), so an acknowledged batch is on
+disk. Reads use their own connection.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import sqlite3
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import fields
 from operator import attrgetter
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar
 
 from netopt.errors import StoreError
 from netopt.store.model import BatchOutcome, DecisionRecord, Retention, RoundRecord
@@ -32,9 +25,7 @@ from netopt.store.schema import (
     ROUND_COLUMNS,
     migrate,
 )
-
-log = logging.getLogger("netopt.store")
-_T = TypeVar("_T")
+from netopt.store.writer import Batch, QueuedWriter
 
 _DIRTY = {
     "1m": "INSERT OR IGNORE INTO rollup_dirty_1m (bucket_s) VALUES (?)",
@@ -88,21 +79,6 @@ _INSERT_DECISION = (
 TABLES = ("rounds", "rounds_1m", "rounds_1h", "decisions", "batches", "assessments")
 
 
-@dataclass
-class _Batch:
-    batch_id: str
-    agent: str
-    records: Sequence[RoundRecord]
-    done: asyncio.Future[BatchOutcome]
-
-
-@dataclass
-class _Pending:
-    rounds: deque[RoundRecord] = field(default_factory=deque)
-    decisions: deque[DecisionRecord] = field(default_factory=deque)
-    batches: list[_Batch] = field(default_factory=list)
-
-
 def _connect(path: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, check_same_thread=False, timeout=10.0, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -110,8 +86,10 @@ def _connect(path: str) -> sqlite3.Connection:
     return db
 
 
-class SqliteStore:
+class SqliteStore(QueuedWriter):
     """A SQLite file in WAL mode, written by one writer task; see the module docstring."""
+
+    db_errors: ClassVar[tuple[type[Exception], ...]] = (sqlite3.Error,)
 
     def __init__(
         self,
@@ -123,12 +101,11 @@ class SqliteStore:
         on_error: Callable[[Exception], None] | None = None,
         on_drop: Callable[[int], None] | None = None,
     ) -> None:
+        super().__init__(
+            retention=retention, max_pending_rounds=max_pending_rounds, wall_clock=wall_clock,
+            on_error=on_error, on_drop=on_drop,
+        )  # fmt: skip
         self.path = str(path)
-        self.retention = retention or Retention()
-        self.max_pending_rounds = max_pending_rounds
-        self._clock = wall_clock
-        self._on_error = on_error
-        self._on_drop = on_drop
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -137,47 +114,10 @@ class SqliteStore:
             self._read = self._db if self.path == ":memory:" else _connect(self.path)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
-        self._pending = _Pending()
-        # every write runs on this one thread, so close() can wait for the one in flight
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netopt-store")
-        self._wake = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self.write_errors = 0
-        self.dropped_rounds = 0
-        self.last_error: str | None = None
 
-    # --- queueing (never blocks) ---------------------------------------------------------
-    def add(self, record: RoundRecord) -> None:
-        """Queue a round for the writer; past `max_pending_rounds` the oldest are dropped."""
-        q = self._pending.rounds
-        q.append(record)
-        if len(q) > self.max_pending_rounds:
-            q.popleft()
-            self.dropped_rounds += 1
-            if self._on_drop is not None:
-                self._on_drop(1)
-
-    def add_decision(self, decision: DecisionRecord) -> None:
-        self._pending.decisions.append(decision)
-        if len(self._pending.decisions) > self.max_pending_rounds:
-            self._pending.decisions.popleft()
-
-    async def write_batch(
-        self, batch_id: str, agent: str, records: Sequence[RoundRecord], timeout_s: float = 10.0
-    ) -> BatchOutcome:
-        """Store an agent's batch; returns once it is committed (or raises `StoreError`)."""
-        done: asyncio.Future[BatchOutcome] = asyncio.get_running_loop().create_future()
-        self._pending.batches.append(_Batch(batch_id, agent, records, done))
-        self._wake.set()
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await asyncio.shield(done)
-        except TimeoutError:
-            raise StoreError(f"batch {batch_id} not committed within {timeout_s} s") from None
-
-    # --- the writer ----------------------------------------------------------------------
+    # --- one write ----------------------------------------------------------------------
     def _write(
-        self, rounds: list[RoundRecord], decisions: list[DecisionRecord], batches: list[_Batch]
+        self, rounds: list[RoundRecord], decisions: list[DecisionRecord], batches: list[Batch]
     ) -> list[BatchOutcome]:
         """One transaction: local rounds, decisions, then each batch unless already stored."""
         db, now_ns = self._db, int(self._clock() * 1e9)
@@ -210,58 +150,6 @@ class SqliteStore:
             raise
         return outcomes
 
-    async def flush(self) -> int:
-        """Write everything queued so far; returns how many local rounds were written."""
-        async with self._lock:
-            p = self._pending
-            rounds, decisions, batches = list(p.rounds), list(p.decisions), p.batches
-            if not (rounds or decisions or batches):
-                return 0
-            p.rounds.clear()
-            p.decisions.clear()
-            p.batches = []
-            try:
-                outcomes = await self._in_thread(self._write, rounds, decisions, batches)
-            except sqlite3.Error as exc:
-                self._requeue(rounds, decisions)
-                self.write_errors += 1
-                if self.last_error is None:
-                    log.error("store_write_failed path=%s error=%r (retrying)", self.path, exc)
-                self.last_error = str(exc)
-                if self._on_error is not None:
-                    self._on_error(exc)
-                for b in batches:
-                    if not b.done.done():
-                        b.done.set_exception(StoreError(f"store write failed: {exc}"))
-                raise
-            if self.last_error is not None:
-                log.warning("store_write_resumed path=%s after=%r", self.path, self.last_error)
-                self.last_error = None
-            for b, outcome in zip(batches, outcomes, strict=True):
-                if not b.done.done():
-                    b.done.set_result(outcome)
-            return len(rounds)
-
-    async def _in_thread(self, fn: Callable[..., _T], *args: object) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
-
-    def _requeue(self, rounds: list[RoundRecord], decisions: list[DecisionRecord]) -> None:
-        p = self._pending
-        p.rounds.extendleft(reversed(rounds))
-        p.decisions.extendleft(reversed(decisions))
-        excess = len(p.rounds) - self.max_pending_rounds
-        for _ in range(max(0, excess)):
-            p.rounds.popleft()
-        if excess > 0:
-            self.dropped_rounds += excess
-            log.warning("store_dropped_rounds count=%d (store unwritable too long)", excess)
-            if self._on_drop is not None:
-                self._on_drop(excess)
-
-    @property
-    def pending(self) -> int:
-        return len(self._pending.rounds)
-
     def refresh_rollups(self) -> int:
         """Rebuild the minutes and hours written to since the last time — minutes from the
         raw rounds, then hours from the minutes (writer thread); returns how many buckets."""
@@ -283,38 +171,6 @@ class SqliteStore:
                 db.execute("ROLLBACK")
             raise
         return sum(len(q) for q in queued.values())
-
-    async def run(
-        self, interval_s: float = 0.5, prune_interval_s: float = 300.0,
-        rollup_interval_s: float = 60.0,
-    ) -> None:  # fmt: skip
-        """The writer task: flush every `interval_s` (at once for batches), rebuild the rollup
-        buckets written to every `rollup_interval_s`, prune every `prune_interval_s`."""
-        next_prune = 0.0
-        next_rollup = time.monotonic() + rollup_interval_s
-        try:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(interval_s):
-                        await self._wake.wait()
-                self._wake.clear()
-                with contextlib.suppress(sqlite3.Error):
-                    await self.flush()
-                if time.monotonic() >= next_rollup and self.last_error is None:
-                    next_rollup = time.monotonic() + rollup_interval_s
-                    try:
-                        await self._in_thread(self.refresh_rollups)
-                    except sqlite3.Error as exc:
-                        log.error("store_rollup_failed error=%r", exc)
-                if time.monotonic() >= next_prune and self.last_error is None:
-                    next_prune = time.monotonic() + prune_interval_s
-                    try:
-                        await self._in_thread(self.prune)
-                    except sqlite3.Error as exc:
-                        log.error("store_prune_failed error=%r", exc)
-        finally:
-            with contextlib.suppress(sqlite3.Error):
-                await asyncio.shield(self.flush())
 
     def prune(self, now_wall_s: float | None = None) -> dict[str, int]:
         """Delete what is past its retention; returns rows deleted per table. The rollup
@@ -433,6 +289,11 @@ def _record(row: tuple[object, ...]) -> RoundRecord:
 
 def store_stats(path: str | Path) -> dict[str, object]:
     """Sizes and row counts of a store file, for `netopt db stats` (opens it read-only)."""
+    if str(path).startswith(("postgresql://", "postgres://")):
+        raise StoreError(
+            "netopt db stats reads a SQLite store; for PostgreSQL ask the database "
+            "(SELECT relname, n_live_tup FROM pg_stat_user_tables)"
+        )
     p = Path(path)
     if not p.exists():
         raise StoreError(f"no store at {p}")

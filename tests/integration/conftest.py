@@ -105,3 +105,28 @@ def artefacts_dir(name: str) -> Path:
     path = root / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """A throwaway PostgreSQL 15 on loopback for the session (tests/pg.py), stopped by PID."""
+    from tests.pg import PgCluster, pg_missing
+
+    if (why := pg_missing()) is not None:
+        pytest.skip(why)
+    cluster = PgCluster(durable=False)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_dsn(pg_cluster: Any) -> Iterator[str]:
+    """A database of its own for one test, dropped afterwards."""
+    import uuid
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield pg_cluster.create_database(name)
+    pg_cluster.drop_database(name)

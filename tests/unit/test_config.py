@@ -70,7 +70,10 @@ INVALID = [
     (variant("regions.0.e164", ["234"]), "regions[0].e164: '234' is not an E.164 prefix"),
     (variant("pops.0.sip_uri", "http://x"), "pops[0].sip_uri: must start with 'sip:'"),
     (variant("api", {"listen": "localhost"}), "api.listen: expected HOST:PORT"),
-    (variant("store", {"url": "mysql://x"}), "store.url: only sqlite:///PATH is supported"),
+    (variant("store", {"url": "mysql://x"}), "store.url: unknown store 'mysql': use sqlite:///"),
+    (variant("store", {"url": "netopt.db"}), "store.url: unknown store 'netopt.db'"),
+    (variant("store", {"url": "postgresql://"}), "store.url: postgresql:// needs at least a host"),
+    (variant("store", {"pool_size": 1}), "store.pool_size: Input should be greater than"),
     (variant("pops", []), "pops: Tuple should have at least 1 item"),
 ]
 
@@ -93,6 +96,9 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_valid_base_and_defaults() -> None:
     cfg = parse_config(BASE)
     assert cfg.store.url == "sqlite:///netopt.db"
+    assert cfg.store.pool_size == 4
+    pg = parse_config(variant("store", {"url": "postgresql://netopt@127.0.0.1:5432/netopt"}))
+    assert pg.store.url.startswith("postgresql://")
     assert cfg.api.port == 8080
     assert cfg.probes[0].interval_s == 1.0
     topo = cfg.to_topology()

@@ -1,4 +1,8 @@
-"""The SQLite store: migrations, rollups, dedupe, retention, batches, failures and recovery."""
+"""The store: migrations, rollups, dedupe, retention, batches, failures and recovery.
+
+Every test taking `backend` runs here against SQLite and, imported by
+tests/integration/test_store_postgres.py, against a real PostgreSQL: one suite, two stores.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,14 @@ import pytest
 from netopt.errors import StoreError
 from netopt.store import DecisionRecord, Retention, RoundRecord, SqliteStore, store_stats
 from netopt.store.schema import MIGRATIONS
+from tests.store_backends import Backend, SqliteBackend
 
 T0 = 1_700_000_000  # a fixed wall-clock second (2023-11-14)
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Backend:
+    return SqliteBackend(tmp_path)
 
 
 def rec(t_s: float, src: str = "lagos", dst: str = "fra", p50: float | None = 10.0) -> RoundRecord:
@@ -48,18 +58,15 @@ def test_skeleton_store_is_migrated_and_its_rounds_rolled_up(tmp_path: Path) -> 
     assert store_stats(path)["schema_version"] == len(MIGRATIONS)
 
 
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    SqliteStore(tmp_path / "s.db").close()
-    db = sqlite3.connect(tmp_path / "s.db")
-    db.execute("UPDATE schema_version SET version = 99")
-    db.commit()
-    db.close()
+def test_newer_schema_is_refused(backend: Backend) -> None:
+    backend.open().close()
+    backend.set_schema_version(99)
     with pytest.raises(StoreError, match="schema version 99"):
-        SqliteStore(tmp_path / "s.db")
+        backend.open()
 
 
-async def test_rollups_aggregate_minutes_and_hours(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "s.db")
+async def test_rollups_aggregate_minutes_and_hours(backend: Backend) -> None:
+    store = backend.open()
     base = 3600 * (T0 // 3600)
     for i in range(120):  # two minutes of one round per second, one path
         store.add(rec(base + i, p50=10.0 if i % 2 else 20.0))
@@ -76,8 +83,8 @@ async def test_rollups_aggregate_minutes_and_hours(tmp_path: Path) -> None:
     store.close()
 
 
-async def test_batches_are_stored_once_and_rounds_never_twice(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "s.db", wall_clock=lambda: T0)  # retention is from T0
+async def test_batches_are_stored_once_and_rounds_never_twice(backend: Backend) -> None:
+    store = backend.open(wall_clock=lambda: T0)  # retention is from T0
     writer = asyncio.create_task(store.run(interval_s=0.05))
     rounds = [rec(T0 + i) for i in range(10)]
     first = await store.write_batch("a-1", "agent-a", rounds)
@@ -94,13 +101,13 @@ async def test_batches_are_stored_once_and_rounds_never_twice(tmp_path: Path) ->
     store.close()
 
 
-async def test_unwritable_store_keeps_rounds_and_resumes(tmp_path: Path) -> None:
+async def test_unwritable_store_keeps_rounds_and_resumes(backend: Backend) -> None:
     errors: list[Exception] = []
-    store = SqliteStore(tmp_path / "s.db", max_pending_rounds=5, on_error=errors.append)
-    store._db.execute("PRAGMA query_only = ON")  # the writer's file turns read-only
+    store = backend.open(max_pending_rounds=5, on_error=errors.append)
+    backend.make_read_only(store)  # the writer's file (database) turns read-only
     for i in range(8):
         store.add(rec(T0 + i))
-    with pytest.raises(sqlite3.Error):
+    with pytest.raises(store.db_errors):
         await store.flush()
     assert errors and "readonly" in str(errors[0]).replace("-", "")
     assert store.pending == 5 and store.dropped_rounds == 3  # bounded: oldest dropped
@@ -108,20 +115,20 @@ async def test_unwritable_store_keeps_rounds_and_resumes(tmp_path: Path) -> None
     with pytest.raises(StoreError):
         task = asyncio.create_task(store.write_batch("b", "agent", [rec(T0 + 100)], 5))
         await asyncio.sleep(0)
-        with pytest.raises(sqlite3.Error):
+        with pytest.raises(store.db_errors):
             await store.flush()
         await task
-    store._db.execute("PRAGMA query_only = OFF")  # writable again
+    backend.make_writable(store)
     assert await store.flush() == 5
     assert store.last_error is None
     assert [r.started_wall_ns for r in store.rounds()] == [int((T0 + i) * 1e9) for i in range(3, 8)]
     store.close()
 
 
-async def test_retention_prunes_each_resolution(tmp_path: Path) -> None:
+async def test_retention_prunes_each_resolution(backend: Backend) -> None:
     now = float(T0)
     ret = Retention(raw_days=1, minute_days=2, hour_days=3, batch_ids_days=1)
-    store = SqliteStore(tmp_path / "s.db", retention=ret, wall_clock=lambda: now)
+    store = backend.open(retention=ret, wall_clock=lambda: now)
     for age_days in (0.5, 1.5, 2.5, 3.5):
         store.add(rec(now - age_days * 86400))
     await store.flush()
@@ -132,8 +139,8 @@ async def test_retention_prunes_each_resolution(tmp_path: Path) -> None:
     store.close()
 
 
-async def test_decisions_are_logged_with_inputs(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "s.db")
+async def test_decisions_are_logged_with_inputs(backend: Backend) -> None:
+    store = backend.open()
     d = DecisionRecord(int(T0 * 1e9), "lagos", "fra", "switch", None, "jnb", 3.1, 4.2, 3, 0.0,
                        "challenger better by 1.1 for 3 windows", '{"paths": []}')  # fmt: skip
     store.add_decision(d)
@@ -141,15 +148,27 @@ async def test_decisions_are_logged_with_inputs(tmp_path: Path) -> None:
     await store.flush()
     assert [x.action for x in store.decisions()] == ["switch", "hold_down"]
     assert store.decisions()[0] == d
+    assert store.count("decisions") == 2
+    assert store.decisions(since_wall_ns=int(T0 * 1e9) + 1) == []
+    store.close()
+
+
+async def test_store_stats_counts_rows(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    store.add(rec(T0))
+    store.add_decision(DecisionRecord(int(T0 * 1e9), "lagos", "fra", "switch", None, "jnb",
+                                      3.1, 4.2, 3, 0.0, "r", "{}"))  # fmt: skip
+    await store.flush()
     stats = store_stats(tmp_path / "s.db")
-    assert stats["rows"]["decisions"] == 2  # type: ignore[index]
+    assert stats["rows"] == {"rounds": 1, "rounds_1m": 0, "rounds_1h": 0, "decisions": 1,
+                             "batches": 0, "assessments": 0}  # fmt: skip
     store.close()
 
 
 async def test_rollups_are_rebuilt_from_below_and_read_exactly_before_that(
-    tmp_path: Path,
+    backend: Backend,
 ) -> None:
-    store = SqliteStore(tmp_path / "s.db")
+    store = backend.open()
     base = 3600 * (T0 // 3600)
     for i in range(0, 7200, 30):  # two hours, a round every 30 s, two paths
         store.add(rec(base + i))
@@ -174,3 +193,29 @@ async def test_rollups_are_rebuilt_from_below_and_read_exactly_before_that(
     store.prune(now_wall_s=base + 7200)  # rebuilds what is queued first
     assert store.count("rounds_1h") == 4 and store.rollup("1h") == list(late.values())
     store.close()
+
+
+def test_store_stats_says_it_reads_sqlite_only() -> None:
+    with pytest.raises(StoreError, match="reads a SQLite store; for PostgreSQL"):
+        store_stats("postgresql://netopt@127.0.0.1:5432/netopt")
+
+
+async def test_assessments_are_kept_and_listed_newest_first(backend: Backend) -> None:
+    store = backend.open(wall_clock=lambda: T0)
+    try:
+        first = await store.add_assessment(
+            "lagos", "2026-12-03T10:00:00Z", "needed", '{"fra": "needed"}', False, '{"a": 1}'
+        )
+        second = await store.add_assessment(
+            "nairobi", "2026-12-03T11:00:00Z", "not_needed", '{"fra": "not_needed"}', True, "{}"
+        )
+        listed = store.assessments()
+        assert [row["id"] for row in listed] == [second, first] and first != second
+        assert listed[0]["site"] == "nairobi" and bool(listed[0]["partial"]) is True
+        assert listed[1]["verdicts"] == '{"fra": "needed"}'
+        assert listed[1]["received_wall_ns"] == int(T0 * 1e9)
+        assert store.assessment(first) == '{"a": 1}'
+        assert store.assessment(second + 1000) is None
+        assert store.count("assessments") == 2
+    finally:
+        store.close()

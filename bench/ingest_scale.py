@@ -1,0 +1,234 @@
+"""bench/ingest_scale: 1,000 agents × 20 targets × one round a second, SQLite vs PostgreSQL.
+
+For each backend in the same run, a real `netopt serve` (no probes of its own) on loopback
+with `store.url` pointing at a SQLite file or at a PostgreSQL 15 cluster this bench starts
+(durable: fsync and synchronous_commit on, as SQLite's synchronous=FULL; tests/pg.py). Then N
+simulated agents in this process, each measuring T targets once a second: every second an
+agent has T new rounds and sends everything not yet acknowledged in one gzip batch (one in
+flight per agent, as the real agent does, so a slow controller gets bigger batches rather
+than more requests). Bounded: `--seconds` per backend. Reports rounds/s offered and stored
+(counted in the store afterwards; the bench asserts stored = acknowledged), the
+acknowledgement latency p50/p99, and PostgreSQL's figures as ratios of SQLite's.
+
+    .venv/bin/python bench/ingest_scale.py --agents 1000 --targets 20 --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from netopt.api.ingest import encode_batch  # noqa: E402
+from netopt.store import RoundRecord  # noqa: E402
+from tests.integration.conftest import free_port  # noqa: E402
+from tests.pg import PgCluster, pg_missing  # noqa: E402
+
+
+@dataclass
+class Tally:
+    acked: int = 0
+    offered: int = 0
+    batches: int = 0
+    errors: int = 0
+    lat_s: list[float] = field(default_factory=list)
+
+
+def token(i: int) -> str:
+    return f"bench-token-{i:05d}-xxxxxxxx"
+
+
+async def agent(
+    s: aiohttp.ClientSession, url: str, i: int, targets: int, until: float, tally: Tally
+) -> None:
+    """One agent: T rounds due every second (its phase spread by its number), all unacked
+    rounds in one batch, one batch in flight."""
+    backlog: list[RoundRecord] = []
+    body, sending = b"", 0  # the batch in flight: resent as is until acknowledged
+    headers = {"Authorization": f"Bearer {token(i)}", "Content-Encoding": "gzip"}
+    next_round = time.monotonic() + (i % 1000) / 1000
+    n = 0
+    while True:
+        now = time.monotonic()
+        while next_round <= now and next_round < until:
+            wall_ns = time.time_ns() - int((now - next_round) * 1e9)
+            backlog += [RoundRecord(wall_ns, f"r{i}", f"p{t:02d}", "icmp", 5, 5, 1.0, 1.1,
+                                    1.05, 1.2, 1.5, 0.05) for t in range(targets)]  # fmt: skip
+            tally.offered += targets
+            next_round += 1.0
+        if not sending and backlog:
+            body, sending = encode_batch(f"a{i}", f"a{i}:scale:{n}", backlog, len(backlog)), 1
+            backlog, n = [], n + 1
+        if sending:
+            t = time.perf_counter()
+            try:
+                async with s.post(url + "/v1/ingest", data=body, headers=headers) as resp:
+                    answer = await resp.json(content_type=None)
+                    if resp.status == 200:
+                        tally.lat_s.append(time.perf_counter() - t)
+                        tally.acked += int(answer["stored"])
+                        tally.batches += 1
+                        sending = 0
+                    else:
+                        tally.errors += 1
+            except (aiohttp.ClientError, TimeoutError):
+                tally.errors += 1
+            continue
+        if next_round >= until:  # the window is `seconds` long for every agent
+            await asyncio.sleep(max(0.0, until - time.monotonic()))
+            return
+        await asyncio.sleep(max(0.0, next_round - time.monotonic()))
+
+
+def controller(
+    tmp: Path, url: str, agents: int, targets: int
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    cfg = {
+        "regions": [{"id": f"r{i}", "address": "127.0.0.1"} for i in range(agents)],
+        "pops": [
+            {"id": f"p{t:02d}", "role": "core", "address": f"127.0.1.{t + 1}"}
+            for t in range(targets)
+        ],
+        "destinations": ["p00"],
+        "store": {"url": url},
+        "api": {"listen": f"127.0.0.1:{port}"},
+        "agents": [{"id": f"a{i}", "site": f"r{i}", "token": token(i)} for i in range(agents)],
+        "planner": {"min_replan_interval_s": 10.0},
+    }
+    (tmp / "c.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "netopt", "serve", "--config",
+                             str(tmp / "c.yaml")], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=(tmp / "c.log").open("w"))  # fmt: skip
+    api = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(api + "/healthz", timeout=0.5)
+            return proc, api
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit((tmp / "c.log").read_text())
+
+
+async def drive(api: str, agents: int, targets: int, seconds: float) -> Tally:
+    tally = Tally()
+    until = time.monotonic() + seconds
+    conn = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as s:
+        await asyncio.gather(*(agent(s, api, i, targets, until, tally) for i in range(agents)))
+    return tally
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (and of its waited-for children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(root_pid: int) -> float:
+    """CPU seconds of a process and its live children (the PostgreSQL server's processes)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(stat.parent.name) == root_pid or int(fields[1]) == root_pid:
+                total += sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def stored_rows(url: str) -> int:
+    if url.startswith("sqlite:///"):
+        db = sqlite3.connect(url.removeprefix("sqlite:///"))
+        return int(db.execute("SELECT COUNT(*) FROM rounds").fetchone()[0])
+    import psycopg
+
+    with psycopg.connect(url) as db:
+        row = db.execute("SELECT COUNT(*) FROM rounds").fetchone()
+        return int(row[0]) if row else 0
+
+
+def run_one(
+    name: str, url: str, tmp: Path, args: argparse.Namespace, server_pid: int | None = None
+) -> dict[str, float]:
+    proc, api = controller(tmp, url, args.agents, args.targets)
+    try:
+        before = (cpu_s(proc.pid), resource.getrusage(resource.RUSAGE_SELF),
+                  tree_cpu_s(server_pid) if server_pid else 0.0)  # fmt: skip
+        t = time.monotonic()
+        tally = asyncio.run(drive(api, args.agents, args.targets, args.seconds))
+        elapsed = time.monotonic() - t
+        ctl_s = cpu_s(proc.pid) - before[0]
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        bench_s = me.ru_utime + me.ru_stime - before[1].ru_utime - before[1].ru_stime
+        db_s = (tree_cpu_s(server_pid) - before[2]) if server_pid else 0.0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    stored = stored_rows(url)
+    # every acknowledged round is stored; more only if an ack was lost (errors > 0)
+    assert stored == tally.acked or (tally.errors and stored > tally.acked), (name, stored, tally)
+    lat = sorted(tally.lat_s)
+    return {"offered/s": tally.offered / elapsed, "stored/s": stored / elapsed,
+            "batches/s": tally.batches / elapsed, "errors": float(tally.errors),
+            "rounds/batch": stored / max(1, tally.batches),
+            "ack p50 ms": lat[len(lat) // 2] * 1e3,
+            "ack p99 ms": lat[int(0.99 * (len(lat) - 1))] * 1e3,
+            "ctl µs/round": ctl_s / stored * 1e6, "db µs/round": db_s / stored * 1e6,
+            "bench µs/round": bench_s / stored * 1e6}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--agents", type=int, default=1000)
+    ap.add_argument("--targets", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    args = ap.parse_args()
+    if (why := pg_missing()) is not None:
+        raise SystemExit(why)
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        results["sqlite"] = run_one("sqlite", f"sqlite:///{tmp / 's.db'}", tmp, args)
+        cluster = PgCluster(durable=True, settings={"max_connections": "100"})
+        try:
+            cluster.start()
+            url = cluster.create_database("bench")
+            pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
+            results["postgresql"] = run_one("postgresql", url, tmp, args, pid)
+        finally:
+            cluster.stop()
+    keys = list(results["sqlite"])
+    print(f"{args.agents} agents × {args.targets} targets × 1 round/s, {args.seconds:g} s each")
+    print(f"{'':>12}" + "".join(f"{k:>15}" for k in keys))
+    for name, r in results.items():
+        print(f"{name:>12}" + "".join(f"{r[k]:>15.1f}" for k in keys))
+    pg, lite = results["postgresql"], results["sqlite"]
+    print(
+        f"{'pg/sqlite':>12}"
+        + "".join(f"{pg[k] / lite[k]:>15.2f}" if lite[k] else f"{'-':>15}" for k in keys)
+    )
+
+
+if __name__ == "__main__":
+    main()
