@@ -49,16 +49,22 @@ def bearer_token(authorization: str) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
+def admin_refusal(authorization: str, admin_token: str | None) -> Refusal | None:
+    """The admin rule: 403 while no `api.admin_token` is configured, 401 without it."""
+    if admin_token is None:
+        return Refusal(403, "admin endpoints are disabled (set api.admin_token)")
+    if not bearer_ok(authorization, admin_token):
+        return Refusal(401, "admin endpoint: missing or wrong bearer token", CHALLENGE)
+    return None
+
+
 def refusal(
     path: str, authorization: str, read_token: str | None, admin_token: str | None
 ) -> Refusal | None:
     """The route API's read and admin rules for one request; None lets it through."""
     if path in ADMIN_PATHS:
-        if admin_token is None:
-            return Refusal(403, "admin endpoints are disabled (set api.admin_token)")
-        if not bearer_ok(authorization, admin_token):
-            return Refusal(401, "admin endpoint: missing or wrong bearer token", CHALLENGE)
-    elif read_token is not None and path not in OPEN_PATHS:
+        return admin_refusal(authorization, admin_token)
+    if read_token is not None and path not in OPEN_PATHS:
         ok = bearer_ok(authorization, read_token)
         if not ok and admin_token is not None:
             ok = bearer_ok(authorization, admin_token)

@@ -1,9 +1,10 @@
 """The route API's OpenAPI 3.1 document as served: every route module's specs → /openapi.json.
 
 The routes are declared beside their handlers (`netopt.api.routes.ROUTES`,
-`netopt.api.ingest.ROUTES`; a new route module adds its tuple to `served_routes`) and turned
-into the document by `netopt.api.spec.document`. The route modules do not import this module
-(the daemon's app builds the same document from the same specs), so there is no import cycle.
+`netopt.api.ingest.ROUTES`, `netopt.assess.api.ROUTES`; a new route module adds its tuple to
+`served_routes`) and turned into the document by `netopt.api.spec.document`. The route
+modules do not import this module (the daemon's app builds the same document from the same
+specs), so there is no import cycle.
 
 `python -m netopt.api.openapi` prints the document.
 """
@@ -17,11 +18,12 @@ from typing import Any
 
 from netopt.api import ingest, routes
 from netopt.api.spec import RouteSpec, document
+from netopt.assess import api as assessments
 
 
 def served_routes() -> tuple[RouteSpec, ...]:
     """Every route the daemon and its API workers answer."""
-    return (*routes.ROUTES, *ingest.ROUTES)
+    return (*routes.ROUTES, *ingest.ROUTES, *assessments.ROUTES)
 
 
 def openapi_document(

@@ -46,6 +46,7 @@ from netopt.api.models import (
 )
 from netopt.api.spec import Answer, RouteSpec, document
 from netopt.api.status import status_handler
+from netopt.assess import api as assessments
 from netopt.push.answers import Answers, Rendered, error_body, paths_json
 from netopt.validation import format_validation_error
 
@@ -201,7 +202,7 @@ def make_app(daemon: DaemonView, answers: Answers | None = None) -> web.Applicat
     app[DAEMON] = daemon
     app[ANSWERS] = answers
     app[OPENAPI] = json.dumps(
-        document((*ROUTES, *ingest.ROUTES), reads_open=api.read_token is None)
+        document((*ROUTES, *ingest.ROUTES, *assessments.ROUTES), reads_open=api.read_token is None)
     ).encode()
     app.router.add_get("/v1/route", get_route)
     app.router.add_get("/v1/routes", get_routes)

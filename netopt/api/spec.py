@@ -57,6 +57,7 @@ class RouteSpec:
     description: str = ""
     forwarded: bool = True  # API workers forward it to the daemon (and may answer 502)
     tags: tuple[str, ...] = field(default=())
+    path_ints: tuple[str, ...] = ()  # `{name}` segments of `path`: non-negative integers
 
 
 SECURITY_SCHEMES: dict[str, dict[str, str]] = {
@@ -70,7 +71,8 @@ SECURITY_SCHEMES: dict[str, dict[str, str]] = {
     "adminToken": {
         "type": "http",
         "scheme": "bearer",
-        "description": "`api.admin_token`: POST /v1/admin/publish and /v1/admin/reload. "
+        "description": "`api.admin_token`: POST /v1/admin/publish and /v1/admin/reload, "
+        "and /v1/assessments. "
         "Without it in the config they answer 403.",
     },
     "agentToken": {
@@ -136,8 +138,14 @@ def _operation(spec: RouteSpec, reads_open: bool, *, head: bool) -> dict[str, An
         op["description"] = spec.description
     if spec.tags:
         op["tags"] = list(spec.tags)
+    params = [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+        for n in spec.path_ints
+    ]
     if spec.query is not None:
-        op["parameters"] = query_parameters(spec.query)
+        params += query_parameters(spec.query)
+    if params:
+        op["parameters"] = params
     if spec.body is not None and not head:
         op["requestBody"] = {
             "required": True,

@@ -10,13 +10,15 @@ store refuses (retry later).
 
 from __future__ import annotations
 
-import hmac
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from netopt.api.auth import admin_refusal
+from netopt.api.models import Error
+from netopt.api.spec import Answer, RouteSpec
 from netopt.assess.model import Report, Verdict
 from netopt.errors import StoreError
 from netopt.validation import format_validation_error
@@ -61,16 +63,19 @@ def _error(status: int, message: str) -> web.Response:
 
 
 def _refused(request: web.Request) -> web.Response | None:
+    """The admin rule of `netopt.api.auth`, whatever the read-token rule let through."""
     admin = request.app[ASSESS_DAEMON].config.api.admin_token
-    if admin is None:
-        return _error(403, "admin API disabled (no api.admin_token)")
-    given = request.headers.get("Authorization", "").encode()
-    if not hmac.compare_digest(given, b"Bearer " + admin.encode()):
-        return _error(401, "missing or wrong admin token")
-    return None
+    refused = admin_refusal(request.headers.get("Authorization", ""), admin)
+    if refused is None:
+        return None
+    return web.json_response(
+        {"error": refused.message}, status=refused.status, headers=dict(refused.headers) or None
+    )
 
 
 async def post_assessment(request: web.Request) -> web.Response:
+    if (refused := _refused(request)) is not None:
+        return refused
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         return _error(413, f"report larger than {MAX_BODY_BYTES} bytes")
     raw = await request.content.read(MAX_BODY_BYTES + 1)
@@ -94,6 +99,8 @@ async def post_assessment(request: web.Request) -> web.Response:
 
 
 async def list_assessments(request: web.Request) -> web.Response:
+    if (refused := _refused(request)) is not None:
+        return refused
     rows = request.app[ASSESS_DAEMON].store.assessments()
     items = tuple(
         Listed(**{**r, "partial": bool(r["partial"]), "verdicts": json.loads(str(r["verdicts"]))})
@@ -103,6 +110,8 @@ async def list_assessments(request: web.Request) -> web.Response:
 
 
 async def get_assessment(request: web.Request) -> web.Response:
+    if (refused := _refused(request)) is not None:
+        return refused
     try:
         wanted = int(request.match_info["id"])
     except ValueError:
@@ -113,25 +122,32 @@ async def get_assessment(request: web.Request) -> web.Response:
     return web.Response(body=body.encode(), content_type="application/json")
 
 
-@web.middleware
-async def _admin_only(request: web.Request, handler: Any) -> web.StreamResponse:
-    """These routes need the admin token, whatever the API's read-token rule says."""
-    if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
-        refused = _refused(request)
-        if refused is not None:
-            return refused
-        if request.match_info.http_exception is not None:  # e.g. 405 for a PUT
-            exc = request.match_info.http_exception
-            return _error(exc.status, exc.reason)
-        return await request.match_info.handler(request)
-    return await handler(request)  # type: ignore[no-any-return]
-
-
 def add_routes(app: web.Application, daemon: DaemonView) -> web.Application:
     """Add the assessment routes to the API's aiohttp application (before it starts)."""
     app[ASSESS_DAEMON] = daemon
     app.router.add_post(PREFIX, post_assessment)
     app.router.add_get(PREFIX, list_assessments)
     app.router.add_get(PREFIX + "/{id}", get_assessment)
-    app.middlewares.insert(0, _admin_only)
     return app
+
+
+_ADMIN_OFF = Answer("admin endpoints are disabled (no api.admin_token)", Error)
+ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec(
+        "POST", PREFIX, "Keep an uploaded assessment report (`netopt assess --upload`)",
+        {201: Answer("kept: its id", Stored), 400: Answer("not an assessment report", Error),
+         403: _ADMIN_OFF, 413: Answer(f"larger than {MAX_BODY_BYTES} bytes", Error),
+         503: Answer("the store refuses writes: retry later", Error)},
+        security="admin", body=Report, body_description="a report.json of `netopt assess`",
+    ),
+    RouteSpec(
+        "GET", PREFIX, "The uploaded assessment reports, newest first",
+        {200: Answer("the reports kept", Listing), 403: _ADMIN_OFF}, security="admin",
+    ),
+    RouteSpec(
+        "GET", PREFIX + "/{id}", "One uploaded assessment report, as uploaded",
+        {200: Answer("the report", Report), 400: Answer("the id is not an integer", Error),
+         403: _ADMIN_OFF, 404: Answer("no such report", Error)},
+        security="admin", path_ints=("id",),
+    ),
+)  # fmt: skip

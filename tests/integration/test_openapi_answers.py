@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,12 +30,14 @@ from netopt.api.routes import ANSWERS, make_app
 from netopt.api.workers.http import serve
 from netopt.api.workers.pool import Proxy
 from netopt.api.workers.site import FastSite
+from netopt.assess.api import add_routes as add_assessment_routes
 from netopt.config import ApiConfig, load_config
 from netopt.daemon.trace import TraceRecord
 from netopt.daemon.wiring import Daemon
 from netopt.push.answers import Answers
 from netopt.store import RoundRecord
 from tests.routes_fixture import table
+from tests.unit.assess.test_analysis import lossy_direct
 
 READ, ADMIN, AGENT = "read-0123456789abcd", "admin-0123456789abcd", "agent-0123456789abcd"
 CONFIG: dict[str, Any] = {
@@ -63,7 +66,18 @@ class Checker:
     def __init__(self, doc: dict[str, Any]) -> None:
         self.doc, self.seen = doc, set[tuple[str, str, int]]()
 
+    def template(self, path: str) -> str:
+        """The documented path `path` falls under (`/v1/assessments/7` → `…/{id}`)."""
+        if path in self.doc["paths"]:
+            return path
+        for documented in self.doc["paths"]:
+            pattern = re.sub(r"\\{\w+\\}", "[^/]+", re.escape(documented))
+            if re.fullmatch(pattern, path):
+                return str(documented)
+        raise AssertionError(f"{path} is not a documented path")
+
     def check(self, method: str, path: str, status: int, headers: Any, body: bytes) -> None:
+        path = self.template(path)
         where = (method, path, status, body[:200])
         op = self.doc["paths"][path][method.lower()]
         assert str(status) in op["responses"], where  # every status is documented
@@ -122,6 +136,7 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[World, int, int]]:
     daemon = Daemon(load_config(path), config_path=path)
     writer = asyncio.create_task(daemon.store.run(0.05))
     app = add_routes(make_app(daemon), daemon)
+    add_assessment_routes(app, daemon)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     tcp = web.TCPSite(runner, "127.0.0.1", 0)
@@ -187,10 +202,24 @@ async def run_everything(session: aiohttp.ClientSession, base: str, w: World, c:
         ("/v1/admin/publish", A, None, 200), ("/v1/admin/publish", R, None, 401),
         ("/v1/admin/reload", A, None, 200), ("/v1/admin/reload", None, None, 401),
     ]  # fmt: skip
+    report = lossy_direct().model_dump_json().encode()
+    post += [
+        ("/v1/assessments", A, report, 201), ("/v1/assessments", R, report, 401),
+        ("/v1/assessments", A, b'{"site": 1}', 400),
+        ("/v1/assessments", A, b"x" * ((8 << 20) + 1), 413),
+    ]  # fmt: skip
     for target, auth, body, status in post:
         headers = {**(auth or {}), "Content-Encoding": "gzip"} if target == "/v1/ingest" else auth
         got, answer = await call(session, base, c, "POST", target, headers, body)
         assert got == status, (target, answer[:200])
+    for method in ("GET", "HEAD"):
+        for target, auth, status in [
+            ("/v1/assessments", A, 200), ("/v1/assessments", R, 401),
+            ("/v1/assessments/1", A, 200), ("/v1/assessments/99999", A, 404),
+            ("/v1/assessments/one", A, 400),
+        ]:  # fmt: skip
+            got, answer = await call(session, base, c, method, target, auth)
+            assert got == status, (method, target, answer[:200])
     good = w.config_path.read_text()
     w.config_path.write_text(good.replace("destinations:", "destinations: [ams]\nx:"))
     assert (await call(session, base, c, "POST", "/v1/admin/reload", A))[0] == 400

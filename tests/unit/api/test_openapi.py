@@ -23,6 +23,7 @@ from netopt.api.models import (
 from netopt.api.openapi import openapi_document
 from netopt.api.routes import make_app
 from netopt.api.workers.site import FastSite
+from netopt.assess.api import add_routes as add_assessment_routes
 from netopt.config import ApiConfig
 from netopt.push.answers import Answers
 from tests.routes_fixture import FakeDaemon, world_config
@@ -44,6 +45,7 @@ def served(app: Any) -> set[tuple[str, str]]:
 def test_every_served_route_is_documented_and_nothing_else() -> None:
     daemon = FakeDaemon(world_config())
     app = add_routes(make_app(daemon), daemon)  # type: ignore[arg-type]
+    add_assessment_routes(app, daemon)  # type: ignore[arg-type]
     doc = openapi_document()
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     assert served(app) == documented
