@@ -21,6 +21,8 @@ Ms = Annotated[float | None, Field(default=None, ge=0, le=600_000)]
 
 
 class IngestRound(BaseModel):
+    """One probe round an agent measured (`received` ≤ `sent`)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     started_wall_ns: int = Field(ge=0, le=2**63 - 1)
@@ -49,6 +51,8 @@ class IngestRound(BaseModel):
 
 
 class IngestBatch(BaseModel):
+    """An agent's batch: JSON, usually sent with `Content-Encoding: gzip`."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     agent: Id

@@ -23,7 +23,8 @@ from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
 from netopt.api.auth import Refusal, admin_ok, agent_for
-from netopt.api.models import Error, IngestBatch, Ingested, IngestRound, Reloaded, ReloadRejected
+from netopt.api.batch import IngestBatch, IngestRound
+from netopt.api.models import Error, Ingested, Reloaded, ReloadRejected
 from netopt.api.spec import Answer, RouteSpec
 from netopt.errors import StoreError
 from netopt.store.model import RoundRecord

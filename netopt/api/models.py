@@ -17,7 +17,7 @@ import socket
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from netopt.config import PopConfig, RegionConfig
 from topology.routes import ACCELERATIONS
@@ -344,45 +344,4 @@ class Ingested(_Shape):
     stored: int = Field(description="rounds stored now (0 for a batch seen before)")
     duplicate: bool
 
-
-# --- the ingest body ------------------------------------------------------------------------
-Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-Ms = Annotated[float | None, Field(default=None, ge=0, le=600_000)]
-
-
-class IngestRound(BaseModel):
-    """One probe round an agent measured (`received` ≤ `sent`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    started_wall_ns: int = Field(ge=0, le=2**63 - 1)
-    src: Id
-    dst: Id
-    kind: Id
-    sent: int = Field(ge=0, le=1_000_000)
-    received: int = Field(ge=0, le=1_000_000)
-    rtt_min_ms: Ms
-    rtt_avg_ms: Ms
-    rtt_p50_ms: Ms
-    rtt_p90_ms: Ms
-    rtt_max_ms: Ms
-    jitter_ms: Ms
-
-    @field_validator("received")
-    @classmethod
-    def _received(cls, v: int, info: Any) -> int:
-        sent = info.data.get("sent")
-        if sent is not None and v > sent:
-            raise ValueError(f"received ({v}) cannot exceed sent ({sent})")
-        return v
-
-
-class IngestBatch(BaseModel):
-    """An agent's batch: JSON, usually sent with `Content-Encoding: gzip`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    agent: Id
-    batch_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
-    spool_depth: int = Field(default=0, ge=0)
-    rounds: tuple[IngestRound, ...]
+# the ingest body's models are the wire format's own: netopt.api.batch
