@@ -344,4 +344,5 @@ class Ingested(_Shape):
     stored: int = Field(description="rounds stored now (0 for a batch seen before)")
     duplicate: bool
 
+
 # the ingest body's models are the wire format's own: netopt.api.batch

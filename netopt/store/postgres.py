@@ -323,14 +323,7 @@ class PostgresStore(QueuedWriter):
             rows = db.execute(sql, (since_wall_ns,)).fetchall()
         return [DecisionRecord(*row) for row in rows]
 
-    # --- assessments (netopt assess --upload; netopt.assess.api) ---------------------------
-    async def add_assessment(
-        self, site: str, created: str, verdict: str, verdicts: str, partial: bool, body: str
-    ) -> int:
-        """Keep an uploaded report (committed before this returns); its id."""
-        row = (int(self._clock() * 1e9), site, created, verdict, verdicts, int(partial), body)
-        return await self._in_thread(self._insert_assessment, row)
-
+    # --- assessments: add_assessment is the writer's, the insert and reads are here ------
     def _insert_assessment(self, row: tuple[object, ...]) -> int:
         sql = ("INSERT INTO assessments (received_wall_ns, site, created, verdict, verdicts, "
                "partial, body) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id")  # fmt: skip

@@ -225,14 +225,7 @@ class SqliteStore(QueuedWriter):
         ).fetchall()
         return [DecisionRecord(*row) for row in rows]
 
-    # --- assessments (netopt assess --upload; netopt.assess.api) ---------------------------
-    async def add_assessment(
-        self, site: str, created: str, verdict: str, verdicts: str, partial: bool, body: str
-    ) -> int:
-        """Keep an uploaded report (committed before this returns); its id."""
-        row = (int(self._clock() * 1e9), site, created, verdict, verdicts, int(partial), body)
-        return await self._in_thread(self._insert_assessment, row)
-
+    # --- assessments: add_assessment is the writer's, the insert and reads are here ------
     def _insert_assessment(self, row: tuple[object, ...]) -> int:
         try:
             cur = self._db.execute(

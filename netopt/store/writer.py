@@ -85,6 +85,18 @@ class QueuedWriter:
     def prune(self, now_wall_s: float | None = None) -> dict[str, int]:
         raise NotImplementedError
 
+    def _insert_assessment(self, row: tuple[object, ...]) -> int:
+        """Insert (received_wall_ns, site, created, verdict, verdicts, partial, body); its id."""
+        raise NotImplementedError
+
+    # --- assessments (netopt assess --upload; netopt.assess.api) ---------------------------
+    async def add_assessment(
+        self, site: str, created: str, verdict: str, verdicts: str, partial: bool, body: str
+    ) -> int:
+        """Keep an uploaded report (committed before this returns); its id."""
+        row = (int(self._clock() * 1e9), site, created, verdict, verdicts, int(partial), body)
+        return await self._in_thread(self._insert_assessment, row)
+
     # --- queueing (never blocks) ---------------------------------------------------------
     def add(self, record: RoundRecord) -> None:
         """Queue a round for the writer; past `max_pending_rounds` the oldest are dropped."""
