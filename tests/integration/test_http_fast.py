@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from netopt.api.routes import ANSWERS, make_app
 from netopt.api.workers.http import serve
@@ -21,6 +20,7 @@ from netopt.api.workers.pool import Proxy
 from netopt.api.workers.site import FastSite
 from netopt.config import ApiConfig
 from netopt.push.answers import Answers
+from tests.app_and_worker import app_and_worker
 from tests.routes_fixture import FakeDaemon, table, world_config
 from tests.unit.api.workers.test_http_fast import responses
 
@@ -73,25 +73,8 @@ async def servers(request: Any, tmp_path: Path) -> AsyncIterator[tuple[int, int]
     app = make_app(daemon)  # type: ignore[arg-type]
     daemon.publishers.append(app[ANSWERS].publish)
     daemon.set_table(table({"lagos": ["jnb", "fra"]}))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    tcp = web.TCPSite(runner, "127.0.0.1", 0)
-    await tcp.start()
-    await web.UnixSite(runner, str(tmp_path / "main.sock")).start()
-    answers = Answers(daemon.config, daemon.wall_time)
-    answers.load(app[ANSWERS].snapshot())
-    proxy = Proxy(str(tmp_path / "main.sock"))
-    await proxy.start()
-    site = FastSite(answers, daemon.config.api, proxy.forward, 1 << 20)
-    server = await serve(site, "127.0.0.1", 0)
-    try:
-        app_port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        yield app_port, server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await site.close(1.0)
-        await proxy.close()
-        await runner.cleanup()
+    async with app_and_worker(app, daemon, tmp_path) as (app_port, fast_port, _):
+        yield app_port, fast_port
 
 
 @pytest.mark.parametrize("auth", [None, READ, ADMIN, "x" * 16])

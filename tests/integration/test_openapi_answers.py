@@ -27,15 +27,13 @@ from netopt.api.batch import encode_batch
 from netopt.api.ingest import add_routes
 from netopt.api.openapi import openapi_document
 from netopt.api.routes import ANSWERS, make_app
-from netopt.api.workers.http import serve
-from netopt.api.workers.pool import Proxy
-from netopt.api.workers.site import FastSite
 from netopt.assess.api import add_routes as add_assessment_routes
 from netopt.config import ApiConfig, load_config
 from netopt.daemon.trace import TraceRecord
 from netopt.daemon.wiring import Daemon
 from netopt.push.answers import Answers
 from netopt.store import RoundRecord
+from tests.app_and_worker import app_and_worker
 from tests.routes_fixture import table
 from tests.unit.assess.test_analysis import lossy_direct
 
@@ -137,25 +135,10 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[World, int, int]]:
     writer = asyncio.create_task(daemon.store.run(0.05))
     app = add_routes(make_app(daemon), daemon)
     add_assessment_routes(app, daemon)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    tcp = web.TCPSite(runner, "127.0.0.1", 0)
-    await tcp.start()
-    await web.UnixSite(runner, str(tmp_path / "main.sock")).start()
-    answers = Answers(daemon.config, daemon.wall_time)
-    answers.load(app[ANSWERS].snapshot())
-    proxy = Proxy(str(tmp_path / "main.sock"))
-    await proxy.start()
-    site = FastSite(answers, daemon.config.api, proxy.forward, 1 << 20)
-    server = await serve(site, "127.0.0.1", 0)
     try:
-        app_port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        yield World(daemon, app, answers, path), app_port, server.sockets[0].getsockname()[1]
+        async with app_and_worker(app, daemon, tmp_path) as (app_port, worker_port, answers):
+            yield World(daemon, app, answers, path), app_port, worker_port
     finally:
-        server.close()
-        await site.close(1.0)
-        await proxy.close()
-        await runner.cleanup()
         writer.cancel()
         with pytest.raises(asyncio.CancelledError):
             await writer
