@@ -9,39 +9,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from netopt.api.ingest import add_routes
-from netopt.api.routes import make_app
-from netopt.assess.api import add_routes as add_assessment_routes
 from netopt.assess.upload import MAX_ANSWER_BYTES, upload
-from netopt.config import load_config
 from netopt.daemon.wiring import Daemon
 from netopt.errors import NetoptError
+from tests.daemon_app import daemon_with_app, served
 from tests.integration.test_ingest import ADMIN, config_dict
 from tests.unit.assess.test_analysis import lossy_direct
 
 
 @pytest.fixture
 async def controller(tmp_path: Path) -> AsyncIterator[tuple[Daemon, str]]:
-    path = tmp_path / "netopt.yaml"
-    path.write_text(yaml.safe_dump(config_dict(tmp_path)))
-    daemon = Daemon(load_config(path), config_path=path)
-    writer = asyncio.create_task(daemon.store.run(0.05))
-    app = add_routes(make_app(daemon), daemon)
-    add_assessment_routes(app, daemon)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield daemon, str(server.make_url("")).rstrip("/")
-    finally:
-        await server.close()
-        writer.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await writer
-        daemon.store.close()
+    async with (
+        daemon_with_app(config_dict(tmp_path), tmp_path) as (daemon, app, _),
+        served(app) as url,
+    ):
+        yield daemon, url
 
 
 async def _get(url: str, token: str | None) -> tuple[int, Any]:

@@ -20,7 +20,7 @@ from netopt.api.workers.pool import Proxy
 from netopt.api.workers.site import FastSite
 from netopt.config import ApiConfig
 from netopt.push.answers import Answers
-from tests.app_and_worker import app_and_worker
+from tests.daemon_app import app_and_worker
 from tests.routes_fixture import FakeDaemon, table, world_config
 from tests.unit.api.workers.test_http_fast import responses
 
@@ -140,6 +140,5 @@ async def test_a_silent_daemon_gets_502_from_the_worker(tmp_path: Path) -> None:
         ((status, headers, _),) = responses(await exchange(port, req("GET", "/readyz")))
         assert status == 503 and headers["retry-after"] == "1"
     finally:
-        server.close()
-        await site.close(1.0)
+        await server.close(1.0)
         await proxy.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import time
@@ -13,16 +12,13 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netopt.api.batch import encode_batch
-from netopt.api.ingest import add_routes
-from netopt.api.routes import make_app
-from netopt.config import load_config
 from netopt.daemon.wiring import Daemon
 from netopt.store import RoundRecord
+from tests.daemon_app import daemon_with_app, served
 
 TOKEN_A = "agent-a-token-0123456789"
 TOKEN_B = "agent-b-token-0123456789"
@@ -69,21 +65,12 @@ class Client:
 
 @pytest.fixture
 async def daemon_client(tmp_path: Path) -> AsyncIterator[tuple[Daemon, Client, Path]]:
-    path = tmp_path / "netopt.yaml"
-    path.write_text(yaml.safe_dump(config_dict(tmp_path)))
-    daemon = Daemon(load_config(path), config_path=path)
-    writer = asyncio.create_task(daemon.store.run(0.05))
-    server = TestServer(add_routes(make_app(daemon), daemon), host="127.0.0.1")
-    await server.start_server()
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield daemon, Client(str(server.make_url("")).rstrip("/"), session), path
-    finally:
-        await server.close()
-        writer.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await writer
-        daemon.store.close()
+    async with (
+        daemon_with_app(config_dict(tmp_path), tmp_path) as (daemon, app, path),
+        served(app) as url,
+        aiohttp.ClientSession() as session,
+    ):
+        yield daemon, Client(url, session), path
 
 
 async def test_ingest_stores_once_and_feeds_the_window(daemon_client) -> None:  # type: ignore[no-untyped-def]

@@ -8,7 +8,6 @@ and a body that validates against the documented schema."""
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import re
@@ -20,20 +19,17 @@ from typing import Any
 import aiohttp
 import jsonschema
 import pytest
-import yaml
 from aiohttp import web
 
 from netopt.api.batch import encode_batch
-from netopt.api.ingest import add_routes
 from netopt.api.openapi import openapi_document
-from netopt.api.routes import ANSWERS, make_app
-from netopt.assess.api import add_routes as add_assessment_routes
-from netopt.config import ApiConfig, load_config
+from netopt.api.routes import ANSWERS
+from netopt.config import ApiConfig
 from netopt.daemon.trace import TraceRecord
 from netopt.daemon.wiring import Daemon
 from netopt.push.answers import Answers
 from netopt.store import RoundRecord
-from tests.app_and_worker import app_and_worker
+from tests.daemon_app import app_and_worker, daemon_with_app
 from tests.routes_fixture import table
 from tests.unit.assess.test_analysis import lossy_direct
 
@@ -129,20 +125,12 @@ class World:
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[tuple[World, int, int]]:
     """(the world, the daemon app's port, the worker's port)."""
-    path = tmp_path / "netopt.yaml"
-    path.write_text(yaml.safe_dump({**CONFIG, "store": {"url": f"sqlite:///{tmp_path / 'n.db'}"}}))
-    daemon = Daemon(load_config(path), config_path=path)
-    writer = asyncio.create_task(daemon.store.run(0.05))
-    app = add_routes(make_app(daemon), daemon)
-    add_assessment_routes(app, daemon)
-    try:
-        async with app_and_worker(app, daemon, tmp_path) as (app_port, worker_port, answers):
-            yield World(daemon, app, answers, path), app_port, worker_port
-    finally:
-        writer.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await writer
-        daemon.store.close()
+    config = {**CONFIG, "store": {"url": f"sqlite:///{tmp_path / 'n.db'}"}}
+    async with (
+        daemon_with_app(config, tmp_path) as (daemon, app, path),
+        app_and_worker(app, daemon, tmp_path) as (app_port, worker_port, answers),
+    ):
+        yield World(daemon, app, answers, path), app_port, worker_port
 
 
 async def test_the_served_document_is_the_generated_one(world: tuple[World, int, int]) -> None:

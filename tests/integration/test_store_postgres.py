@@ -13,15 +13,12 @@ from typing import Any
 import aiohttp
 import psycopg
 import pytest
-import yaml
-from aiohttp.test_utils import TestServer
 
-from netopt.api.ingest import add_routes
-from netopt.api.routes import make_app
 from netopt.config import load_config
 from netopt.daemon.wiring import Daemon
 from netopt.store import PostgresStore, Retention
 from netopt.store.pg_schema import DAY_NS, partition_day, partition_name, partitions
+from tests.daemon_app import daemon_with_app, served
 from tests.integration.test_ingest import (  # noqa: F401 -- the daemon's ingest, on PostgreSQL
     Client,
     config_dict,
@@ -52,22 +49,11 @@ def backend(pg_dsn: str) -> Backend:
 @pytest.fixture
 async def daemon_client(tmp_path: Path, pg_dsn: str) -> AsyncIterator[tuple[Daemon, Client, Path]]:
     """test_ingest's daemon, with `store.url: postgresql://…` (open_store picks the backend)."""
-    path = tmp_path / "netopt.yaml"
-    path.write_text(yaml.safe_dump({**config_dict(tmp_path), "store": {"url": pg_dsn}}))
-    daemon = Daemon(load_config(path), config_path=path)
-    assert isinstance(daemon.store, PostgresStore)
-    writer = asyncio.create_task(daemon.store.run(0.05))
-    server = TestServer(add_routes(make_app(daemon), daemon), host="127.0.0.1")
-    await server.start_server()
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield daemon, Client(str(server.make_url("")).rstrip("/"), session), path
-    finally:
-        await server.close()
-        writer.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await writer
-        daemon.store.close()
+    config = {**config_dict(tmp_path), "store": {"url": pg_dsn}}
+    async with daemon_with_app(config, tmp_path) as (daemon, app, path):
+        assert isinstance(daemon.store, PostgresStore)
+        async with served(app) as url, aiohttp.ClientSession() as session:
+            yield daemon, Client(url, session), path
 
 
 async def test_a_restarted_controller_primes_its_window_from_postgres(

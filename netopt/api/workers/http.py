@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import deque
 
 import httptools
@@ -53,8 +54,10 @@ class _Ignore(Exception):
 class HttpConnection(asyncio.Protocol):
     """One client connection: parse, answer in order, forward what is not ours."""
 
-    def __init__(self, site: FastSite) -> None:
+    def __init__(self, site: FastSite, connections: set[HttpConnection] | None = None) -> None:
         self.site = site
+        # the server's set (it closes them); a connection made without a server keeps its own
+        self.connections: set[HttpConnection] = set() if connections is None else connections
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.peer = ""
@@ -79,11 +82,11 @@ class HttpConnection(asyncio.Protocol):
         self.transport = t = transport  # type: ignore[assignment]
         peer = t.get_extra_info("peername")
         self.peer = str(peer[0]) if isinstance(peer, tuple) else ""
-        self.site.connections.add(self)
+        self.connections.add(self)
         self.idle = asyncio.get_running_loop().call_later(IDLE_TIMEOUT_S, self._idle_check)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.site.connections.discard(self)
+        self.connections.discard(self)
         self.dead = True
         self.queue.clear()
         if self.flusher is not None:
@@ -281,8 +284,37 @@ class HttpConnection(asyncio.Protocol):
             self.transport.close()
 
 
-async def serve(site: FastSite, host: str, port: int) -> asyncio.Server:
+class HttpServer:
+    """The listening socket and every connection it accepted: the server owns them, and
+    `close` ends them all (the site only answers)."""
+
+    def __init__(self) -> None:
+        self.connections: set[HttpConnection] = set()
+        self.listener: asyncio.Server | None = None
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return () if self.listener is None else tuple(self.listener.sockets)
+
+    async def close(self, timeout_s: float) -> None:
+        """Stop listening; let forwarded requests finish for up to `timeout_s`, then close
+        every connection."""
+        if self.listener is not None:
+            self.listener.close()
+        busy = [c.flusher for c in self.connections if c.flusher is not None]
+        if busy:
+            await asyncio.wait(busy, timeout=timeout_s)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+
+
+async def serve(site: FastSite, host: str, port: int) -> HttpServer:
     """Listen on host:port (SO_REUSEPORT: the other workers listen there too)."""
+    server = HttpServer()
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: HttpConnection(site), host, port,
-                                    reuse_address=True, reuse_port=True, backlog=1024)  # fmt: skip
+    server.listener = await loop.create_server(
+        lambda: HttpConnection(site, server.connections), host, port,
+        reuse_address=True, reuse_port=True, backlog=1024,
+    )  # fmt: skip
+    return server

@@ -288,7 +288,7 @@ async def worker_main(fd: int, index: int, host: str, port: int, main_socket: st
     max_body = max(config.ingest.max_body_bytes, 1 << 20)  # the daemon applies its own cap
     # bodies are forwarded as they came (an agent's gzip batch stays gzip for the daemon)
     site = FastSite(answers, config.api, proxy.forward, max_body)
-    listener = await serve(site, host, port)
+    server = await serve(site, host, port)
     try:
         writer.write(b"R")
         await writer.drain()
@@ -297,8 +297,7 @@ async def worker_main(fd: int, index: int, host: str, port: int, main_socket: st
     except asyncio.IncompleteReadError:
         log.info("api_worker_stopping index=%d reason=pipe_closed (daemon gone)", index)
     finally:
-        listener.close()
-        await site.close(1.0)
+        await server.close(1.0)
         await proxy.close()
         writer.close()
 

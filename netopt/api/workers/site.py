@@ -12,7 +12,6 @@ and forwards anything else through a `Forwarder` (the daemon's unix socket:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -67,17 +66,6 @@ class Forwarder(Protocol):
     ) -> Awaitable[Upstream]: ...
 
 
-class Connection(Protocol):
-    """A client connection of the worker's HTTP server (netopt.api.workers.http), as the site
-    sees it to close it: the server registers each one in `FastSite.connections`."""
-
-    @property
-    def flusher(self) -> asyncio.Task[None] | None: ...
-
-    @property
-    def transport(self) -> asyncio.Transport | None: ...
-
-
 @dataclass(frozen=True)
 class Forwarded:
     """A request for the daemon, waiting its turn on its connection."""
@@ -112,7 +100,6 @@ class FastSite:
         self._wire: dict[Rendered, bytes] = {}  # keep-alive GET answers, this second
         self._date_s = 0
         self._date = b""
-        self.connections: set[Connection] = set()
 
     # --- local answers ----------------------------------------------------------------------
     def route(self, query: bytes) -> Rendered:
@@ -237,15 +224,6 @@ class FastSite:
             return self.error(502, "the daemon did not answer (api worker proxy)", request.mode)
         return self.wire_any(up.status, up.reason, up.headers, up.body, request.mode, head,
                              up.length)  # fmt: skip
-
-    async def close(self, timeout_s: float) -> None:
-        """Let forwarded requests finish for up to `timeout_s`, then close every connection."""
-        busy = [c.flusher for c in self.connections if c.flusher is not None]
-        if busy:
-            await asyncio.wait(busy, timeout=timeout_s)
-        for conn in list(self.connections):
-            if conn.transport is not None:
-                conn.transport.close()
 
 
 def _json_reply(status: int, body: str | bytes) -> Reply:
