@@ -139,7 +139,12 @@ def _operation(spec: RouteSpec, reads_open: bool, *, head: bool) -> dict[str, An
     if spec.tags:
         op["tags"] = list(spec.tags)
     params = [
-        {"name": n, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+        {
+            "name": n,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+        }
         for n in spec.path_ints
     ]
     if spec.query is not None:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 ASSESS_DAEMON: web.AppKey[DaemonView] = web.AppKey("assess_daemon")
 PREFIX = "/v1/assessments"
 MAX_BODY_BYTES = 8 << 20
+MAX_ID = 2**63 - 1  # the stores' integer ids
 
 
 class Stored(BaseModel):
@@ -115,7 +116,9 @@ async def get_assessment(request: web.Request) -> web.Response:
     try:
         wanted = int(request.match_info["id"])
     except ValueError:
-        return _error(400, "assessment id must be an integer")
+        wanted = -1
+    if not 0 <= wanted <= MAX_ID:
+        return _error(400, f"assessment id must be an integer from 0 to {MAX_ID}")
     body = request.app[ASSESS_DAEMON].store.assessment(wanted)
     if body is None:
         return _error(404, f"no assessment {wanted}")
@@ -146,7 +149,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     ),
     RouteSpec(
         "GET", PREFIX + "/{id}", "One uploaded assessment report, as uploaded",
-        {200: Answer("the report", Report), 400: Answer("the id is not an integer", Error),
+        {200: Answer("the report", Report), 400: Answer("the id is no integer in range", Error),
          403: _ADMIN_OFF, 404: Answer("no such report", Error)},
         security="admin", path_ints=("id",),
     ),

@@ -32,6 +32,10 @@ def config_for_lab(lab: Any, *, listen: str, store: str, interval_s: float = 1.0
     regions = [n for n in profile.nodes if n.role == "region"]
     pops = [n for n in profile.nodes if n.role == "pop"]
     cores = [p.name for p in pops if p.pop_role == "core"] or [pops[0].name]
+    # up to 25 packets 20 ms apart (250 a window: enough to tell loss), as many as a round
+    # fits in the interval
+    timeout_s = min(0.4, interval_s / 2)
+    count = max(1, min(25, math.ceil((interval_s - timeout_s) / 0.02)))
     backbone = []
     for i, a in enumerate(pops):
         for b in pops[i + 1 :]:
@@ -71,8 +75,8 @@ def config_for_lab(lab: Any, *, listen: str, store: str, interval_s: float = 1.0
                 "from": r.name,
                 "to": [p.name for p in pops],
                 "interval_s": interval_s,
-                "count": 25,  # 25 packets 20 ms apart: 250 a window, enough to tell loss
-                "timeout_s": min(0.4, interval_s / 2),
+                "count": count,
+                "timeout_s": timeout_s,
             }
             for r in regions
         ],

@@ -66,7 +66,7 @@ def test_db_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     SqliteStore(tmp_path / "s.db").close()
     assert main(["db", "stats", "--db", str(tmp_path / "s.db"), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
-    assert stats["schema_version"] == 4 and stats["rows"]["rounds"] == 0
+    assert stats["schema_version"] == 5 and stats["rows"]["rounds"] == 0
     assert main(["db", "stats", "--db", str(tmp_path / "nothing.db")]) == 1
     assert "no store at" in capsys.readouterr().err
 

@@ -187,7 +187,7 @@ async def run_everything(session: aiohttp.ClientSession, base: str, w: World, c:
         for target, auth, status in [
             ("/v1/assessments", A, 200), ("/v1/assessments", R, 401),
             ("/v1/assessments/1", A, 200), ("/v1/assessments/99999", A, 404),
-            ("/v1/assessments/one", A, 400),
+            ("/v1/assessments/one", A, 400), ("/v1/assessments/99999999999999999999", A, 400),
         ]:  # fmt: skip
             got, answer = await call(session, base, c, method, target, auth)
             assert got == status, (method, target, answer[:200])
