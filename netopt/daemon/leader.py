@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -96,8 +97,10 @@ class PgLeader:
         except (TimeoutError, psycopg.Error, StoreError) as exc:
             log.warning("fence_check_failed error=%r (push refused)", exc)
             return None
-        if newest > self.state.newest_seen:
-            self.state = rule.renewed(self.state, self.state.held, newest, self.mono_clock())
+        if not held:
+            self.state = rule.renew_failed(self.state)
+        elif newest > self.state.newest_seen:
+            self.state = dataclasses.replace(self.state, newest_seen=newest)
         self._gauge()
         return token if rule.may_push(token, newest, held) else None
 
@@ -158,8 +161,8 @@ class PgLeader:
             self._was_leader = leading
             log.warning("leadership %s generation=%s holder=%s",
                         "taken" if leading else "lost", self.state.held, self.holder)  # fmt: skip
-            if leading and self._pending is None:
-                self._seen_table = None
+            if not leading:
+                self._pending = None  # a deposed leader's table is not shared
 
     async def _share(self) -> None:
         table, self._pending = self._pending, None

@@ -150,9 +150,8 @@ class KamailioPusher:
         self._good_text = await asyncio.to_thread(_read, self.proxy.dispatcher_file)
         self._addresses_due = self.proxy.address_file is not None
         while True:
-            if self._addresses_due:
-                self._addresses_due = False
-                await self._push_addresses()
+            if self._addresses_due:  # kept due while another controller leads
+                self._addresses_due = not await self._push_addresses()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.proxy.verify_interval_s):
                     await self._wake.wait()
@@ -254,14 +253,18 @@ class KamailioPusher:
             return
         self._report("rolled_back", f"{why}; restored the last good file")
 
-    async def _push_addresses(self) -> None:
+    async def _push_addresses(self) -> bool:
+        """Write the address file and reload it; False when fenced (not the leader)."""
         assert self.proxy.address_file is not None
         text = render_addresses(self.config, self.proxy)
+        if await self._fence() is None:
+            return False
         try:
             await asyncio.to_thread(write_atomic, self.proxy.address_file, text)
             await self._rpc("permissions.addressReload", None)
         except (PushError, OSError) as exc:  # Kamailio reads the file when it starts anyway
             log.warning("push_addresses_failed proxy=%s error=%s", self.proxy.id, exc)
+        return True
 
     def _report(self, outcome: str, message: str) -> None:
         self.last_error = message
