@@ -94,8 +94,13 @@ class PgLeader:
         try:
             async with asyncio.timeout(self.ha.lease_interval_s), self._lock:
                 held, newest = await asyncio.to_thread(self._check)
-        except (TimeoutError, psycopg.Error, StoreError) as exc:
-            log.warning("fence_check_failed error=%r (push refused)", exc)
+        except TimeoutError:
+            log.warning("fence_check_timeout (push refused)")
+            return None
+        except (psycopg.Error, StoreError) as exc:  # the session is gone: so is the lease
+            self.state = rule.renew_failed(self.state)
+            self._gauge()
+            log.warning("fence_check_failed error=%r (push refused, not leading)", exc)
             return None
         if not held:
             self.state = rule.renew_failed(self.state)
