@@ -147,6 +147,8 @@ class PgLeader:
             await self._follow()
 
     def _renew(self, now_wall_ns: int) -> tuple[int | None, int]:
+        if self._lease is not None and self._lease.broken:
+            self._drop()  # its session died (and its lock with it): try again on a new one
         if self._lease is None:
             self._lease = LeaderLease(self.url, self.holder, self.ha.name,
                                       connect_timeout_s=self.ha.lease_interval_s)  # fmt: skip

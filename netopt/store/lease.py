@@ -85,6 +85,11 @@ class LeaderLease:
             self.held = None
         return held
 
+    @property
+    def broken(self) -> bool:
+        """The lease's connection is closed or lost (the lock went with it): open a new one."""
+        return self._db.closed or self._db.broken
+
     def newest(self) -> int:
         """The newest generation given out by anyone (a newer one than ours: we are deposed)."""
         return current_generation(self._db, self.name)
