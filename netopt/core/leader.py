@@ -1,6 +1,6 @@
 """Who may decide and push among controllers sharing one PostgreSQL (… decide → **publish**).
 
-Pure: the daemon's lease task (netopt.daemon.leader) renews the lease every
+Pure: the daemon's lease task (netopt.daemon.leader) renews the lease twice per
 `ha.lease_interval_s` and feeds each outcome here with `now` (monotonic seconds); the push
 path asks `may_push` before each reload.
 

@@ -4,7 +4,7 @@ With a SQLite store there is one controller: `SoleLeader` always leads (token 0,
 fenced). With PostgreSQL, `PgLeader` runs as a supervised task: every `ha.lease_interval_s` it
 renews the lease (netopt.store.lease: advisory lock + generation), feeds the outcome to the pure
 rule (netopt.core.leader) and sets `netopt_leader`. The leader writes its route table to the
-database after each change (`publish`); a follower reads the newest one every interval and
+database after each change (`publish`); a follower reads the newest one at each renewal and
 hands it to `on_table` (its route API answers from it). The push path calls `fence()` right
 before each reload: the generation to stamp, or None when the lease is no longer ours.
 
@@ -116,7 +116,8 @@ class PgLeader:
         return lease.still_held(), lease.newest()
 
     async def run(self) -> None:
-        interval, next_tick = self.ha.lease_interval_s, 0.0
+        # twice per interval: a renewal a little late never lets a healthy lease lapse
+        interval, next_tick = self.ha.lease_interval_s / 2, 0.0
         while True:
             wait = max(0.0, next_tick - self.mono_clock())
             with contextlib.suppress(TimeoutError):
