@@ -216,6 +216,13 @@ class StoreConfig(_Model):
         )
 
 
+class HaConfig(_Model):
+    """High availability (PostgreSQL store only; see netopt.daemon.leader)."""
+
+    lease_interval_s: float = Field(default=2.0, ge=0.2, le=60)  # renew, poll, step down
+    name: str = Field(default="controller", pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # lease name
+
+
 class AgentAuth(_Model):
     """An agent the controller accepts batches from: its id, its site, its bearer token."""
 
@@ -324,6 +331,7 @@ class Config(_Model):
     probes: tuple[ProbeConfig, ...] = ()
     store: StoreConfig = StoreConfig()
     api: ApiConfig = ApiConfig()
+    ha: HaConfig = HaConfig()
     planner: PlannerConfig = PlannerConfig()
     decide: DecideConfig = DecideConfig()
     proxies: tuple[ProxyConfig, ...] = ()

@@ -6,6 +6,13 @@ with a stable id (spool id + sequence range) and deletes them only once the cont
 acknowledged (which it does after its own commit). While the controller is unreachable the
 spool grows, bounded: past `spool.max_rounds` the oldest rounds are dropped, logged and
 counted (netopt_spool_dropped_total). Replay is in order, one batch at a time.
+
+Several controllers (`controllers:`, high availability on one PostgreSQL): the shipper sends
+to one at a time; a connection failure, a timeout or a 5xx moves it to the next, with the same
+batch (same id) and the rest of the spool after it in order. An acknowledged batch has left
+the spool, so it is never sent again anywhere; a batch a controller stored but could not
+acknowledge is re-sent under its id, and the shared store keeps it once (the batch id is
+claimed in the same transaction as the rounds).
 """
 
 from __future__ import annotations
@@ -78,7 +85,8 @@ class AgentConfig(_Model):
     id: Id  # this agent, as the controller's `agents:` list names it
     site: Id  # the site every round starts from
     netns: str | None = None
-    controller: ControllerConfig
+    controller: ControllerConfig | None = None  # one controller (the short form)
+    controllers: tuple[ControllerConfig, ...] = ()  # several, tried in order on failure
     spool: SpoolConfig = SpoolConfig()
     targets: tuple[AgentTarget, ...] = Field(min_length=1)
     probes: tuple[AgentProbe, ...] = Field(min_length=1)
@@ -89,10 +97,21 @@ class AgentConfig(_Model):
     def _listen(cls, v: str | None) -> str | None:
         return None if v is None else ApiConfig(listen=v).listen
 
+    @property
+    def endpoints(self) -> tuple[ControllerConfig, ...]:
+        """The controllers to ship to, in the order they are tried."""
+        return (self.controller,) if self.controller is not None else self.controllers
+
     @model_validator(mode="after")
     def _refs(self) -> AgentConfig:
         ids = [t.id for t in self.targets]
         problems = [f"targets[{i}].id: duplicate {t!r}" for i, t in enumerate(ids) if t in ids[:i]]
+        if (self.controller is None) == (not self.controllers):
+            problems.append("controller: give either `controller:` (one) or `controllers:` "
+                            "(a non-empty list), not both and not neither")  # fmt: skip
+        urls = [c.url.rstrip("/") for c in self.controllers]
+        problems += [f"controllers[{i}].url: duplicate {u!r}"
+                     for i, u in enumerate(urls) if u in urls[:i]]  # fmt: skip
         for i, p in enumerate(self.probes):
             if p.from_ not in (None, self.site):
                 problems.append(f"probes[{i}].from: an agent probes from its site {self.site!r}")
@@ -193,7 +212,8 @@ class Agent:
         self.metrics.spool_depth.labels(config.id).set(self.spool.depth)
         self.pool = ProberPool(_socket_in() if config.netns else None)
         self._new = asyncio.Event()
-        self._batch_size = config.controller.batch_max_rounds
+        self.current = 0  # the index in config.endpoints of the controller shipped to
+        self._batch_size = config.endpoints[0].batch_max_rounds
         self.acked_batches: list[str] = []  # batch ids acknowledged (for tests and logs)
         self._listening = False  # the metrics listener has been up
 
@@ -231,7 +251,7 @@ class Agent:
         rows = self.spool.oldest(self._batch_size)
         if not rows:
             return "empty"
-        c, first, last = self.config.controller, rows[0][0], rows[-1][0]
+        c, first, last = self.config.endpoints[self.current], rows[0][0], rows[-1][0]
         batch_id = f"{self.config.id}:{self.spool.spool_id}:{first}-{last}"
         body = encode_batch(self.config.id, batch_id, [r for _, r in rows], self.spool.depth)
         headers = [("Authorization", f"Bearer {c.token}"), ("Content-Encoding", "gzip"),
@@ -267,9 +287,18 @@ class Agent:
         log.error("controller_refused status=%d error=%s", status, text)
         return "refused" if status in (401, 403) else "unreachable"
 
+    def fail_over(self) -> bool:
+        """Move to the next controller; True when that starts the list over (a backoff due)."""
+        n = len(self.config.endpoints)
+        self.current = (self.current + 1) % n
+        if n > 1:
+            log.warning("controller_failover to=%s", self.config.endpoints[self.current].url)
+        return self.current == 0
+
     async def ship_loop(self) -> None:
-        c, failures = self.config.controller, 0
+        failures = 0
         while True:
+            c = self.config.endpoints[self.current]
             outcome = await self.ship_once()
             self.metrics.batches.labels(self.config.id, outcome).inc()
             if outcome in ("acked", "duplicate", "split", "rejected"):
@@ -286,7 +315,10 @@ class Agent:
                 await asyncio.sleep(c.batch_interval_s)
             else:
                 failures += 1
-                delay = min(c.max_backoff_s, c.min_backoff_s * 2 ** min(failures - 1, 16))
+                if outcome == "unreachable" and not self.fail_over():
+                    continue  # the next controller at once; a backoff once all have failed
+                rounds = max(1, failures // len(self.config.endpoints))
+                delay = min(c.max_backoff_s, c.min_backoff_s * 2 ** min(rounds - 1, 16))
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
 
     async def serve_metrics(self) -> None:
@@ -365,7 +397,8 @@ def run_agent(config: AgentConfig) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
         log.info("agent_started id=%s site=%s controller=%s jobs=%d spool_depth=%d",
-                 config.id, config.site, config.controller.url, len(config.jobs()),
+                 config.id, config.site, ",".join(c.url for c in config.endpoints),
+                 len(config.jobs()),
                  agent.spool.depth)  # fmt: skip
         await agent.run()
 

@@ -77,6 +77,10 @@ class Metrics:
             "netopt_config_last_reload_successful", "1 if the last config load succeeded.",
             registry=r,
         )  # fmt: skip
+        self.leader = Gauge(
+            "netopt_leader", "1 while this controller leads (decides and pushes), 0 on a "
+            "follower; always 1 with a SQLite store.", registry=r,
+        )  # fmt: skip
         self.config_reloads = Counter(
             "netopt_config_reloads_total", "Config reloads by outcome (ok, invalid).",
             ("outcome",), registry=r,

@@ -29,6 +29,7 @@ from netopt.core.decide import Decider, Decision, RouteTable, TableEntry
 from netopt.core.observe import Observations
 from netopt.core.window import WindowStats
 from netopt.daemon import series
+from netopt.daemon.leader import make_leader
 from netopt.daemon.metrics import Metrics
 from netopt.daemon.probing import ProbeJob, ProberPool, jobs_from_config, record_of, run_rounds
 from netopt.daemon.schedule import Scheduler
@@ -75,9 +76,12 @@ class Daemon:
         self.decider = Decider(config.to_policy())
         self.table = RouteTable(MappingProxyType({}), mono_clock())
         self.publishers: list[Callable[[RouteTable], None]] = []
-        self.pushers = make_pushers(config, self.metrics.registry)
+        # who decides and pushes (netopt.daemon.leader): always us on SQLite
+        self.leader = make_leader(config, self.metrics.leader, self._follow,
+                                  wall_clock=wall_clock, mono_clock=mono_clock)  # fmt: skip
+        self.pushers = make_pushers(config, self.metrics.registry, self.leader.fence)
         self.answers: Answers | None = None  # the route API's rendered answers, while serving
-        self.publishers += [p.publish for p in self.pushers]
+        self._lead_publishers = [self.leader.publish] + [p.publish for p in self.pushers]
         self.pool = ProberPool(_socket_in())
         self.tracer = Tracer(config, self.metrics.traceroutes, wall_clock, _socket_in())
         self._dirty = asyncio.Event()
@@ -209,7 +213,12 @@ class Daemon:
         self.metrics.plans.inc()
         return table
 
-    def _publish(self, table: RouteTable) -> None:
+    def _follow(self, table: RouteTable) -> None:
+        """A follower: the leader's newest table, for the route API (never pushed from here)."""
+        if not self.leader.leading():
+            self._publish(table, lead=False)
+
+    def _publish(self, table: RouteTable, *, lead: bool = True) -> None:
         old, m = self.table, self.metrics
         for entry in table:
             before = old.get(entry.region, entry.dest)
@@ -226,7 +235,7 @@ class Daemon:
             if moved and before.route.path != entry.route.path:  # type: ignore[union-attr]
                 m.route_changes.labels(entry.region).inc()
         self.table = table
-        for publish in self.publishers:
+        for publish in self.publishers + (self._lead_publishers if lead else []):
             try:
                 publish(table)
             except Exception as exc:  # a neighbour's fault must never stop planning
@@ -237,8 +246,8 @@ class Daemon:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            if self.observed.warming(self.mono_clock()):
-                continue
+            if self.observed.warming(self.mono_clock()) or not self.leader.leading():
+                continue  # a follower decides nothing: it serves the leader's table
             try:
                 self.replan()
             except Exception as exc:
@@ -342,6 +351,7 @@ class Daemon:
             "housekeeping": (self._housekeeping, never),
             "tracer": (self.tracer.run, never),
             "route_api": (lambda: self._serve(listening), before_listening),
+            "leader": (self.leader.run, never),
         }
         for pusher in self.pushers:
             tasks[f"pusher:{pusher.proxy.id}"] = (pusher.run, never)
@@ -378,6 +388,7 @@ class Daemon:
             if self._scheduler is not None:
                 self._scheduler.shutdown()
             await self.pool.close()
+            self.leader.close()
             with contextlib.suppress(Exception):
                 await self.store.flush()
             self.store.close()

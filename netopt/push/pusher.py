@@ -16,6 +16,13 @@ push (coalescing). The task (`run`, one per proxy, in the daemon's task group):
 
 Every `verify_interval_s` without a new table it checks what Kamailio has loaded (a restarted
 or reloaded-by-hand Kamailio), and pushes again when it differs (outcome `drift`).
+
+Fencing (several controllers on one PostgreSQL, netopt.daemon.leader): `fence()` is asked
+before the file is written and again right before each reload; it gives the fencing token
+(the lease generation), stamped into the file as a `# netopt fencing token: N` comment line
+(Kamailio skips `#` lines), or None when this controller no longer holds the lease: the push
+is refused and counted (outcome `fenced`). Kamailio cannot check a token itself, so what is
+left is the window between the last check and the reload (see docs/operations.md).
 """
 
 from __future__ import annotations
@@ -48,8 +55,33 @@ from netopt.push.kamailio import (
 )
 
 log = logging.getLogger("netopt.push")
-OUTCOMES = ("ok", "retry", "drift", "rolled_back", "failed")
+OUTCOMES = ("ok", "retry", "drift", "rolled_back", "failed", "fenced")
 Rpc = Callable[[str, list[Any] | None], Awaitable[Any]]
+Fence = Callable[[], Awaitable[int | None]]
+TOKEN_LINE = "# netopt fencing token: "
+
+
+async def no_fence() -> int | None:
+    """One controller (SQLite store): always allowed, no token written."""
+    return 0
+
+
+def stamped(text: str, token: int) -> str:
+    """`text` with the fencing token as a comment line after the header (token 0: none)."""
+    text = "".join(x for x in text.splitlines(True) if not x.startswith(TOKEN_LINE))
+    if token <= 0:
+        return text
+    head, sep, rest = text.partition("\n")
+    return f"{head}{sep}{TOKEN_LINE}{token}\n{rest}"
+
+
+def token_of(text: str) -> int | None:
+    """The fencing token a pushed file carries (None: none)."""
+    for line in text.splitlines():
+        if line.startswith(TOKEN_LINE):
+            with contextlib.suppress(ValueError):
+                return int(line.removeprefix(TOKEN_LINE))
+    return None
 
 
 def write_atomic(path: str, text: str) -> None:
@@ -80,8 +112,10 @@ class KamailioPusher:
         *,
         rpc_call: Rpc | None = None,
         counter: Counter | None = None,
+        fence: Fence = no_fence,
     ) -> None:
         self.proxy = proxy
+        self._fence = fence
         self.config = config
         self.pops = pop_targets(config)
         self._rpc = rpc_call or self._http_rpc
@@ -116,9 +150,8 @@ class KamailioPusher:
         self._good_text = await asyncio.to_thread(_read, self.proxy.dispatcher_file)
         self._addresses_due = self.proxy.address_file is not None
         while True:
-            if self._addresses_due:
-                self._addresses_due = False
-                await self._push_addresses()
+            if self._addresses_due:  # kept due while another controller leads
+                self._addresses_due = not await self._push_addresses()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.proxy.verify_interval_s):
                     await self._wake.wait()
@@ -155,8 +188,13 @@ class KamailioPusher:
     async def push(self) -> bool:
         """Write, reload, verify the desired lines; roll back on failure. True when loaded."""
         lines, text = self.desired, self._desired_text
+        token = await self._fence()
+        if token is None:
+            return self._fenced()
         try:
-            await asyncio.to_thread(write_atomic, self.proxy.dispatcher_file, text)
+            await asyncio.to_thread(write_atomic, self.proxy.dispatcher_file, stamped(text, token))
+            if await self._fence() != token:  # right before the reload: still ours?
+                return self._fenced()
             await self._reload_and_verify(lines)
         except rpc.RpcError as exc:
             if "ongoing reload" in exc.message.lower():
@@ -177,6 +215,13 @@ class KamailioPusher:
                  len({d.set_id for d in lines}), len(lines))  # fmt: skip
         return True
 
+    def _fenced(self) -> bool:
+        """Not the leader (any more): nothing reloaded; the leader pushes its own table."""
+        self.loaded = None
+        self.pushes.labels(self.proxy.id, "fenced").inc()
+        log.warning("push_fenced proxy=%s: this controller does not hold the lease", self.proxy.id)
+        return False
+
     async def _reload_and_verify(self, lines: tuple[DsLine, ...]) -> None:
         await self._rpc("dispatcher.reload", None)
         loaded = loaded_lines(await self._rpc("dispatcher.list", None))
@@ -189,8 +234,13 @@ class KamailioPusher:
         if self._good_text is None:
             self._report("failed", f"{why}; no earlier file to restore")
             return
+        token = await self._fence()
+        if token is None:  # the new leader owns the file now: leave it alone
+            self._fenced()
+            return
         try:
-            await asyncio.to_thread(write_atomic, self.proxy.dispatcher_file, self._good_text)
+            good = stamped(self._good_text, token)
+            await asyncio.to_thread(write_atomic, self.proxy.dispatcher_file, good)
             try:
                 await self._rpc("dispatcher.reload", None)
             except rpc.RpcError as exc:  # the failed push's own reload is within reload_delta
@@ -203,14 +253,18 @@ class KamailioPusher:
             return
         self._report("rolled_back", f"{why}; restored the last good file")
 
-    async def _push_addresses(self) -> None:
+    async def _push_addresses(self) -> bool:
+        """Write the address file and reload it; False when fenced (not the leader)."""
         assert self.proxy.address_file is not None
         text = render_addresses(self.config, self.proxy)
+        if await self._fence() is None:
+            return False
         try:
             await asyncio.to_thread(write_atomic, self.proxy.address_file, text)
             await self._rpc("permissions.addressReload", None)
         except (PushError, OSError) as exc:  # Kamailio reads the file when it starts anyway
             log.warning("push_addresses_failed proxy=%s error=%s", self.proxy.id, exc)
+        return True
 
     def _report(self, outcome: str, message: str) -> None:
         self.last_error = message
@@ -230,7 +284,9 @@ def _read(path: str) -> str | None:
         return None
 
 
-def make_pushers(config: Config, registry: CollectorRegistry) -> list[KamailioPusher]:
+def make_pushers(
+    config: Config, registry: CollectorRegistry, fence: Fence = no_fence
+) -> list[KamailioPusher]:
     """One pusher per configured proxy, sharing one `netopt_push_total` counter."""
     if not config.proxies:
         return []
@@ -238,4 +294,4 @@ def make_pushers(config: Config, registry: CollectorRegistry) -> list[KamailioPu
         "netopt_push_total", "Pushes of route tables to SIP proxies, by outcome.",
         ("proxy", "outcome"), registry=registry,
     )  # fmt: skip
-    return [KamailioPusher(p, config, counter=counter) for p in config.proxies]
+    return [KamailioPusher(p, config, counter=counter, fence=fence) for p in config.proxies]

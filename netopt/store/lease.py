@@ -1,6 +1,7 @@
 """Leadership among controllers sharing one PostgreSQL store (… plan → decide → **publish**).
 
-Not yet wired into the daemon: this is the lease and the fencing token it will rest on.
+The daemon's lease task (netopt.daemon.leader) renews it every `ha.lease_interval_s`; the
+rule of who leads is netopt.core.leader's.
 
 - The lease is a session-level PostgreSQL advisory lock, held on a connection of its own:
   while that session lives, no other session can take it; when the holder dies (kill -9,
@@ -83,6 +84,35 @@ class LeaderLease:
         if not held:
             self.held = None
         return held
+
+    @property
+    def broken(self) -> bool:
+        """The lease's connection is closed or lost (the lock went with it): open a new one."""
+        return self._db.closed or self._db.broken
+
+    def newest(self) -> int:
+        """The newest generation given out by anyone (a newer one than ours: we are deposed)."""
+        return current_generation(self._db, self.name)
+
+    def share_table(self, generation: int, at_wall_ns: int, body: str) -> bool:
+        """Store the leader's newest route table (schema v4), unless a newer generation's
+        table is already there; True when written."""
+        row = self._db.execute(
+            "INSERT INTO route_tables (name, generation, at_wall_ns, body) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
+            "generation = EXCLUDED.generation, at_wall_ns = EXCLUDED.at_wall_ns, "
+            "body = EXCLUDED.body WHERE route_tables.generation <= EXCLUDED.generation "
+            "RETURNING generation",
+            (self.name, generation, at_wall_ns, body),
+        ).fetchone()
+        return row is not None
+
+    def shared_table(self) -> tuple[int, int, str] | None:
+        """The newest shared route table: (generation, at_wall_ns, body), None before any."""
+        row = self._db.execute(
+            "SELECT generation, at_wall_ns, body FROM route_tables WHERE name = %s", (self.name,)
+        ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
 
     def release(self) -> None:
         if self.held is not None:

@@ -77,8 +77,16 @@ _V3 = (
         partial INTEGER NOT NULL, body TEXT NOT NULL)""",
 )
 
+# the newest route table the leader decided (netopt.daemon.leader), for its followers' route
+# API: one row per lease name, written only with a generation at least the stored one
+_V4 = (
+    """CREATE TABLE route_tables (
+        name TEXT PRIMARY KEY, generation BIGINT NOT NULL, at_wall_ns BIGINT NOT NULL,
+        body TEXT NOT NULL)""",
+)
+
 # each migration: the statements of one transaction
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 
 # the staging table a write COPYs into (one per connection, emptied at every commit)
 STAGING = (

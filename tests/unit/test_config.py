@@ -74,6 +74,10 @@ INVALID = [
     (variant("store", {"url": "netopt.db"}), "store.url: unknown store 'netopt.db'"),
     (variant("store", {"url": "postgresql://"}), "store.url: postgresql:// needs at least a host"),
     (variant("store", {"pool_size": 1}), "store.pool_size: Input should be greater than"),
+    (variant("ha", {"lease_interval_s": 0.05}), "ha.lease_interval_s: Input should be greater"),
+    (variant("ha", {"lease_interval_s": 600}), "ha.lease_interval_s: Input should be less"),
+    (variant("ha", {"name": "a b"}), "ha.name: String should match pattern"),
+    (variant("ha", {"lease_s": 1}), "ha.lease_s: unknown key"),
     (variant("pops", []), "pops: Tuple should have at least 1 item"),
 ]
 

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from netopt.errors import PushError
 from netopt.push.config import KamailioProxy
 from netopt.push.kamailio import DsLine, _parse_attrs, loaded_lines
-from netopt.push.pusher import KamailioPusher, write_atomic
+from netopt.push.pusher import TOKEN_LINE, KamailioPusher, stamped, token_of, write_atomic
 from netopt.push.rpc import RpcError
 from tests.routes_fixture import table, world_config
 
@@ -169,3 +169,59 @@ async def test_a_wrong_shaped_answer_fails_the_push_and_the_check(
     assert count(pusher, "failed") == 1 and "answer shape" in (pusher.last_error or "")
     await pusher.check()
     assert pusher.loaded is None and "answer shape" in (pusher.last_error or "")
+
+
+class Lease:
+    """A fence that answers a token (or None) per call, recording each call."""
+
+    def __init__(self, answers: list[int | None]) -> None:
+        self.answers, self.calls = answers, 0
+
+    async def __call__(self) -> int | None:
+        self.calls += 1
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+def fenced(tmp_path: Path, answers: list[int | None]) -> tuple[KamailioPusher, FakeKamailio]:
+    pusher, fake = make(tmp_path)
+    pusher._fence = Lease(answers)
+    return pusher, fake
+
+
+async def test_a_push_carries_the_token_as_a_comment_kamailio_skips(tmp_path: Path) -> None:
+    pusher, fake = fenced(tmp_path, [7])
+    pusher._want(table({"lagos": ["jnb", "fra"]}))
+    assert await pusher.push()
+    text = Path(pusher.proxy.dispatcher_file).read_text()
+    assert token_of(text) == 7 and text.count(TOKEN_LINE) == 1
+    assert [d.duid for d in fake.loaded] == ["jnb", "fra"]  # the comment line changed nothing
+
+
+async def test_a_deposed_leader_writes_nothing_and_reloads_nothing(tmp_path: Path) -> None:
+    pusher, fake = fenced(tmp_path, [None])
+    pusher._want(table({"lagos": ["jnb", "fra"]}))
+    assert not await pusher.push()
+    assert count(pusher, "fenced") == 1 and count(pusher, "ok") == 0
+    assert not Path(pusher.proxy.dispatcher_file).exists() and fake.calls == []
+
+
+async def test_a_lease_lost_between_write_and_reload_is_not_reloaded(tmp_path: Path) -> None:
+    pusher, fake = fenced(tmp_path, [3, None])
+    pusher._want(table({"lagos": ["jnb", "fra"]}))
+    assert not await pusher.push()
+    assert count(pusher, "fenced") == 1 and "dispatcher.reload" not in fake.calls
+
+
+async def test_a_newer_token_between_write_and_reload_is_refused(tmp_path: Path) -> None:
+    pusher, fake = fenced(tmp_path, [3, 4])
+    pusher._want(table({"lagos": ["jnb", "fra"]}))
+    assert not await pusher.push()
+    assert count(pusher, "fenced") == 1 and "dispatcher.reload" not in fake.calls
+
+
+def test_stamping_replaces_an_old_token_and_token_0_writes_none() -> None:
+    text = "# header\n1 sip:a 0 1 duid=a;weight=1\n"
+    once = stamped(text, 5)
+    assert token_of(once) == 5 and token_of(stamped(once, 9)) == 9
+    assert stamped(once, 9).count(TOKEN_LINE) == 1
+    assert stamped(once, 0) == text and token_of(text) is None
