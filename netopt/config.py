@@ -263,6 +263,9 @@ class PlannerConfig(_Model):
     # which probe kinds measure a path for planning (pooled where several do); the others
     # (tcp_connect, sip_options, traceroute) are exported as metrics but plan nothing
     kinds: tuple[str, ...] = Field(default=("voice", "stamp", "udp_echo", "icmp"), min_length=1)
+    # plan with what each path's change detector accepted, and take its alarm on the route in
+    # force as evidence enough to switch (netopt/core/evidence.py); false = windows only
+    detect_changes: bool = True
 
     @field_validator("kinds")
     @classmethod
