@@ -32,6 +32,7 @@ from netopt.core.window import WindowStats
 from netopt.daemon import series
 from netopt.daemon.metrics import Metrics
 from netopt.daemon.probing import ProbeJob, ProberPool, jobs_from_config, record_of, run_rounds
+from netopt.daemon.rates import ProbeRates
 from netopt.daemon.schedule import Scheduler
 from netopt.daemon.tasks import guarded_spawn, supervise
 from netopt.daemon.trace import Tracer
@@ -92,6 +93,7 @@ class Daemon:
             warmup_s=2 * max((j.interval_s for j in jobs), default=0.0), started_at=mono_clock(),
         )  # fmt: skip
         self.changes = PathChanges(r.id for r in config.regions)  # netopt.core.evidence
+        self.rates = ProbeRates(config, self.metrics)  # adaptive probe rates
         self._stopping = False
         self._scheduler: Scheduler | None = None
         self._main: asyncio.Task[None] | None = None
@@ -165,9 +167,14 @@ class Daemon:
         if self.observed.last_round.get((record.src, record.dst)) is record:  # newest: detect
             rtts = round_rtts(record.received, record.rtt_p50_ms) if rtts_ms is None else rtts_ms
             try:
-                self.changes.update(record.src, record.dst, now, record.sent, rtts)
+                verdict = self.changes.update(record.src, record.dst, now, record.sent, rtts)
             except ValueError as exc:  # a neighbour's impossible round: it plans nothing
                 log.error("detect_failed src=%s dst=%s error=%s", record.src, record.dst, exc)
+                return
+            if at_mono is None and self.rates.wanted(verdict, self.table):  # not when priming
+                jobs = self.rates.update(now, self.changes.last, self.changes.key, self.table)
+                if jobs is not None and self._scheduler is not None:
+                    self._scheduler.sync(jobs)
 
     def _store_failed(self, exc: Exception) -> None:
         self.metrics.store_errors.inc()
@@ -302,7 +309,8 @@ class Daemon:
         for pusher in self.pushers:
             pusher.reconfigure(new)
         self.window.window_ns = int(new.planner.window_s * 1e9)
-        jobs = jobs_from_config(new)
+        self.rates.reconfigure(new)
+        jobs = self.rates.jobs()
         series.declare(self.metrics, new, self.wall_clock(), [(j.src, j.dst, j.kind) for j in jobs])
         wanted = {(j.src, j.dst) for j in jobs if j.kind in new.planner.kinds}
         self.observed.reconfigure((r.id for r in new.regions), new.planner.kinds, wanted)
@@ -386,7 +394,7 @@ class Daemon:
                 failed = self._task_failed
                 spawn = guarded_spawn(tg.create_task, "probe_slot", failed)
                 self._scheduler = Scheduler(self.probe_slot, spawn, self.wall_clock)
-                self._scheduler.start(jobs_from_config(self.config))
+                self._scheduler.start(self.rates.jobs())
                 self.metrics.task_failures.labels("probe_slot")
                 for name, (task, fatal) in self._background(on_listening).items():
                     self.metrics.task_failures.labels(name)

@@ -1,0 +1,113 @@
+"""netopt.daemon.rates: adaptive round shapes from the budget, on a fake clock, and the config."""
+
+from __future__ import annotations
+
+import copy
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+from prometheus_client import generate_latest
+
+from netopt.config import parse_config
+from netopt.core.decide import RouteTable, TableEntry
+from netopt.core.detect import Level, Verdict
+from netopt.daemon.metrics import Metrics
+from netopt.daemon.rates import ProbeRates, round_count
+from netopt.errors import ConfigError
+from tests.unit.test_config import BASE
+from topology.planner import Expected, Route
+
+LEVEL = Level(40.0, 1.0, 0.0, 100)
+JNB_ROUTE = Route("lagos", "fra", "relay", ("lagos", "jnb", "fra"), "jnb", Expected(40, 1, 0, 4.4))
+
+
+def verdict(at_s: float, *, jump: bool = False, lost: int = 0) -> Verdict:
+    return Verdict(at_s, "suspect" if jump else "steady", None, 0.0, LEVEL, jump, lost)
+
+
+def table(route: Route | None) -> RouteTable:
+    entry = TableEntry("lagos", "fra", route, 0.0, "needed", "test")
+    return RouteTable(MappingProxyType({("lagos", "fra"): entry}), 0.0)
+
+
+def config(**probe: Any) -> Any:
+    data = copy.deepcopy(BASE)
+    data["probes"][0].update(probe)
+    return parse_config(data)
+
+
+def counts(rates: ProbeRates) -> dict[str, int]:
+    return {j.dst: j.options.count for j in rates.jobs()}
+
+
+def test_a_group_naming_only_kind_from_to_is_adaptive_and_a_tuned_one_fixed() -> None:
+    assert config().probes[0].adaptive
+    assert not config(count=20).probes[0].adaptive
+    assert not config(interval_s=2.0).probes[0].adaptive
+    assert not config(rate="fixed").probes[0].adaptive
+    assert config(count=20, rate="adaptive").probes[0].adaptive
+    fixed = ProbeRates(config(count=20), Metrics())
+    assert counts(fixed) == {"fra": 20, "jnb": 20}
+
+
+def test_steady_is_one_packet_a_second_and_a_jump_escalates_the_region() -> None:
+    m = Metrics()
+    rates = ProbeRates(config(), m)
+    assert counts(rates) == {"fra": 1, "jnb": 1}
+    t = table(JNB_ROUTE)
+    verdicts = {("lagos", "jnb"): verdict(10.0, jump=True)}
+    jobs = rates.update(10.0, verdicts, lambda s, d: (s, d), t)
+    assert jobs is not None
+    # the route's path and its candidate (direct to fra) at once; 20 ms apart, within 1 s
+    assert counts(rates) == {"fra": 23, "jnb": 23}
+    text = generate_latest(m.registry).decode()
+    assert 'netopt_probe_rate_packets_per_second{dst="jnb",src="lagos"} 23.0' in text
+    assert 'netopt_probe_escalations_total{dst="jnb",reason="jump",src="lagos"} 1.0' in text
+    assert 'netopt_probe_escalations_total{dst="fra",reason="candidate",src="lagos"} 1.0' in text
+    assert 'netopt_probe_escalations_total{dst="fra",reason="alarm",src="lagos"} 0.0' in text
+    # the same (old) verdict again is no new signal: relaxed after relax_s (2 s)
+    assert rates.update(11.0, verdicts, lambda s, d: (s, d), t) is None
+    assert rates.update(12.5, verdicts, lambda s, d: (s, d), t) is not None
+    assert counts(rates) == {"fra": 1, "jnb": 1}
+
+
+def test_a_lost_packet_off_the_route_escalates_that_path_only() -> None:
+    rates = ProbeRates(config(), Metrics())
+    verdicts = {("lagos", "fra"): verdict(5.0, lost=1)}
+    rates.update(5.0, verdicts, lambda s, d: (s, d), table(JNB_ROUTE))
+    assert counts(rates) == {"fra": 23, "jnb": 1}
+
+
+def test_the_site_budget_caps_the_escalation() -> None:
+    data = copy.deepcopy(BASE)
+    data["regions"][0]["budget_pps"] = 12
+    rates = ProbeRates(parse_config(data), Metrics())
+    verdicts = {("lagos", "jnb"): verdict(1.0, jump=True)}
+    rates.update(1.0, verdicts, lambda s, d: (s, d), table(JNB_ROUTE))
+    assert sum(counts(rates).values()) <= 12
+
+
+@pytest.mark.parametrize(
+    ("rate", "interval", "spacing", "timeout", "count"),
+    [(1.0, 1.0, 0.02, 0.5, 1), (25.0, 1.0, 0.02, 0.5, 23), (25.0, 2.0, 0.02, 1.0, 48),
+     (2.0, 1.0, 0.02, 0.5, 2), (0.2, 1.0, 0.02, 0.5, 1), (25.0, 1.0, 0.0, 0.5, 25)],
+)  # fmt: skip
+def test_round_count_fits_the_interval(
+    rate: float, interval: float, spacing: float, timeout: float, count: int
+) -> None:
+    (job,) = ProbeRates(
+        config(interval_s=interval, packet_interval_s=spacing, timeout_s=timeout, to=["jnb"]),
+        Metrics(),
+    ).jobs()
+    assert round_count(rate, job) == count
+
+
+def test_a_budget_below_the_floors_is_refused_naming_the_site() -> None:
+    data = copy.deepcopy(BASE)
+    data["regions"][0]["budget_pps"] = 0.3  # two paths need 2 x 0.2 packets/s at least
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert "site 'lagos' budget_pps: probe budget 0.3 packets/s cannot give 2 paths" in str(
+        err.value
+    )
