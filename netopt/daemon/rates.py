@@ -81,7 +81,7 @@ class ProbeRates:
             return True
         if verdict.state == "changed" or verdict.jump or verdict.lost:
             return True
-        if verdict.doubt >= min(p.escalate_doubt for p in self.policies.values()):
+        if verdict.doubt >= min((p.escalate_doubt for p in self.policies.values()), default=1):
             return True
         return any(a.reasons for a in self.allocations.values())
 

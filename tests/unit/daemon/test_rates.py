@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -14,10 +15,13 @@ from netopt.core.decide import RouteTable, TableEntry
 from netopt.core.detect import Level, Verdict
 from netopt.daemon.metrics import Metrics
 from netopt.daemon.rates import ProbeRates, round_count
+from netopt.daemon.wiring import Daemon
 from netopt.errors import ConfigError
+from netopt.store import RoundRecord
 from tests.unit.test_config import BASE
 from topology.planner import Expected, Route
 
+NOW_S = 1_800_000_000.0
 LEVEL = Level(40.0, 1.0, 0.0, 100)
 JNB_ROUTE = Route("lagos", "fra", "relay", ("lagos", "jnb", "fra"), "jnb", Expected(40, 1, 0, 4.4))
 
@@ -111,3 +115,35 @@ def test_a_budget_below_the_floors_is_refused_naming_the_site() -> None:
     assert "site 'lagos' budget_pps: probe budget 0.3 packets/s cannot give 2 paths" in str(
         err.value
     )
+
+
+def test_the_daemon_escalates_on_a_jump_and_reschedules(tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE)
+    data["store"] = {"url": f"sqlite:///{tmp_path / 'n.db'}"}
+    clock = [100.0]
+    daemon = Daemon(parse_config(data), wall_clock=lambda: NOW_S + clock[0],
+                    mono_clock=lambda: clock[0])  # fmt: skip
+    synced: list[list[Any]] = []
+
+    class Recorder:
+        def sync(self, jobs: list[Any]) -> tuple[int, int, int]:
+            synced.append(jobs)
+            return 0, 0, len(jobs)
+
+    daemon._scheduler = Recorder()  # type: ignore[assignment]
+    try:
+        for i in range(30):  # a steady path, then a round 150 ms late
+            clock[0] += 1.0
+            for dst in ("fra", "jnb"):
+                rtt = 40.0 + (i % 3) + (150.0 if i == 29 and dst == "jnb" else 0.0)
+                daemon.add_round(one_packet(dst, clock[0], rtt), [rtt])
+        assert synced, "a jump on jnb escalated nothing"
+        assert {j.dst: j.options.count for j in synced[-1]}["jnb"] == 23
+        assert daemon.changes.last[("lagos", "jnb")].jump
+    finally:
+        daemon.store.close()
+
+
+def one_packet(dst: str, at_s: float, rtt_ms: float) -> RoundRecord:
+    return RoundRecord(int((NOW_S + at_s) * 1e9), "lagos", dst, "icmp", 1, 1, rtt_ms, rtt_ms,
+                       rtt_ms, rtt_ms, rtt_ms, None)  # fmt: skip
