@@ -26,6 +26,7 @@ from netopt.api.workers.pool import serve_with_workers
 from netopt.assess.api import add_routes as add_assessment_routes
 from netopt.config import Config, load_config
 from netopt.core.decide import Decider, Decision, RouteTable, TableEntry
+from netopt.core.detect import DetectorConfig
 from netopt.core.evidence import PathChanges, overlay, proof, round_rtts
 from netopt.core.observe import Observations
 from netopt.core.window import WindowStats
@@ -91,6 +92,7 @@ class Daemon:
             (r.id for r in config.regions), config.planner.kinds,
             ((j.src, j.dst) for j in jobs if j.kind in config.planner.kinds),
             warmup_s=2 * max((j.interval_s for j in jobs), default=0.0), started_at=mono_clock(),
+            dead_packets=DetectorConfig().dead_packets if config.planner.detect_changes else 1,
         )  # fmt: skip
         self.changes = PathChanges(r.id for r in config.regions)  # netopt.core.evidence
         self.rates = ProbeRates(config, self.metrics)  # adaptive probe rates

@@ -40,7 +40,13 @@ def _rtt(rng: random.Random, base: float) -> float:
 
 
 def run(
-    seconds: int, *, change_at: float | None, detect: bool, seed: int = 1, extra_ms: float = 150.0
+    seconds: int,
+    *,
+    change_at: float | None,
+    detect: bool,
+    seed: int = 1,
+    extra_ms: float = 150.0,
+    dead: bool = False,
 ) -> list[tuple[float, str | None]]:
     """(time, entry PoP) of every route the region took; at `change_at` the path to `a`
     gains `extra_ms` and 8 % loss."""
@@ -54,7 +60,7 @@ def run(
     for t in range(seconds):
         for (src, dst), rtt in base.items():
             bad = change_at is not None and t >= change_at and dst == "a"
-            loss = 0.08 if bad else 0.003
+            loss = (1.0 if dead else 0.08) if bad else 0.003
             rtts = [_rtt(rng, rtt + (extra_ms if bad else 0.0)) for _ in range(COUNT)]
             rtts = [x for x in rtts if rng.random() >= loss]
             p50 = statistics.median(rtts) if rtts else None
@@ -135,3 +141,10 @@ def test_path_changes_key_paths_as_the_planner_does_and_forget_unprobed_ones() -
     assert changes.detectors == {} and changes.last == {}
     assert round_rtts(3, 42.0) == [42.0, 42.0, 42.0]
     assert round_rtts(0, None) == [] and round_rtts(2, None) == []
+
+
+def test_a_dead_path_is_withdrawn_by_its_detector_alone() -> None:
+    """No pop_alive here: the detector's `dead` (4 packets lost in a row) is 100 % loss."""
+    routes = run(320, change_at=300.0, detect=True, dead=True)
+    assert [pop for _, pop in routes] == ["a", "b"], routes
+    assert routes[1][0] - 300.0 <= 1.0, routes
