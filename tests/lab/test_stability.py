@@ -58,9 +58,10 @@ PROFILE: dict[str, Any] = {
     ],
 }
 # the default timeout (0.5 s) does not wait for a 600 ms round trip, and a core that never
-# answers is dead: on defaults the hopeless direct path is 200 ms each way
+# answers is dead: on defaults the hopeless direct path is 200 ms each way with 5 % loss
 DEFAULTS_PROFILE: dict[str, Any] = PROFILE | {
-    "links": [{**link, "delay_ms": 200} if link["b"] == "fra" and link["a"] == "acc" else link
+    "links": [{**link, "delay_ms": 200, "loss_pct": 5}
+              if link["b"] == "fra" and link["a"] == "acc" else link
               for link in PROFILE["links"]]
 }  # fmt: skip
 STEADY_S = 36.0
