@@ -147,3 +147,19 @@ def test_the_daemon_escalates_on_a_jump_and_reschedules(tmp_path: Path) -> None:
 def one_packet(dst: str, at_s: float, rtt_ms: float) -> RoundRecord:
     return RoundRecord(int((NOW_S + at_s) * 1e9), "lagos", dst, "icmp", 1, 1, rtt_ms, rtt_ms,
                        rtt_ms, rtt_ms, rtt_ms, None)  # fmt: skip
+
+
+def test_loss_evidence_building_up_keeps_the_escalation() -> None:
+    rates = ProbeRates(config(), Metrics())
+    t = table(JNB_ROUTE)
+    key = ("lagos", "jnb")
+    rates.update(1.0, {key: verdict(1.0, lost=1)}, lambda s, d: (s, d), t)
+    assert counts(rates)["jnb"] == 23
+    for at in (2.0, 3.0, 4.0, 5.0):  # each round loses packets: the escalation stays
+        building = Verdict(at, "suspect", "loss", 0.5, LEVEL, False, 2)
+        rates.update(at, {key: building}, lambda s, d: (s, d), t)
+        assert counts(rates)["jnb"] == 23, at  # relax_s (2 s) is long past the first loss
+    lone = Verdict(9.0, "steady", "loss", 0.1, LEVEL, False, 1)  # a lone loss: no doubt
+    rates.update(9.0, {key: lone}, lambda s, d: (s, d), t)
+    rates.update(11.5, {key: lone}, lambda s, d: (s, d), t)
+    assert counts(rates)["jnb"] == 1
