@@ -30,6 +30,7 @@ from netopt.daemon.probing import ProbeJob, jobs_from_config
 
 Key = tuple[str, str]
 _SLACK_S = 0.05  # between a round's timeout and the next round
+NEWS_LOSS_RATIO = 0.01  # a lost packet is news on a path whose accepted loss is below this
 REASONS: tuple[Reason, ...] = get_args(Reason)
 
 
@@ -41,6 +42,17 @@ def round_count(rate_pps: float, job: ProbeJob) -> int:
     room = job.interval_s - job.options.timeout_s - _SLACK_S
     fit = wanted if spacing <= 0 else max(1, math.floor(room / spacing) + 1)
     return min(wanted, fit)
+
+
+def signal_of(verdict: Verdict) -> Signal:
+    """`Signal.of`, except that a lost packet is a trigger only on a path whose accepted loss is
+    below `NEWS_LOSS_RATIO`: on a lossy path losses are its baseline, and escalating on each
+    would keep it escalated for ever; a real rise in its loss shows as the loss CUSUM's doubt
+    and alarm, which still escalate it."""
+    signal = Signal.of(verdict)
+    if signal.trigger == "loss" and verdict.level.loss_ratio >= NEWS_LOSS_RATIO:
+        return Signal(signal.doubt)
+    return signal
 
 
 class ProbeRates:
@@ -126,7 +138,7 @@ class ProbeRates:
             for role in roles:
                 verdict = verdicts.get(key_of(role.src, role.dst))
                 if verdict is not None and verdict.at_s > previous.at_s:
-                    signals[(role.src, role.dst)] = Signal.of(verdict)
+                    signals[(role.src, role.dst)] = signal_of(verdict)
             alloc = allocate(roles, signals, now, self.policies[site], previous=previous)
             self.allocations[site] = alloc
             for key, reason in alloc.reasons.items():

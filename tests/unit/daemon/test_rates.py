@@ -163,3 +163,13 @@ def test_loss_evidence_building_up_keeps_the_escalation() -> None:
     rates.update(9.0, {key: lone}, lambda s, d: (s, d), t)
     rates.update(11.5, {key: lone}, lambda s, d: (s, d), t)
     assert counts(rates)["jnb"] == 1
+
+
+def test_a_lost_packet_is_no_news_on_a_lossy_path() -> None:
+    rates = ProbeRates(config(), Metrics())
+    lossy = Verdict(5.0, "steady", None, 0.0, Level(40.0, 1.0, 0.05, 500), False, 1)
+    rates.update(5.0, {("lagos", "fra"): lossy}, lambda s, d: (s, d), table(JNB_ROUTE))
+    assert counts(rates) == {"fra": 1, "jnb": 1}
+    doubtful = Verdict(6.0, "suspect", "loss", 0.5, Level(40.0, 1.0, 0.05, 500), False, 1)
+    rates.update(6.0, {("lagos", "fra"): doubtful}, lambda s, d: (s, d), table(JNB_ROUTE))
+    assert counts(rates) == {"fra": 23, "jnb": 1}  # its loss CUSUM's doubt still escalates
