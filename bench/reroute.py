@@ -9,7 +9,7 @@ changed and when the first call was answered by another PoP, then restores and w
 route to come back (hold-down 3 s here; flap damping off, since the bench flaps on
 purpose). Probes: ICMP, 1 s interval, 3 s window, 2 windows (`--settings tuned`, the
 default), or a probe group naming only kind, from and to with no planner/decide keys
-(`--settings defaults`: adaptive rate, change detection, 60 s windows; hold-down 3 s and no
+(`--settings defaults`: 5 packets a second, change detection, 60 s windows; hold-down 3 s and no
 damping still, for the trials' sake). `--settings defaults` also prints the packets/s each
 lagos path was probed at (netopt_probe_packets_sent_total) while nothing was impaired.
 

@@ -133,17 +133,15 @@ class ProbeConfig(_Model):
     transport: Literal["udp", "tcp", "icmp"] = "udp"  # sip_options: udp|tcp; traceroute: all
     clock_synced: bool = False  # stamp/voice: the reflector's clock is synced (one-way delays)
     # adaptive: the rate follows netopt.core.budget (low, escalated where a route is in doubt);
-    # fixed: `count` packets every `interval_s`. Left out: adaptive unless count or interval_s
-    # is given (a tuned group keeps its rounds)
-    rate: Literal["adaptive", "fixed"] | None = None
+    # fixed (the default until adaptive meets its budget on lossy paths, bench/RESULTS.md):
+    # `count` packets every `interval_s`
+    rate: Literal["adaptive", "fixed"] = "fixed"
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @property
     def adaptive(self) -> bool:
-        if self.rate is not None:
-            return self.rate == "adaptive"
-        return not {"count", "interval_s"} & self.model_fields_set
+        return self.rate == "adaptive"
 
     @field_validator("kind")
     @classmethod

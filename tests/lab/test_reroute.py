@@ -112,7 +112,7 @@ class TableWatch(threading.Thread):
 
 def on_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
     """The same world with probe groups naming only kind, from and to, and no planner or
-    decide settings: adaptive rate, change detection, 60 s windows, k = 3, 60 s hold-down."""
+    decide settings: 5 packets a second, change detection, 60 s windows, k = 3, 60 s hold-down."""
     probes = [{"kind": p["kind"], "from": p["from"], "to": p["to"]} for p in cfg["probes"]]
     rest = {k: v for k, v in cfg.items() if k not in ("planner", "decide")}
     return rest | {"probes": probes}

@@ -37,7 +37,7 @@ def table(route: Route | None) -> RouteTable:
 
 def config(**probe: Any) -> Any:
     data = copy.deepcopy(BASE)
-    data["probes"][0].update(probe)
+    data["probes"][0].update({"rate": "adaptive"} | probe)
     return parse_config(data)
 
 
@@ -45,13 +45,12 @@ def counts(rates: ProbeRates) -> dict[str, int]:
     return {j.dst: j.options.count for j in rates.jobs()}
 
 
-def test_a_group_naming_only_kind_from_to_is_adaptive_and_a_tuned_one_fixed() -> None:
+def test_adaptive_is_opt_in() -> None:
     assert config().probes[0].adaptive
-    assert not config(count=20).probes[0].adaptive
-    assert not config(interval_s=2.0).probes[0].adaptive
+    assert not parse_config(BASE).probes[0].adaptive  # the default: fixed
     assert not config(rate="fixed").probes[0].adaptive
     assert config(count=20, rate="adaptive").probes[0].adaptive
-    fixed = ProbeRates(config(count=20), Metrics())
+    fixed = ProbeRates(config(count=20, rate="fixed"), Metrics())
     assert counts(fixed) == {"fra": 20, "jnb": 20}
 
 
@@ -86,6 +85,7 @@ def test_a_lost_packet_off_the_route_escalates_that_path_only() -> None:
 def test_the_site_budget_caps_the_escalation() -> None:
     data = copy.deepcopy(BASE)
     data["regions"][0]["budget_pps"] = 12
+    data["probes"][0]["rate"] = "adaptive"
     rates = ProbeRates(parse_config(data), Metrics())
     verdicts = {("lagos", "jnb"): verdict(1.0, jump=True)}
     rates.update(1.0, verdicts, lambda s, d: (s, d), table(JNB_ROUTE))
@@ -110,6 +110,7 @@ def test_round_count_fits_the_interval(
 def test_a_budget_below_the_floors_is_refused_naming_the_site() -> None:
     data = copy.deepcopy(BASE)
     data["regions"][0]["budget_pps"] = 0.3  # two paths need 2 x 0.2 packets/s at least
+    data["probes"][0]["rate"] = "adaptive"
     with pytest.raises(ConfigError) as err:
         parse_config(data)
     assert "site 'lagos' budget_pps: probe budget 0.3 packets/s cannot give 2 paths" in str(
@@ -120,6 +121,7 @@ def test_a_budget_below_the_floors_is_refused_naming_the_site() -> None:
 def test_the_daemon_escalates_on_a_jump_and_reschedules(tmp_path: Path) -> None:
     data = copy.deepcopy(BASE)
     data["store"] = {"url": f"sqlite:///{tmp_path / 'n.db'}"}
+    data["probes"][0]["rate"] = "adaptive"
     clock = [100.0]
     daemon = Daemon(parse_config(data), wall_clock=lambda: NOW_S + clock[0],
                     mono_clock=lambda: clock[0])  # fmt: skip
