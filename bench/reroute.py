@@ -1,13 +1,17 @@
 """Time from impairment to the first call on a new PoP: netopt vs Kamailio's own dispatcher.
 
-    sudo .venv/bin/python bench/reroute.py [--trials 10]
+    sudo .venv/bin/python bench/reroute.py [--trials 10] [--settings tuned|defaults]
 
 The lab world of tests/lab/test_reroute.py (Lagos's calls enter at the West-African edge
 `los`; Kamailio in the core `fra`; a SIPp UAS in every PoP; a SIPp caller in Lagos at 5
 calls/s). Each trial degrades lagos–los (+150 ms RTT, 8 % loss), notes when netopt's route
 changed and when the first call was answered by another PoP, then restores and waits for the
 route to come back (hold-down 3 s here; flap damping off, since the bench flaps on
-purpose). Probes: ICMP, 1 s interval, 3 s window, 2 windows.
+purpose). Probes: ICMP, 1 s interval, 3 s window, 2 windows (`--settings tuned`, the
+default), or a probe group naming only kind, from and to with no planner/decide keys
+(`--settings defaults`: 5 packets a second, change detection, 60 s windows; hold-down 3 s and no
+damping still, for the trials' sake). `--settings defaults` also prints the packets/s each
+lagos path was probed at (netopt_probe_packets_sent_total) while nothing was impaired.
 
 The peer, measured here before (DESIGN.md): Kamailio 5.6's dispatcher never leaves a path with
 20 % loss and its latency algorithm needs 11–13 s for +300 ms and ignores < ~200 ms — so for
@@ -32,6 +36,7 @@ sys.path.insert(0, str(REPO))
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=10)
+    ap.add_argument("--settings", choices=("tuned", "defaults"), default="tuned")
     args = ap.parse_args()
 
     import yaml
@@ -62,6 +67,11 @@ def main() -> int:
         kam = Kamailio(tmp, sip_host=lab.address("fra"), sip_port=5060, rpc_port=5071,
                        netns=lab.netns("fra"))  # fmt: skip
         cfg = netopt_config(lab, tmp, kam, ports)
+        if args.settings == "defaults":
+            del cfg["planner"]
+            cfg["probes"] = [{"kind": p["kind"], "from": p["from"], "to": p["to"]}
+                             for p in cfg["probes"]]  # fmt: skip
+            cfg["decide"] = {}
         cfg["decide"]["hold_down_s"] = 3
         cfg["decide"]["flap_penalty"] = 0  # 20 forced changes would (rightly) be damped
         (tmp / "netopt.yaml").write_text(yaml.safe_dump(cfg))
@@ -83,6 +93,17 @@ def main() -> int:
                 "-nostdin", "-recv_timeout", "4000", "-s", "netopt", f"{lab.address('fra')}:5060"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
             time.sleep(3)
+            if args.settings == "defaults":
+                steady = _sent(api), time.time()
+                time.sleep(60)
+                later = _sent(api)
+                pps = {d: (n - steady[0].get(d, 0.0)) / (time.time() - steady[1])
+                       for d, n in later.items()}  # fmt: skip
+                print(
+                    "steady packets/s per lagos path: "
+                    + " ".join(f"{d}={v:.2f}" for d, v in sorted(pps.items())),
+                    flush=True,
+                )
             for i in range(args.trials):
                 t0 = time.time()
                 lab.set_link("lagos", "los", delay_ms=78, loss_pct=8)
@@ -90,7 +111,7 @@ def main() -> int:
                 time.sleep(3)
                 t_restore = time.time()
                 lab.set_link("lagos", "los", delay_ms=3, loss_pct=0)
-                wait_for(lambda: primary(api) == "los", 40, "the route back")
+                wait_for(lambda: primary(api) == "los", 200, "the route back")
                 time.sleep(3)
                 rows.append((t0, t_route, t_restore))
                 print(f"trial {i + 1}: route changed after {t_route - t0:.2f} s", flush=True)
@@ -119,6 +140,20 @@ def main() -> int:
             f"Kamailio dispatcher alone: never (does not react to +150 ms / 8 % loss)"
         )
     return 0
+
+
+def _sent(api: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.integration.conftest import http_get
+
+    _, text = http_get(api + "/metrics")
+    return {
+        s.labels["dst"]: float(s.value)
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "netopt_probe_packets_sent_total" and s.labels.get("src") == "lagos"
+    }
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from netopt.core.budget import BudgetPolicy, budget_problem
 from netopt.core.decide import Policy
 from netopt.errors import ConfigError
 from netopt.push.config import ProxyConfig
@@ -56,6 +57,7 @@ class RegionConfig(_Model):
     address: str | None = None  # a representative address, for probes towards the region
     netns: str | None = None  # run this site's probes inside this network namespace (lab)
     weight: float = Field(default=1.0, ge=0)
+    budget_pps: float | None = Field(default=None, gt=0)  # adaptive probes from here, packets/s
 
     @field_validator("address")
     @classmethod
@@ -94,6 +96,7 @@ class PopConfig(_Model):
     relay_delay_ms: float = Field(default=0.0, ge=0)
     capacity_calls: int | None = Field(default=None, gt=0)
     netns: str | None = None
+    budget_pps: float | None = Field(default=None, gt=0)  # adaptive probes from here, packets/s
 
     @field_validator("address", "media_addr")
     @classmethod
@@ -129,8 +132,16 @@ class ProbeConfig(_Model):
     codec: Literal["g711", "g729", "g729a", "opus"] | None = None  # voice: payload per 20 ms
     transport: Literal["udp", "tcp", "icmp"] = "udp"  # sip_options: udp|tcp; traceroute: all
     clock_synced: bool = False  # stamp/voice: the reflector's clock is synced (one-way delays)
+    # adaptive: the rate follows netopt.core.budget (low, escalated where a route is in doubt);
+    # fixed (the default until adaptive meets its budget on lossy paths, bench/RESULTS.md):
+    # `count` packets every `interval_s`
+    rate: Literal["adaptive", "fixed"] = "fixed"
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def adaptive(self) -> bool:
+        return self.rate == "adaptive"
 
     @field_validator("kind")
     @classmethod
@@ -270,6 +281,9 @@ class PlannerConfig(_Model):
     # which probe kinds measure a path for planning (pooled where several do); the others
     # (tcp_connect, sip_options, traceroute) are exported as metrics but plan nothing
     kinds: tuple[str, ...] = Field(default=("voice", "stamp", "udp_echo", "icmp"), min_length=1)
+    # plan with what each path's change detector accepted, and take its alarm on the route in
+    # force as evidence enough to switch (netopt/core/evidence.py); false = windows only
+    detect_changes: bool = True
 
     @field_validator("kinds")
     @classmethod
@@ -447,6 +461,22 @@ def _reference_problems(cfg: Config) -> list[str]:
                 problems.append(f"probes[{i}].to[{j}]: a site cannot probe itself")
             elif _address_of(cfg, t) is None:
                 problems.append(f"probes[{i}].to[{j}]: site {t!r} has no address to probe")
+    return problems + _budget_problems(cfg)
+
+
+def _budget_problems(cfg: Config) -> list[str]:
+    """A site whose budget cannot give its adaptive paths the floor rate (netopt.core.budget)."""
+    paths: dict[str, set[str]] = {}
+    for probe in cfg.probes:
+        if probe.adaptive and probe.kind in cfg.planner.kinds:
+            paths.setdefault(probe.from_, set()).update(probe.to)
+    problems = []
+    for site in cfg.sites():
+        problem = budget_problem(
+            len(paths.get(site.id, ())), BudgetPolicy(budget_pps=site.budget_pps)
+        )
+        if site.budget_pps is not None and problem is not None:
+            problems.append(f"site {site.id!r} budget_pps: {problem}")
     return problems
 
 

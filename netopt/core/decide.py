@@ -39,6 +39,9 @@ Rules, per region × destination (`Policy` holds the numbers):
    the one exception: when the plan says acceleration is `not_needed`, the direct route wins
    back once it is within `margin_mos` of the incumbent relay (point estimates) for
    `windows_to_switch` windows (relays cost capacity; a good direct path is preferred).
+   A change for the worse that a path of the route in force accepted since it was chosen
+   (`proven`, from netopt.core.evidence) is evidence enough: the challenger then needs only
+   to beat it by `margin_mos` (point estimates), no windows.
 3. After a change, no further change for `hold_down_s` (failover excepted).
 4. Flap damping, as BGP route-flap damping (RFC 2439): every change adds `flap_penalty`; the
    penalty halves every `half_life_s`; above `suppress_threshold` changes are suppressed until
@@ -56,7 +59,7 @@ Rules, per region × destination (`Policy` holds the numbers):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -64,6 +67,8 @@ from topology.planner import Expected, Plan, RegionPlan, Route
 from topology.uncertainty import Evidence, gain_at_equal_loss, sure_gain
 
 Key = tuple[str, str]
+# did a hop of this route path accept a change for the worse after that (monotonic) time?
+Proven = Callable[[Sequence[str], float], bool]
 
 
 @dataclass(frozen=True)
@@ -190,6 +195,7 @@ class Decider:
         self.policy = policy or Policy()
         self._state: dict[Key, _State] = {}
         self._plan = Plan()
+        self._proven: Proven | None = None
 
     def update(
         self,
@@ -198,8 +204,10 @@ class Decider:
         *,
         fresh_at: Mapping[str, float] | None = None,
         pop_alive: Mapping[str, bool] | None = None,
+        proven: Proven | None = None,
     ) -> tuple[RouteTable, list[Decision]]:
         decisions: list[Decision] = []
+        self._proven = proven
         entries: dict[Key, TableEntry] = {}
         dead = {p for p, alive in (pop_alive or {}).items() if not alive}
         self._plan = plan
@@ -286,10 +294,16 @@ class Decider:
             return self._entry(rp, state, usable, route=current)
         if state.evidence is None:
             state.evidence = {_key(r): _snapshot(r) for r in (*usable, current) if r is not None}
-        sure = gain if release or current is None else self._sure_gain(challenger, current, state)
+        proven = self._change_proven(state, current)
+        plain = release or current is None or proven
+        sure = gain if plain or current is None else self._sure_gain(challenger, current, state)
         beyond_noise = release or sure >= pol.margin_mos
         self._count(state, _key(challenger), new_data_at if beyond_noise else None)
+        if proven:  # the detector's alarm is the evidence: no windows to wait for
+            state.streak = max(state.streak, pol.windows_to_switch)
         why = f"{_key(challenger)} beats {_key(state.route)} by {gain:+.2f} MOS"
+        if proven:
+            why += " after a change detected on its path"
         if sure != gain:
             why += f" ({sure:+.2f} beyond {pol.confidence_z:g} SE of loss noise)"
         if release:
@@ -405,6 +419,13 @@ class Decider:
             return
         state.streak += 1
         state.counted_at = data_at
+
+    def _change_proven(self, state: _State, current: Route | None) -> bool:
+        """Did the route in force accept a change for the worse since it was chosen (the
+        `proven` callback, netopt.core.evidence)?"""
+        if self._proven is None or current is None or state.route is None:
+            return False
+        return self._proven(state.route.path, state.decided_at)
 
     def _usable(self, route: Route, dead: set[str]) -> bool:
         return route.expected.loss_pct < self.policy.dead_loss_pct and not dead.intersection(

@@ -4,7 +4,10 @@ The daemon's observation state and its rules, pure (`now` is an argument, no I/O
 - the latest round per path (a replayed older round is not the latest word on its path);
 - freshness: per region, when a round of one of its paths last arrived (decide's staleness);
 - liveness: a PoP is dead when the latest round of every path towards it got no answer, or,
-  where its SIP service is probed (`sip_options`), no path's latest OPTIONS got a 2xx;
+  where its SIP service is probed (`sip_options`), no path's latest OPTIONS got a 2xx; a
+  round of fewer than `dead_packets` packets (an adaptive path's steady single packet) says
+  nothing of liveness when it is lost: the change detector calls such a path dead after that
+  many packets in a row (netopt.core.evidence);
 - the warm-up gate: the first plan waits until every configured path has reported once, or
   `warmup_s` (two probe intervals) has passed, so no region is decided on half its candidates.
 Only rounds of the planner's kinds measure a path; `sip_options` rounds always count for
@@ -32,7 +35,9 @@ class Observations:
         *,
         warmup_s: float,
         started_at: float,
+        dead_packets: int = 1,
     ) -> None:
+        self.dead_packets = dead_packets
         self.regions = frozenset(regions)
         self.kinds = frozenset(kinds)
         self.warmup_s, self.started_at = warmup_s, started_at
@@ -79,7 +84,8 @@ class Observations:
         alive: dict[str, bool] = {}
         for (src, dst), rec in last.items():
             pop = dst if dst not in self.regions else src
-            alive[pop] = alive.get(pop, False) or rec.received > 0
+            silent = rec.received == 0 and (rec.sent >= self.dead_packets or rec.kind == SIP_KIND)
+            alive[pop] = alive.get(pop, False) or not silent
         return alive
 
     def warming(self, now: float) -> bool:

@@ -123,6 +123,17 @@ class Metrics:
             "withdrawn).",
             ("src", "dst", "trigger"), registry=r,
         )  # fmt: skip
+        self.probe_rate = Gauge(
+            "netopt_probe_rate_packets_per_second",
+            "Probe packets per second scheduled on the path (adaptive: netopt.core.budget).",
+            ("src", "dst"), registry=r,
+        )  # fmt: skip
+        self.probe_escalations = Counter(
+            "netopt_probe_escalations_total",
+            "Times the path's probe rate was escalated, by reason (alarm, jump, loss, doubt, "
+            "candidate).",
+            ("src", "dst", "reason"), registry=r,
+        )  # fmt: skip
         self.task_failures = task_failures_counter(r)
 
     def observe_round(

@@ -26,12 +26,15 @@ from netopt.api.workers.pool import serve_with_workers
 from netopt.assess.api import add_routes as add_assessment_routes
 from netopt.config import Config, load_config
 from netopt.core.decide import Decider, Decision, RouteTable, TableEntry
+from netopt.core.detect import DetectorConfig
+from netopt.core.evidence import PathChanges, overlay, proof, round_rtts
 from netopt.core.observe import Observations
 from netopt.core.window import WindowStats
 from netopt.daemon import series
 from netopt.daemon.leader import make_leader
 from netopt.daemon.metrics import Metrics
 from netopt.daemon.probing import ProbeJob, ProberPool, jobs_from_config, record_of, run_rounds
+from netopt.daemon.rates import ProbeRates
 from netopt.daemon.schedule import Scheduler
 from netopt.daemon.tasks import guarded_spawn, supervise
 from netopt.daemon.trace import Tracer
@@ -93,7 +96,10 @@ class Daemon:
             (r.id for r in config.regions), config.planner.kinds,
             ((j.src, j.dst) for j in jobs if j.kind in config.planner.kinds),
             warmup_s=2 * max((j.interval_s for j in jobs), default=0.0), started_at=mono_clock(),
+            dead_packets=DetectorConfig().dead_packets if config.planner.detect_changes else 1,
         )  # fmt: skip
+        self.changes = PathChanges(r.id for r in config.regions)  # netopt.core.evidence
+        self.rates = ProbeRates(config, self.metrics)  # adaptive probe rates
         self._stopping = False
         self._scheduler: Scheduler | None = None
         self._main: asyncio.Task[None] | None = None
@@ -123,7 +129,8 @@ class Daemon:
         for ran in await run_rounds(self.pool, jobs):
             job, measured = ran.job, ran.summary
             if measured is not None:
-                self.add_round(record_of(job, measured.started_wall_ns, measured.digest))
+                record = record_of(job, measured.started_wall_ns, measured.digest)
+                self.add_round(record, [rtt * 1000 for rtt in measured.rtts_s])
                 keys.append((job.src, job.dst, job.kind))
                 done.append(measured)
             elif isinstance(ran.error, Exception):  # ours or a neighbour's: say so, go on
@@ -138,10 +145,11 @@ class Daemon:
                 [None if d.jitter_ms is None else d.jitter_ms / 1000 for d in digests],
             )  # fmt: skip
 
-    def add_round(self, record: RoundRecord) -> None:
-        """A round measured here: into the store (queued), the window, the next plan."""
+    def add_round(self, record: RoundRecord, rtts_ms: list[float] | None = None) -> None:
+        """A round measured here (with its packets' RTTs, when known): into the store
+        (queued), the window, the change detector, the next plan."""
         self.store.add(record)
-        self._account(record)
+        self._account(record, rtts_ms=rtts_ms)
 
     def account_ingested(self, agent: str, stored: tuple[RoundRecord, ...], depth: int) -> None:
         """An agent's batch, already durable in the store: into the window and the next plan."""
@@ -154,12 +162,25 @@ class Daemon:
             jitter_s = None if r.jitter_ms is None else r.jitter_ms / 1000
             m.probes.count((r.src, r.dst, r.kind), r.sent, r.received, jitter_s)
 
-    def _account(self, record: RoundRecord, at_mono: float | None = None) -> None:
+    def _account(
+        self, record: RoundRecord, at_mono: float | None = None, rtts_ms: list[float] | None = None
+    ) -> None:
         if self.observed.measures(record):
             self.window.add(record)
         now = self.mono_clock() if at_mono is None else at_mono
         if self.observed.add(record, now):
             self._dirty.set()
+        if self.observed.last_round.get((record.src, record.dst)) is record:  # newest: detect
+            rtts = round_rtts(record.received, record.rtt_p50_ms) if rtts_ms is None else rtts_ms
+            try:
+                verdict = self.changes.update(record.src, record.dst, now, record.sent, rtts)
+            except ValueError as exc:  # a neighbour's impossible round: it plans nothing
+                log.error("detect_failed src=%s dst=%s error=%s", record.src, record.dst, exc)
+                return
+            if at_mono is None and self.rates.wanted(verdict, self.table):  # not when priming
+                jobs = self.rates.update(now, self.changes.last, self.changes.key, self.table)
+                if jobs is not None and self._scheduler is not None:
+                    self._scheduler.sync(jobs)
 
     def _store_failed(self, exc: Exception) -> None:
         self.metrics.store_errors.inc()
@@ -176,7 +197,10 @@ class Daemon:
             key = (s.src, s.dst)
             if key not in best or s.samples > best[key].samples:
                 best[key] = s
-        return list(best.values())
+        if not self.config.planner.detect_changes:
+            return list(best.values())
+        window_s = self.config.planner.window_s
+        return overlay(best.values(), self.changes.accepted, self.mono_clock(), window_s)
 
     def pop_alive(self) -> dict[str, bool]:
         """Per PoP, alive or dead (see netopt.core.observe)."""
@@ -196,9 +220,11 @@ class Daemon:
         alive = self.pop_alive()
         for pop, up in alive.items():
             self.metrics.pop_up.labels(pop).set(1 if up else 0)
+        accepted = self.changes.accepted if p.detect_changes else {}
         table, decisions = self.decider.update(
-            new_plan, self.mono_clock(), fresh_at=self.observed.fresh_at, pop_alive=alive
-        )
+            new_plan, self.mono_clock(), fresh_at=self.observed.fresh_at, pop_alive=alive,
+            proven=proof(accepted),
+        )  # fmt: skip
         at_wall_ns = int(self.wall_clock() * 1e9)
         self.tracer.observe(stats, decisions, self.mono_clock(), self.window.silent(at_wall_ns))
         for d in decisions:
@@ -294,10 +320,12 @@ class Daemon:
         for pusher in self.pushers:
             pusher.reconfigure(new)
         self.window.window_ns = int(new.planner.window_s * 1e9)
-        jobs = jobs_from_config(new)
+        self.rates.reconfigure(new)
+        jobs = self.rates.jobs()
         series.declare(self.metrics, new, self.wall_clock(), [(j.src, j.dst, j.kind) for j in jobs])
         wanted = {(j.src, j.dst) for j in jobs if j.kind in new.planner.kinds}
         self.observed.reconfigure((r.id for r in new.regions), new.planner.kinds, wanted)
+        self.changes.reconfigure((r.id for r in new.regions), wanted)
         if self._scheduler is not None:
             added, removed, changed = self._scheduler.sync(jobs)
             changes.append(f"jobs_added={added} jobs_removed={removed} jobs_changed={changed}")
@@ -378,7 +406,7 @@ class Daemon:
                 failed = self._task_failed
                 spawn = guarded_spawn(tg.create_task, "probe_slot", failed)
                 self._scheduler = Scheduler(self.probe_slot, spawn, self.wall_clock)
-                self._scheduler.start(jobs_from_config(self.config))
+                self._scheduler.start(self.rates.jobs())
                 self.metrics.task_failures.labels("probe_slot")
                 for name, (task, fatal) in self._background(on_listening).items():
                     self.metrics.task_failures.labels(name)

@@ -110,8 +110,18 @@ class TableWatch(threading.Thread):
             self.halt.wait(0.2)
 
 
+def on_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The same world with probe groups naming only kind, from and to, and no planner or
+    decide settings: 5 packets a second, change detection, 60 s windows, k = 3, 60 s hold-down."""
+    probes = [{"kind": p["kind"], "from": p["from"], "to": p["to"]} for p in cfg["probes"]]
+    rest = {k: v for k, v in cfg.items() if k not in ("planner", "decide")}
+    return rest | {"probes": probes}
+
+
 @pytest.fixture
-def world(lab_world: LabFactory, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def world(
+    request: pytest.FixtureRequest, lab_world: LabFactory, tmp_path: Path
+) -> Iterator[dict[str, Any]]:
     need("kamailio")
     need("sipp")
     lab = lab_world(PROFILE)
@@ -121,6 +131,8 @@ def world(lab_world: LabFactory, tmp_path: Path) -> Iterator[dict[str, Any]]:
     kam = Kamailio(tmp_path, sip_host=lab.address("fra"), sip_port=5060, rpc_port=5071,
                    netns=lab.netns("fra"))  # fmt: skip
     cfg = netopt_config(lab, tmp_path, kam, uas_port)
+    if getattr(request, "param", "tuned") == "defaults":
+        cfg = on_defaults(cfg)
     (tmp_path / "netopt.yaml").write_text(yaml.safe_dump(cfg))
     procs: list[subprocess.Popen[Any]] = []
     try:
@@ -305,3 +317,32 @@ def test_calls_follow_the_routes(world: dict[str, Any]) -> None:
         assert len(lines) == 6, lines  # 2 regions x 3 PoPs: never empty, never partial
     assert "Traceback" not in world["stderr"].read_text()
     assert chosen
+
+
+@STATISTICAL
+@pytest.mark.parametrize("world", ["defaults"], indirect=True)
+@pytest.mark.parametrize("impairment", ["dead", "degraded"])
+def test_on_defaults_the_route_leaves_a_dead_pop_or_a_degraded_path(
+    world: dict[str, Any], impairment: str
+) -> None:
+    """Defaults: the route leaves los when it stops answering (`dead`: both regions' links
+    lose everything) or when lagos–los is degraded by +150 ms / 8 % loss (`degraded`), each
+    in a fresh world (a route back to los would wait for the 60 s hold-down). The bound
+    (30 s) says "it moves at all"; the measured times are printed and go to bench/RESULTS.md."""
+    lab, api = world["lab"], world["api"]
+    wait_for(lambda: primary(api) == "los", 60, "lagos routed via los")
+    time.sleep(5)
+    t0 = time.time()
+    if impairment == "dead":
+        for region in ("lagos", "nairobi"):
+            lab.set_link(region, "los", loss_pct=100)
+    else:
+        lab.set_link("lagos", "los", delay_ms=3 + 75, loss_pct=8)
+    try:
+        t_moved = wait_for(lambda: primary(api) not in (None, "los"), 30, "netopt to move")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {http_get(api + '/v1/paths?region=lagos')[1]}") from None
+    print(
+        f"\ndefaults: the route left los {t_moved - t0:.1f} s after it became {impairment} "
+        f"({'no answer' if impairment == 'dead' else '+150 ms / 8 % loss'})"
+    )

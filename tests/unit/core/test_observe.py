@@ -149,3 +149,16 @@ def test_order_of_arrival_does_not_change_the_latest_word(
         b.add(rnd(*path, t, got, kind), now=100.0 + i)
     assert a.last_round == b.last_round and a.last_sip == b.last_sip
     assert a.pop_alive() == b.pop_alive() and a.unmeasured == b.unmeasured
+
+
+def test_a_lost_single_packet_is_no_death_when_the_detector_judges_liveness() -> None:
+    o = Observations(["lagos"], ["icmp"], [("lagos", "jnb")], warmup_s=0.0, started_at=0.0,
+                     dead_packets=4)  # fmt: skip
+    one = RoundRecord(T0_NS, "lagos", "jnb", "icmp", 1, 0, None, None, None, None, None, None)
+    o.add(one, now=1.0)
+    assert o.pop_alive() == {"jnb": True}  # one packet lost: the detector's word, not this
+    o.add(rnd("lagos", "jnb", 2, received=0), now=2.0)  # a whole round of 5: dead
+    assert o.pop_alive() == {"jnb": False}
+    default = obs()
+    default.add(one, now=1.0)
+    assert default.pop_alive() == {"jnb": False}  # without the detector: as before

@@ -1,0 +1,150 @@
+"""netopt.core.evidence with a fake clock: the detector's accepted change feeds plan and decide.
+
+A region `r` with two nearly equal relays `a` and `b` (and a worse direct route), probed as the
+daemon does by default (a round of 5 packets a second per path) through the real
+ChangeDetector, WindowStats, planner and Decider, replanned every second: a +150 ms / 8 %
+change on the route in force moves it within a few packets with the detector and only after
+the windows without it; noise never moves it.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+
+import pytest
+
+from netopt.core.decide import Decider, Policy
+from netopt.core.detect import Level
+from netopt.core.evidence import (
+    Accepted,
+    PathChanges,
+    incumbent_changed,
+    overlay,
+    proof,
+    round_rtts,
+)
+from netopt.core.window import WindowStats
+from netopt.store.model import RoundRecord
+from tests.unit.noisy_world import world
+from topology.planner import PathStats, plan
+
+WINDOW_S = 60.0
+COUNT = 5
+POLICY = Policy(windows_to_switch=3, hold_down_s=60.0, evidence_s=20.0)  # the daemon's defaults
+
+
+def _rtt(rng: random.Random, base: float) -> float:
+    spike = rng.paretovariate(1.5) * 10 if rng.random() < 0.01 else 0.0
+    return base + rng.lognormvariate(0.0, 0.5) + spike
+
+
+def run(
+    seconds: int,
+    *,
+    change_at: float | None,
+    detect: bool,
+    seed: int = 1,
+    extra_ms: float = 150.0,
+    dead: bool = False,
+) -> list[tuple[float, str | None]]:
+    """(time, entry PoP) of every route the region took; at `change_at` the path to `a`
+    gains `extra_ms` and 8 % loss."""
+    rng = random.Random(seed)
+    topo = world({"a": 10.0, "b": 14.0})  # a a little better than b: first choice, kept
+    base = {("r", "a"): 250.0, ("r", "b"): 250.0, ("r", "fra"): 450.0}
+    changes = PathChanges(["r"])
+    window = WindowStats(WINDOW_S)
+    decider = Decider(POLICY)
+    routes: list[tuple[float, str | None]] = []
+    for t in range(seconds):
+        for (src, dst), rtt in base.items():
+            bad = change_at is not None and t >= change_at and dst == "a"
+            loss = (1.0 if dead else 0.08) if bad else 0.003
+            rtts = [_rtt(rng, rtt + (extra_ms if bad else 0.0)) for _ in range(COUNT)]
+            rtts = [x for x in rtts if rng.random() >= loss]
+            p50 = statistics.median(rtts) if rtts else None
+            rec = RoundRecord(int(t * 1e9), src, dst, "icmp", COUNT, len(rtts), p50, p50, p50,
+                              p50, p50, None)  # fmt: skip
+            window.add(rec)
+            changes.update(src, dst, float(t), COUNT, rtts)
+        stats = window.stats(int(t * 1e9))
+        accepted = changes.accepted if detect else {}
+        stats = overlay(stats, accepted, float(t), WINDOW_S)
+        table, _ = decider.update(plan(topo, stats), float(t), proven=proof(accepted))
+        entry = table.get("r")
+        assert entry is not None and entry.route is not None
+        if not routes or routes[-1][1] != entry.route.entry_pop:
+            routes.append((float(t), entry.route.entry_pop))
+    return routes
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_change_on_the_route_in_force_moves_it_on_the_next_plan(seed: int) -> None:
+    change_at = 300.0
+    routes = run(360, change_at=change_at, detect=True, seed=seed)
+    assert routes[0] == (0.0, "a"), routes
+    moved = [(t, pop) for t, pop in routes[1:] if t >= change_at]
+    assert moved and moved[0][1] == "b", routes
+    # accepted on its 2nd or 3rd packet (a spiky reference needs 3), switched on that plan
+    assert moved[0][0] - change_at <= 3.0, routes
+    assert [t for t, _ in routes[1:] if t < change_at] == [], routes  # nothing before it
+
+
+def test_without_the_detector_the_windows_take_longer() -> None:
+    with_detector = run(400, change_at=300.0, detect=True)
+    windows_only = run(400, change_at=300.0, detect=False)
+    assert with_detector[-1][1] == "b" and windows_only[-1][1] == "b"
+    assert windows_only[-1][0] - 300.0 >= 20.0 > with_detector[-1][0] - 300.0
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_noise_never_moves_equal_routes(seed: int) -> None:
+    routes = run(1800, change_at=None, detect=True, seed=seed)
+    assert len(routes) == 1, routes
+
+
+def test_a_change_for_the_better_is_no_reason_to_leave() -> None:
+    level = Level(50.0, 1.0, 0.0, 10)
+    better = {("r", "a"): Accepted(5.0, "rtt_down", level)}
+    worse = {("r", "a"): Accepted(5.0, "rtt_up", level)}
+    dead = {("a", "r"): Accepted(5.0, "dead", level)}
+    path = ("r", "a", "fra")
+    assert not incumbent_changed(path, better, since=0.0)
+    assert incumbent_changed(path, worse, since=0.0)
+    assert incumbent_changed(path, dead, since=0.0)  # either orientation of the hop
+    assert not incumbent_changed(path, worse, since=5.0)  # not after the route was chosen
+    assert not incumbent_changed(("r", "b", "fra"), worse, since=0.0)
+
+
+def test_overlay_replaces_only_the_changed_statistic_within_a_window() -> None:
+    s = PathStats("r", "a", 200.0, 3.0, 0.5, 600, 10_000, 50)
+    level = Level(350.0, 9.0, 0.08, 40)
+    (rtt,) = overlay([s], {("r", "a"): Accepted(100.0, "rtt_up", level)}, 110.0, WINDOW_S)
+    assert (rtt.rtt_ms, rtt.jitter_ms, rtt.loss_pct, rtt.samples) == (350.0, 3.0, 0.5, 600)
+    (loss,) = overlay([s], {("r", "a"): Accepted(100.0, "loss", level)}, 110.0, WINDOW_S)
+    assert (loss.rtt_ms, loss.loss_pct, loss.samples) == (200.0, 8.0, 40)
+    assert loss.sent_total == 10_000  # the running counters stay the window's
+    (dead,) = overlay([s], {("r", "a"): Accepted(100.0, "dead", level)}, 110.0, WINDOW_S)
+    assert dead.loss_pct == 100.0
+    (alive,) = overlay([s], {("r", "a"): Accepted(100.0, "alive", level)}, 110.0, WINDOW_S)
+    assert alive == s
+    (old,) = overlay([s], {("r", "a"): Accepted(100.0, "rtt_up", level)}, 160.0, WINDOW_S)
+    assert old == s  # a window later the window itself says it
+
+
+def test_path_changes_key_paths_as_the_planner_does_and_forget_unprobed_ones() -> None:
+    changes = PathChanges(["r"])
+    changes.update("a", "r", 0.0, 2, [10.0, 11.0])  # measured from the PoP side
+    assert set(changes.detectors) == {("r", "a")}
+    changes.reconfigure(["r"], [("r", "b")])
+    assert changes.detectors == {} and changes.last == {}
+    assert round_rtts(3, 42.0) == [42.0, 42.0, 42.0]
+    assert round_rtts(0, None) == [] and round_rtts(2, None) == []
+
+
+def test_a_dead_path_is_withdrawn_by_its_detector_alone() -> None:
+    """No pop_alive here: the detector's `dead` (4 packets lost in a row) is 100 % loss."""
+    routes = run(320, change_at=300.0, detect=True, dead=True)
+    assert [pop for _, pop in routes] == ["a", "b"], routes
+    assert routes[1][0] - 300.0 <= 1.0, routes
