@@ -12,7 +12,6 @@ stays lean).
 from __future__ import annotations
 
 import itertools
-import re
 import signal
 import sqlite3
 import subprocess
@@ -27,6 +26,7 @@ import yaml
 
 from netopt.store import SqliteStore
 from tests.integration.conftest import REPO, free_port, http_get, icmp_allowed
+from tests.procs import acked_batches, stop_all
 
 pytestmark = pytest.mark.skipif(
     not icmp_allowed(), reason="ICMP probes need root or net.ipv4.ping_group_range"
@@ -120,27 +120,13 @@ class Procs:
         raise AssertionError(f"spools did not drain: {self.spool_depths()}")
 
     def stop_all(self) -> None:
-        procs = [*self.agents, *([self.controller] if self.controller else [])]
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_all([*self.agents, *([self.controller] if self.controller else [])])
         for f in self._files:
             f.close()
 
     def acked(self) -> dict[str, int]:
         """Batch id → rounds, from every agent's log of acknowledgements."""
-        out = {}
-        for i in range(N_AGENTS):
-            text = (self.tmp / f"agent{i}.log").read_text()
-            for m in re.finditer(r"batch_acked batch=(\S+) rounds=(\d+)", text):
-                out[m.group(1)] = int(m.group(2))
-        return out
+        return acked_batches(self.tmp / f"agent{i}.log" for i in range(N_AGENTS))
 
 
 @pytest.fixture

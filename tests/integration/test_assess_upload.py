@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from netopt.assess.upload import MAX_ANSWER_BYTES, upload
 from netopt.daemon.wiring import Daemon
@@ -83,12 +82,8 @@ async def rude_server() -> AsyncIterator[str]:
     app = web.Application()
     for name, h in (("notjson", not_json), ("huge", huge), ("slow", slow)):
         app.router.add_post(f"/{name}/v1/assessments", h)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield str(server.make_url("")).rstrip("/")
-    finally:
-        await server.close()
+    async with served(app) as url:
+        yield url
 
 
 @pytest.mark.parametrize(

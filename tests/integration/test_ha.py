@@ -30,6 +30,7 @@ from aiohttp import web
 
 from netopt.push.pusher import token_of
 from tests.integration.conftest import REPO, free_port, http_get, icmp_allowed
+from tests.procs import acked_batches, stop_all
 
 pytestmark = [
     pytest.mark.neighbour,
@@ -220,25 +221,13 @@ class Cluster:
         self.procs[name].wait()
 
     def stop_all(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_all(self.procs.values())
         for f in self._files:
             f.close()
 
     def acked(self) -> dict[str, int]:
-        out = {}
-        for i in range(N_AGENTS):
-            text = (self.tmp / f"agent{i}.log").read_text()
-            for m in re.finditer(r"batch_acked batch=(\S+) rounds=(\d+)", text):
-                out[m.group(1)] = int(m.group(2))
-        return out
+        """Batch id → rounds, from every agent's log of acknowledgements."""
+        return acked_batches(self.tmp / f"agent{i}.log" for i in range(N_AGENTS))
 
 
 def wait_for(condition: Any, timeout_s: float, what: str) -> None:
