@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from probes._sip_wire import options_request
 from probes.base import Outcome, ProbeOptions, Target, make_prober
 from probes.stats import round_stats
 from tests.procs import stop
+from tests.sip import free_udp_tcp_port
 
 KAMAILIO_CFG = """#!KAMAILIO
 debug=1
@@ -45,9 +47,13 @@ def _free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_udp_sip(port: int, deadline_s: float = 10.0) -> None:
+def _wait_udp_sip(
+    port: int, proc: subprocess.Popen[Any], log: Path, deadline_s: float = 30.0
+) -> None:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"kamailio exited {proc.returncode}: {log.read_text()[-3000:]}")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", 0))
             s.settimeout(0.3)
@@ -60,7 +66,7 @@ def _wait_udp_sip(port: int, deadline_s: float = 10.0) -> None:
                 return
             except OSError:
                 time.sleep(0.1)
-    raise AssertionError("kamailio did not answer in time")
+    raise AssertionError(f"kamailio did not answer in {deadline_s:g} s: {log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -69,14 +75,15 @@ def kamailio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, in
     if not Path(binary).exists():
         pytest.skip("needs kamailio (Debian package kamailio; make test installs it)")
     run = tmp_path_factory.mktemp("kamailio")
-    port, busy = _free_port(), _free_port()
+    port = free_udp_tcp_port()  # Kamailio listens on both: a port taken on TCP stops it
+    busy = next(p for p in iter(free_udp_tcp_port, None) if p != port)
     cfg = run / "kamailio.cfg"
     cfg.write_text(KAMAILIO_CFG.format(port=port, busy=busy))
     log = (run / "kamailio.log").open("w")
     proc = subprocess.Popen([binary, "-f", str(cfg), "-DD", "-E", "-m", "64", "-M", "8",
                              "-Y", str(run)], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        _wait_udp_sip(port)
+        _wait_udp_sip(port, proc, run / "kamailio.log")
         yield port, busy
     finally:
         stop(proc, 10)
