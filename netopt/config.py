@@ -132,16 +132,18 @@ class ProbeConfig(_Model):
     codec: Literal["g711", "g729", "g729a", "opus"] | None = None  # voice: payload per 20 ms
     transport: Literal["udp", "tcp", "icmp"] = "udp"  # sip_options: udp|tcp; traceroute: all
     clock_synced: bool = False  # stamp/voice: the reflector's clock is synced (one-way delays)
-    # adaptive: the rate follows netopt.core.budget (low, escalated where a route is in doubt);
-    # fixed (the default until adaptive meets its budget on lossy paths, bench/RESULTS.md):
-    # `count` packets every `interval_s`
-    rate: Literal["adaptive", "fixed"] = "fixed"
+    # adaptive: the rate follows netopt.core.budget (1 packet a second, escalated where a route
+    # is in doubt); fixed: `count` packets every `interval_s`. Left out: adaptive for a group
+    # that names neither `count` nor `interval_s`, fixed for one that does (it asked for a shape)
+    rate: Literal["adaptive", "fixed"] | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @property
     def adaptive(self) -> bool:
-        return self.rate == "adaptive"
+        if self.rate is not None:
+            return self.rate == "adaptive"
+        return not {"count", "interval_s"} & self.model_fields_set
 
     @field_validator("kind")
     @classmethod

@@ -48,7 +48,7 @@ class BudgetPolicy:
     escalated_pps: float = 25.0
     floor_pps: float = 0.2
     relax_s: float = 2.0
-    escalate_doubt: float = 0.25
+    escalate_doubt: float = 0.5
     budget_pps: float | None = None
     budget_per_path_pps: float = 2.0
     budget_min_pps: float = 50.0

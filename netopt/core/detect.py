@@ -118,6 +118,7 @@ class Verdict:
     level: Level  # the accepted level (the new one when state is "changed")
     jump: bool  # a packet of this update beyond the clip (many σ̂ from the baseline)
     lost: int  # packets of this update that did not come back
+    lost_run: int = 0  # packets lost in a row up to the end of this update
 
 
 class ChangeDetector:
@@ -318,9 +319,10 @@ class ChangeDetector:
     def _verdict(self, now: float, alarm: Statistic | None, jump: bool, lost: int) -> Verdict:
         level = self.level()
         if alarm is not None:
-            return Verdict(now, "changed", alarm, 1.0, level, jump, lost)
+            return Verdict(now, "changed", alarm, 1.0, level, jump, lost, self._dead_run)
         if not math.isfinite(self._scale):
-            return Verdict(now, "learning", None, self._loss_doubt(), level, jump, lost)
+            doubt = self._loss_doubt()
+            return Verdict(now, "learning", None, doubt, level, jump, lost, self._dead_run)
         doubts: dict[Statistic, float] = {
             "rtt_up": self._s_up / self.h_rtt,
             "rtt_down": self._s_dn / self.h_rtt,
@@ -330,7 +332,8 @@ class ChangeDetector:
         doubt = min(1.0, doubts[statistic])
         suspect = doubt >= self.config.suspect_doubt or jump
         state: State = "suspect" if suspect else "steady"
-        return Verdict(now, state, statistic if doubt > 0 else None, doubt, level, jump, lost)
+        named = statistic if doubt > 0 else None
+        return Verdict(now, state, named, doubt, level, jump, lost, self._dead_run)
 
 
 def _clip(k: float, h: float, m: int) -> float:

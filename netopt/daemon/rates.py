@@ -1,17 +1,19 @@
-"""Adaptive probe rates: detect (verdicts) + route table → **budget** → schedule (round shapes).
+"""Adaptive probe rates: detect (verdicts) + route table → **budget** → schedule and bursts.
 
 The thin shell around `netopt.core.budget.allocate`. The probe groups whose `rate` is adaptive
 (the default for a group that names neither `count` nor `interval_s`) are probed at the rate
 the allocation gives each path, per probing site within its budget (`budget_pps`, or 2
-packets/s per path but at least 50): 1 packet a second steady, up to the escalated rate (rounds
-of many packets 20 ms apart, as many as fit in the interval before the timeout) at once on a
-path whose verdict shows a jump, a lost packet, an alarm or doubt, and on every path of its
-region when it carries the route in force; back to steady `relax_s` after the last signal.
+packets/s per path but at least 50): 1 packet a second steady — the scheduler's round, one
+packet on the job's grid — and, on a path whose verdict shows a jump, a lost packet that is
+news, an alarm or doubt (and on every path of its region when it carries the route in force),
+the rest of the escalated rate at once as bursts (netopt.daemon.bursts: 5 packets every
+~0.2 s, overlapping); back to steady `relax_s` after the last signal.
 
-`ProbeRates.update(now, verdicts, table)` returns the probe jobs with their new round shapes
-when any changed (the daemon then re-syncs the scheduler), and keeps
-`netopt_probe_rate_packets_per_second{src,dst}` and
-`netopt_probe_escalations_total{src,dst,reason}` current. Fixed groups keep their rounds.
+`ProbeRates.update(now, verdicts, table)` returns what changed: the scheduler's jobs when a
+steady round shape changed (a budget cut), the bursts' extra rates when an escalation
+started, changed or ended; and keeps `netopt_probe_rate_packets_per_second{src,dst}` (steady
+plus extra) and `netopt_probe_escalations_total{src,dst,reason}` current. Fixed groups keep
+their rounds.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import get_args
 
 from netopt.config import Config
@@ -29,8 +33,10 @@ from netopt.daemon.metrics import Metrics
 from netopt.daemon.probing import ProbeJob, jobs_from_config
 
 Key = tuple[str, str]
+Extra = Mapping[str, tuple[ProbeJob, float]]  # job id → (steady job, extra packets/s)
 _SLACK_S = 0.05  # between a round's timeout and the next round
-NEWS_LOSS_RATIO = 0.01  # a lost packet is news on a path whose accepted loss is below this
+MIN_EXTRA_PPS = 0.05  # below this an allocation's extra over the steady round is not burst
+NEWS_CHANCE = 0.01  # lost packets are news when the path's own loss explains them less often
 REASONS: tuple[Reason, ...] = get_args(Reason)
 
 
@@ -45,13 +51,17 @@ def round_count(rate_pps: float, job: ProbeJob) -> int:
 
 
 def signal_of(verdict: Verdict) -> Signal:
-    """`Signal.of`, except that a lost packet is a trigger only on a path whose accepted loss is
-    below `NEWS_LOSS_RATIO`: on a lossy path losses are its baseline, and escalating on each
-    would keep it escalated for ever; a real rise in its loss shows as the loss CUSUM's doubt
-    and alarm, which still escalate it."""
+    """`Signal.of`, except that lost packets are a trigger only when they are news: when the
+    path's accepted loss p alone would lose that many packets in a row (`lost_run`) less than
+    once in 1/`NEWS_CHANCE` tries (p^run < 1 %). On a path with 0.3 % loss one lost packet is
+    news, at 2 % two in a row, at 10 % three: losses that are the path's baseline do not keep it
+    escalated, a dead path is found by its second or third packet, and a real rise in loss shows
+    as the loss CUSUM's doubt and alarm, which still escalate it."""
     signal = Signal.of(verdict)
-    if signal.trigger == "loss" and verdict.level.loss_ratio >= NEWS_LOSS_RATIO:
-        return Signal(signal.doubt)
+    if signal.trigger == "loss":
+        p = min(max(verdict.level.loss_ratio, 1e-6), 1.0)
+        if p ** max(verdict.lost_run, 1) >= NEWS_CHANCE:
+            return Signal(signal.doubt)
     return signal
 
 
@@ -80,6 +90,7 @@ class ProbeRates:
             for i, j in self.base.items()
         }
         self.allocations = {s: a for s, a in self.allocations.items() if s in self.policies}
+        self.extra: Extra = MappingProxyType({})  # nothing escalated until the next update
         for job in self.shaped.values():
             self._export(job)
             if job.job_id in self.adaptive:
@@ -128,10 +139,10 @@ class ProbeRates:
         verdicts: Mapping[Key, Verdict],
         key_of: Callable[[str, str], Key],
         table: RouteTable,
-    ) -> list[ProbeJob] | None:
-        """Reallocate with the verdicts newer than each site's last allocation; the jobs when a
-        round shape changed, else None."""
+    ) -> Reshaped:
+        """Reallocate with the verdicts newer than each site's last allocation."""
         changed, self._table = False, table
+        extra = dict(self.extra)
         for site, roles in self._roles(table).items():
             previous = self.allocations.get(site, EMPTY)
             signals = {}
@@ -144,18 +155,37 @@ class ProbeRates:
             for key, reason in alloc.reasons.items():
                 if previous.reasons.get(key) is None:
                     self.metrics.probe_escalations.labels(*key, reason).inc()
-            changed |= self._reshape(alloc)
-        return self.jobs() if changed else None
+            changed |= self._reshape(alloc, extra)
+        moved = extra != self.extra
+        self.extra = MappingProxyType(extra)
+        return Reshaped(self.jobs() if changed else None, self.extra if moved else None)
 
-    def _reshape(self, alloc: Allocation) -> bool:
+    def _reshape(self, alloc: Allocation, extra: dict[str, tuple[ProbeJob, float]]) -> bool:
+        """The scheduler's steady shapes and the bursts' extra rates from `alloc`; whether a
+        steady shape changed."""
         changed = False
         for job_id, job in self.adaptive.items():
             rate = alloc.rates_pps.get((job.src, job.dst))
             if rate is None:
                 continue
-            shaped = self._shape(job, rate)
+            shaped = self._shape(job, alloc.steady_pps)
+            steady = shaped.options.count / shaped.interval_s
+            more = rate - steady
+            if more > MIN_EXTRA_PPS:
+                extra[job_id] = (shaped, more)
+            else:
+                extra.pop(job_id, None)
             if shaped != self.shaped[job_id]:
                 self.shaped[job_id] = shaped
-                self._export(shaped)
                 changed = True
+            self.metrics.probe_rate.labels(job.src, job.dst).set(steady + max(0.0, more))
         return changed
+
+
+@dataclass(frozen=True)
+class Reshaped:
+    """What an update changed: the scheduler's jobs (None: unchanged) and the bursts' extra
+    rates (None: unchanged)."""
+
+    jobs: list[ProbeJob] | None
+    extra: Extra | None

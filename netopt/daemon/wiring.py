@@ -31,10 +31,11 @@ from netopt.core.evidence import PathChanges, overlay, proof, round_rtts
 from netopt.core.observe import Observations
 from netopt.core.window import WindowStats
 from netopt.daemon import series
+from netopt.daemon.bursts import Bursts
 from netopt.daemon.leader import make_leader
 from netopt.daemon.metrics import Metrics
 from netopt.daemon.probing import ProbeJob, ProberPool, jobs_from_config, record_of, run_rounds
-from netopt.daemon.rates import ProbeRates
+from netopt.daemon.rates import ProbeRates, Reshaped
 from netopt.daemon.schedule import Scheduler
 from netopt.daemon.tasks import guarded_spawn, supervise
 from netopt.daemon.trace import Tracer
@@ -88,6 +89,7 @@ class Daemon:
         self.pool = ProberPool(_socket_in())
         self.tracer = Tracer(config, self.metrics.traceroutes, wall_clock, _socket_in())
         self._dirty = asyncio.Event()
+        self._urgent = asyncio.Event()  # a change accepted on a path: plan without waiting
         # the first plan waits for every path's first round (or two intervals), so no region
         # is decided on half its candidates
         jobs = jobs_from_config(config)
@@ -102,6 +104,7 @@ class Daemon:
         self.rates = ProbeRates(config, self.metrics)  # adaptive probe rates
         self._stopping = False
         self._scheduler: Scheduler | None = None
+        self._bursts: Bursts | None = None  # escalated probing (netopt.daemon.bursts)
         self._main: asyncio.Task[None] | None = None
         self._prime()
 
@@ -170,17 +173,29 @@ class Daemon:
         now = self.mono_clock() if at_mono is None else at_mono
         if self.observed.add(record, now):
             self._dirty.set()
-        if self.observed.last_round.get((record.src, record.dst)) is record:  # newest: detect
+        # the detector takes every round measured here, in the order they end (overlapping
+        # bursts end out of order: one that lost a packet ends at its timeout, after younger
+        # ones), and of an agent's rounds the newest only (a replayed spool is old news)
+        newest = self.observed.last_round.get((record.src, record.dst)) is record
+        if newest or (rtts_ms is not None and at_mono is None):
             rtts = round_rtts(record.received, record.rtt_p50_ms) if rtts_ms is None else rtts_ms
             try:
                 verdict = self.changes.update(record.src, record.dst, now, record.sent, rtts)
             except ValueError as exc:  # a neighbour's impossible round: it plans nothing
                 log.error("detect_failed src=%s dst=%s error=%s", record.src, record.dst, exc)
                 return
+            if verdict.state == "changed":
+                self._urgent.set()
             if at_mono is None and self.rates.wanted(verdict, self.table):  # not when priming
-                jobs = self.rates.update(now, self.changes.last, self.changes.key, self.table)
-                if jobs is not None and self._scheduler is not None:
-                    self._scheduler.sync(jobs)
+                self._reshape(self.rates.update(now, self.changes.last, self.changes.key,
+                                                self.table))  # fmt: skip
+
+    def _reshape(self, reshaped: Reshaped) -> None:
+        """New steady round shapes to the scheduler, new escalations to the bursts."""
+        if reshaped.jobs is not None and self._scheduler is not None:
+            self._scheduler.sync(reshaped.jobs)
+        if reshaped.extra is not None and self._bursts is not None:
+            self._bursts.set(reshaped.extra)
 
     def _store_failed(self, exc: Exception) -> None:
         self.metrics.store_errors.inc()
@@ -278,7 +293,10 @@ class Daemon:
                 self.replan()
             except Exception as exc:
                 log.error("plan_failed error=%r", exc)
-            await asyncio.sleep(interval)
+            self._urgent.clear()
+            with contextlib.suppress(TimeoutError):  # a change accepted cuts the pause short
+                async with asyncio.timeout(interval):
+                    await self._urgent.wait()
 
     # --- reconfiguration -----------------------------------------------------------------
     def reload(self) -> tuple[bool, list[str]]:
@@ -321,6 +339,8 @@ class Daemon:
             pusher.reconfigure(new)
         self.window.window_ns = int(new.planner.window_s * 1e9)
         self.rates.reconfigure(new)
+        if self._bursts is not None:
+            self._bursts.set(self.rates.extra)
         jobs = self.rates.jobs()
         series.declare(self.metrics, new, self.wall_clock(), [(j.src, j.dst, j.kind) for j in jobs])
         wanted = {(j.src, j.dst) for j in jobs if j.kind in new.planner.kinds}
@@ -381,6 +401,8 @@ class Daemon:
             "route_api": (lambda: self._serve(listening), before_listening),
             "leader": (self.leader.run, never),
         }
+        if self._bursts is not None:
+            tasks["bursts"] = (self._bursts.run, never)
         for pusher in self.pushers:
             tasks[f"pusher:{pusher.proxy.id}"] = (pusher.run, never)
         return tasks
@@ -408,6 +430,7 @@ class Daemon:
                 self._scheduler = Scheduler(self.probe_slot, spawn, self.wall_clock)
                 self._scheduler.start(self.rates.jobs())
                 self.metrics.task_failures.labels("probe_slot")
+                self._bursts = Bursts(self.probe_slot, spawn, self.mono_clock)
                 for name, (task, fatal) in self._background(on_listening).items():
                     self.metrics.task_failures.labels(name)
                     tg.create_task(supervise(name, task, failed, fatal=fatal))

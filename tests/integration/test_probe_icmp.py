@@ -58,6 +58,25 @@ async def test_many_targets_pipelined_on_one_socket() -> None:
     assert all(r.foreign == {} for r in results)
 
 
+async def test_overlapping_rounds_to_one_target_each_get_their_own_replies() -> None:
+    """Escalated bursts (netopt.daemon.bursts) overlap on one path: rounds to the same target,
+    started 10 ms apart on one socket, must not take each other's replies."""
+    prober = IcmpProber()
+    opts = ProbeOptions(count=5, interval_s=0.02, timeout_s=1.0)
+
+    async def later(i: int) -> Any:
+        await asyncio.sleep(0.01 * i)
+        return await prober.probe(Target("127.0.0.1"), opts)
+
+    try:
+        results = await asyncio.gather(*(later(i) for i in range(8)))
+    finally:
+        await prober.close()
+    assert [r.received for r in results] == [5] * 8
+    assert all(r.foreign == {} for r in results)
+    assert all(0 < (s.rtt_ns or 0) < 100_000_000 for r in results for s in r.samples)
+
+
 async def test_socket_factory_is_used() -> None:
     calls: list[tuple[int, int, int]] = []
 

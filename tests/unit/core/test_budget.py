@@ -55,8 +55,8 @@ def test_a_region_named_in_doubt_escalates_its_paths() -> None:
 
 
 def test_doubt_without_a_trigger_escalates_past_the_threshold_only() -> None:
-    low = allocate(ROLES, {("lagos", "los"): Signal(0.2)}, now=0.0, policy=POLICY)
-    high = allocate(ROLES, {("lagos", "los"): Signal(0.3)}, now=0.0, policy=POLICY)
+    low = allocate(ROLES, {("lagos", "los"): Signal(0.4)}, now=0.0, policy=POLICY)
+    high = allocate(ROLES, {("lagos", "los"): Signal(0.6)}, now=0.0, policy=POLICY)
     assert not low.reasons and high.reasons[("lagos", "los")] == "doubt"
 
 

@@ -1,4 +1,4 @@
-"""netopt.daemon.rates: adaptive round shapes from the budget, on a fake clock, and the config."""
+"""netopt.daemon.rates: steady round shapes and burst rates from the budget, on a fake clock."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from netopt.config import parse_config
 from netopt.core.decide import RouteTable, TableEntry
 from netopt.core.detect import Level, Verdict
 from netopt.daemon.metrics import Metrics
-from netopt.daemon.rates import ProbeRates, round_count
+from netopt.daemon.rates import ProbeRates, round_count, signal_of
 from netopt.daemon.wiring import Daemon
 from netopt.errors import ConfigError
 from netopt.store import RoundRecord
@@ -42,16 +42,29 @@ def config(**probe: Any) -> Any:
 
 
 def counts(rates: ProbeRates) -> dict[str, int]:
+    """Packets per steady round (the scheduler's) by target."""
     return {j.dst: j.options.count for j in rates.jobs()}
 
 
-def test_adaptive_is_opt_in() -> None:
+def pps(rates: ProbeRates) -> dict[str, float]:
+    """Packets/s by target: the steady round's plus the bursts'."""
+    extra = {job.dst: more for job, more in rates.extra.values()}
+    return {j.dst: j.options.count / j.interval_s + extra.get(j.dst, 0.0) for j in rates.jobs()}
+
+
+def test_adaptive_is_the_default_for_a_group_that_asks_for_no_shape() -> None:
     assert config().probes[0].adaptive
-    assert not parse_config(BASE).probes[0].adaptive  # the default: fixed
+    assert parse_config(BASE).probes[0].adaptive  # BASE names only kind, from and to
     assert not config(rate="fixed").probes[0].adaptive
     assert config(count=20, rate="adaptive").probes[0].adaptive
+    shaped = copy.deepcopy(BASE)
+    shaped["probes"][0]["count"] = 20  # a group that names its round shape keeps it
+    assert not parse_config(shaped).probes[0].adaptive
+    shaped["probes"][0] = {**BASE["probes"][0], "interval_s": 2.0}
+    assert not parse_config(shaped).probes[0].adaptive
     fixed = ProbeRates(config(count=20, rate="fixed"), Metrics())
     assert counts(fixed) == {"fra": 20, "jnb": 20}
+    assert not fixed.extra
 
 
 def test_steady_is_one_packet_a_second_and_a_jump_escalates_the_region() -> None:
@@ -60,26 +73,28 @@ def test_steady_is_one_packet_a_second_and_a_jump_escalates_the_region() -> None
     assert counts(rates) == {"fra": 1, "jnb": 1}
     t = table(JNB_ROUTE)
     verdicts = {("lagos", "jnb"): verdict(10.0, jump=True)}
-    jobs = rates.update(10.0, verdicts, lambda s, d: (s, d), t)
-    assert jobs is not None
-    # the route's path and its candidate (direct to fra) at once; 20 ms apart, within 1 s
-    assert counts(rates) == {"fra": 23, "jnb": 23}
+    reshaped = rates.update(10.0, verdicts, lambda s, d: (s, d), t)
+    # the route's path and its candidate (direct to fra) at once, as bursts: the scheduler's
+    # steady rounds stay one packet a second
+    assert reshaped.jobs is None and reshaped.extra is not None
+    assert counts(rates) == {"fra": 1, "jnb": 1}
+    assert pps(rates) == {"fra": 25.0, "jnb": 25.0}
     text = generate_latest(m.registry).decode()
-    assert 'netopt_probe_rate_packets_per_second{dst="jnb",src="lagos"} 23.0' in text
+    assert 'netopt_probe_rate_packets_per_second{dst="jnb",src="lagos"} 25.0' in text
     assert 'netopt_probe_escalations_total{dst="jnb",reason="jump",src="lagos"} 1.0' in text
     assert 'netopt_probe_escalations_total{dst="fra",reason="candidate",src="lagos"} 1.0' in text
     assert 'netopt_probe_escalations_total{dst="fra",reason="alarm",src="lagos"} 0.0' in text
     # the same (old) verdict again is no new signal: relaxed after relax_s (2 s)
-    assert rates.update(11.0, verdicts, lambda s, d: (s, d), t) is None
-    assert rates.update(12.5, verdicts, lambda s, d: (s, d), t) is not None
-    assert counts(rates) == {"fra": 1, "jnb": 1}
+    assert rates.update(11.0, verdicts, lambda s, d: (s, d), t).extra is None
+    assert rates.update(12.5, verdicts, lambda s, d: (s, d), t).extra == {}
+    assert pps(rates) == {"fra": 1.0, "jnb": 1.0}
 
 
 def test_a_lost_packet_off_the_route_escalates_that_path_only() -> None:
     rates = ProbeRates(config(), Metrics())
     verdicts = {("lagos", "fra"): verdict(5.0, lost=1)}
     rates.update(5.0, verdicts, lambda s, d: (s, d), table(JNB_ROUTE))
-    assert counts(rates) == {"fra": 23, "jnb": 1}
+    assert pps(rates) == {"fra": 25.0, "jnb": 1.0}
 
 
 def test_the_site_budget_caps_the_escalation() -> None:
@@ -89,7 +104,8 @@ def test_the_site_budget_caps_the_escalation() -> None:
     rates = ProbeRates(parse_config(data), Metrics())
     verdicts = {("lagos", "jnb"): verdict(1.0, jump=True)}
     rates.update(1.0, verdicts, lambda s, d: (s, d), table(JNB_ROUTE))
-    assert sum(counts(rates).values()) <= 12
+    assert sum(pps(rates).values()) <= 12
+    assert sum(pps(rates).values()) == pytest.approx(12)
 
 
 @pytest.mark.parametrize(
@@ -118,7 +134,7 @@ def test_a_budget_below_the_floors_is_refused_naming_the_site() -> None:
     )
 
 
-def test_the_daemon_escalates_on_a_jump_and_reschedules(tmp_path: Path) -> None:
+def test_the_daemon_escalates_on_a_jump_as_bursts(tmp_path: Path) -> None:
     data = copy.deepcopy(BASE)
     data["store"] = {"url": f"sqlite:///{tmp_path / 'n.db'}"}
     data["probes"][0]["rate"] = "adaptive"
@@ -139,8 +155,10 @@ def test_the_daemon_escalates_on_a_jump_and_reschedules(tmp_path: Path) -> None:
             for dst in ("fra", "jnb"):
                 rtt = 40.0 + (i % 3) + (150.0 if i == 29 and dst == "jnb" else 0.0)
                 daemon.add_round(one_packet(dst, clock[0], rtt), [rtt])
-        assert synced, "a jump on jnb escalated nothing"
-        assert {j.dst: j.options.count for j in synced[-1]}["jnb"] == 23
+        assert not synced, "an escalation must not reshape the scheduler's steady rounds"
+        # no route in force yet (no plan ran): the path escalates alone, 24 packets/s above
+        # its steady one
+        assert {job.dst: more for job, more in daemon.rates.extra.values()} == {"jnb": 24.0}
         assert daemon.changes.last[("lagos", "jnb")].jump
     finally:
         daemon.store.close()
@@ -156,22 +174,36 @@ def test_loss_evidence_building_up_keeps_the_escalation() -> None:
     t = table(JNB_ROUTE)
     key = ("lagos", "jnb")
     rates.update(1.0, {key: verdict(1.0, lost=1)}, lambda s, d: (s, d), t)
-    assert counts(rates)["jnb"] == 23
+    assert pps(rates)["jnb"] == 25.0
     for at in (2.0, 3.0, 4.0, 5.0):  # each round loses packets: the escalation stays
-        building = Verdict(at, "suspect", "loss", 0.5, LEVEL, False, 2)
+        building = Verdict(at, "suspect", "loss", 0.6, LEVEL, False, 2)
         rates.update(at, {key: building}, lambda s, d: (s, d), t)
-        assert counts(rates)["jnb"] == 23, at  # relax_s (2 s) is long past the first loss
+        assert pps(rates)["jnb"] == 25.0, at  # relax_s (2 s) is long past the first loss
     lone = Verdict(9.0, "steady", "loss", 0.1, LEVEL, False, 1)  # a lone loss: no doubt
     rates.update(9.0, {key: lone}, lambda s, d: (s, d), t)
     rates.update(11.5, {key: lone}, lambda s, d: (s, d), t)
-    assert counts(rates)["jnb"] == 1
+    assert pps(rates)["jnb"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("loss_ratio", "run", "news"),
+    [(0.003, 1, True), (0.02, 1, False), (0.02, 2, True), (0.05, 1, False), (0.05, 2, True),
+     (0.1, 2, False), (0.1, 3, True), (0.3, 3, False), (0.3, 4, True)],
+)  # fmt: skip
+def test_lost_packets_are_news_when_the_path_s_own_loss_rarely_explains_them(
+    loss_ratio: float, run: int, news: bool
+) -> None:
+    """p^run < 1 %: on a lossy path a lone loss is its baseline, a run of them is not."""
+    level = Level(40.0, 1.0, loss_ratio, 500)
+    got = signal_of(Verdict(5.0, "steady", None, 0.0, level, False, 1, run))
+    assert (got.trigger == "loss") is news
 
 
 def test_a_lost_packet_is_no_news_on_a_lossy_path() -> None:
     rates = ProbeRates(config(), Metrics())
-    lossy = Verdict(5.0, "steady", None, 0.0, Level(40.0, 1.0, 0.05, 500), False, 1)
+    lossy = Verdict(5.0, "steady", None, 0.0, Level(40.0, 1.0, 0.05, 500), False, 1, 1)
     rates.update(5.0, {("lagos", "fra"): lossy}, lambda s, d: (s, d), table(JNB_ROUTE))
-    assert counts(rates) == {"fra": 1, "jnb": 1}
-    doubtful = Verdict(6.0, "suspect", "loss", 0.5, Level(40.0, 1.0, 0.05, 500), False, 1)
+    assert pps(rates) == {"fra": 1.0, "jnb": 1.0}
+    doubtful = Verdict(6.0, "suspect", "loss", 0.6, Level(40.0, 1.0, 0.05, 500), False, 1, 1)
     rates.update(6.0, {("lagos", "fra"): doubtful}, lambda s, d: (s, d), table(JNB_ROUTE))
-    assert counts(rates) == {"fra": 23, "jnb": 1}  # its loss CUSUM's doubt still escalates
+    assert pps(rates) == {"fra": 25.0, "jnb": 1.0}  # its loss CUSUM's doubt still escalates
