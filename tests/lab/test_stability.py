@@ -13,10 +13,12 @@ fast configuration of tests/lab/test_reroute.py, where noise is hardest to tell 
    a generous 15 s bound catches a decider that no longer moves at all.
 
 The same test runs on defaults (`defaults`): a probe group naming only kind, from and to
-(5 packets a second, change detection, 60 s windows, k = 3, 60 s hold-down). Its steady phase lasts
-`NETOPT_STABILITY_S` seconds (120 by default, to keep CI short; the issue's 10 minutes is
-`NETOPT_STABILITY_S=600`), and the packets it sent per path in that phase are printed (from
-`netopt_probe_packets_sent_total`) and bounded by the default group's 5 per second.
+(adaptive probing: 1 packet a second per path, bursts where a route is in doubt; change
+detection, 60 s windows, k = 3, 60 s hold-down). Its steady phase lasts `NETOPT_STABILITY_S`
+seconds (120 by default, to keep CI short; the issue's 10 minutes is `NETOPT_STABILITY_S=600`),
+and the packets it sent per path in that phase are printed (from
+`netopt_probe_packets_sent_total`): on average over the region's paths at most the 2 per second
+the budget aims at.
 """
 
 from __future__ import annotations
@@ -204,5 +206,5 @@ def test_equal_routes_do_not_flap_and_a_real_degradation_still_moves(
     print(f"\nstability ({'defaults' if defaults else 'tuned'}): {steady_s:.0f} s steady on "
           f"{chosen} with 0 changes, packets/s per path {rates}; moved to {other} "
           f"{moved[-1][0] - t0:.1f} s after +150 ms / 8 % loss")  # fmt: skip
-    if defaults:  # the fixed default: 5 packets/s, never more
-        assert max(pps.values()) <= 5.5, f"steady packets/s per path: {rates}"
+    if defaults:  # adaptive: 1 packet/s steady, escalations where in doubt; 2 on average
+        assert sum(pps.values()) / len(pps) <= 2.0, f"steady packets/s per path: {rates}"
