@@ -7,12 +7,17 @@ from one `allocate` call to the next in the `Allocation` it returns.
 Rules (`BudgetPolicy` holds the numbers):
 
 1. Every probed path (src, dst) gets `steady_pps`.
-2. A path's own signal — a jump (a packet many σ̂ off its baseline), a lost packet, a detector
-   alarm, or doubt ≥ `escalate_doubt` — escalates that path to `escalated_pps` at once. On a
-   path of the route in force it puts the region in doubt, as does the caller naming the
-   region in `regions_in_doubt` (a decider challenge pending, say): then every path of the
-   region, the route's and its candidates', is escalated.
-3. An escalation lasts `relax_s` after the signal that started it, extended only by an alarm,
+2. A path of the route in force escalates to `escalated_pps` at once on its own signal: a jump
+   (a packet many σ̂ off its baseline) for `confirm_s` — long enough for a burst or two to
+   confirm it (a second packet beyond the clip is an alarm) or not —, lost packets that are
+   news (the caller decides which: `netopt.daemon.rates`), doubt ≥ `escalate_doubt` or a
+   detector alarm for `relax_s`. An alarm also puts its region in doubt, as does the caller
+   naming the region in `regions_in_doubt` (a decider challenge pending, say): then every path
+   of the region, the route's and its candidates', is escalated. A path off the route does not
+   escalate on its own signals: nothing is decided on it until its region is in doubt (its
+   getting worse changes no route; its getting better is the windows' to prove).
+3. An escalation lasts until its `confirm_s` or `relax_s` after the signal that started it,
+   extended only by an alarm,
    a doubt past `escalate_doubt` that is not a jump or a loss (evidence building up), a signal
    more doubtful than any before it, or the caller naming the region again; then the
    path is back to steady. (Renewing on every signal would keep a spiky path escalated: at
@@ -21,7 +26,8 @@ Rules (`BudgetPolicy` holds the numbers):
    `budget_min_pps`) is never exceeded. Steady rates come first; if they do not fit they are
    cut evenly, down to `floor_pps` (and if even the floors do not fit, below it:
    `Allocation.floors_fit` is False and `budget_problem` says so, for the config validator).
-   What is left goes to escalated paths, most doubtful first (ties: region, then path names);
+   What is left goes to escalated paths, most doubtful first (ties: the stronger reason — a
+   path's own alarm, jump, loss or doubt before a candidate's — then region and path names);
    the one it runs out on gets the rest, those after it stay at steady.
 """
 
@@ -47,6 +53,7 @@ class BudgetPolicy:
     steady_pps: float = 1.0
     escalated_pps: float = 25.0
     floor_pps: float = 0.2
+    confirm_s: float = 0.5
     relax_s: float = 2.0
     escalate_doubt: float = 0.5
     budget_pps: float | None = None
@@ -56,8 +63,8 @@ class BudgetPolicy:
     def __post_init__(self) -> None:
         if not 0 < self.floor_pps <= self.steady_pps <= self.escalated_pps:
             raise ValueError("probe rates need 0 < floor_pps <= steady_pps <= escalated_pps")
-        if self.relax_s < 0 or not 0 < self.escalate_doubt <= 1:
-            raise ValueError("relax_s must be >= 0 and escalate_doubt in (0, 1]")
+        if self.relax_s < 0 or self.confirm_s < 0 or not 0 < self.escalate_doubt <= 1:
+            raise ValueError("relax_s, confirm_s must be >= 0 and escalate_doubt in (0, 1]")
         if self.budget_pps is not None and self.budget_pps <= 0:
             raise ValueError(f"budget_pps must be > 0, got {self.budget_pps}")
         if self.budget_per_path_pps <= 0 or self.budget_min_pps < 0:
@@ -189,13 +196,14 @@ def _escalations(
         _raise(regions, region, Escalation(until, "doubt", min(1.0, max(0.0, doubt))))
     for role in roles:
         key = (role.src, role.dst)
-        own = _own(signals[key], policy) if key in signals else None
+        own = _own(signals[key], policy) if key in signals and role.on_route else None
         if own is None:
             continue
-        esc = Escalation(until, own[0], min(1.0, own[1]))
+        hold = now + (policy.confirm_s if own[0] == "jump" else policy.relax_s)
+        esc = Escalation(hold, own[0], min(1.0, own[1]))
         if key not in paths or _RANK[esc.reason] > _RANK[paths[key].reason]:
             paths[key] = esc
-        if role.on_route:
+        if esc.reason == "alarm":
             _raise(regions, role.region, esc)
     _merge(previous.paths, paths, now)
     _merge(previous.regions, regions, now, always=regions_in_doubt)
@@ -255,7 +263,10 @@ def allocate(
     starved: list[Key] = []
     left = max(0.0, budget - steady * len(keys))
     extra = max(0.0, pol.escalated_pps - steady)
-    for key in sorted(wants, key=lambda k: (-wants[k][0], wants[k][1], k)):
+    # most doubtful first; at equal doubt a path's own signal before a candidate's share of
+    # its region's (the path that signalled is the one to watch), then region and path names
+    order = sorted(wants, key=lambda k: (-wants[k][0], -_RANK[wants[k][2]], wants[k][1], k))
+    for key in order:
         grant = min(extra, left)
         left -= grant
         if grant < extra:

@@ -34,19 +34,38 @@ def test_steady_everywhere_without_doubt() -> None:
     assert not a.reasons and a.total_pps == 4.0 and a.floors_fit
 
 
-def test_a_jump_on_the_route_escalates_the_region_and_its_candidates() -> None:
+def test_a_jump_on_the_route_escalates_that_path_until_confirmed_or_not() -> None:
     a = allocate(ROLES, {("lagos", "los"): Signal(0.55, "jump")}, now=0.0, policy=POLICY)
     assert a.rates_pps[("lagos", "los")] == 25.0
-    assert a.rates_pps[("lagos", "jnb")] == 25.0
-    assert dict(a.reasons) == {("lagos", "los"): "jump", ("lagos", "jnb"): "candidate"}
+    assert dict(a.reasons) == {("lagos", "los"): "jump"}  # not yet its region: a lone spike
+    assert not a.regions
+    assert a.paths[("lagos", "los")].until_s == POLICY.confirm_s  # a burst or two, not relax_s
+    later = allocate(ROLES, {}, now=POLICY.confirm_s, policy=POLICY, previous=a)
+    assert not later.reasons
+
+
+def test_an_alarm_on_the_route_escalates_the_region_and_its_candidates() -> None:
+    a = allocate(ROLES, {("lagos", "los"): Signal(1.0, "alarm")}, now=0.0, policy=POLICY)
+    assert a.rates_pps[("lagos", "los")] == 25.0 and a.rates_pps[("lagos", "jnb")] == 25.0
+    assert dict(a.reasons) == {("lagos", "los"): "alarm", ("lagos", "jnb"): "candidate"}
     assert a.rates_pps[("nairobi", "jnb")] == 1.0 and a.rates_pps[("nairobi", "los")] == 1.0
     assert set(a.regions) == {"lagos"}
 
 
-def test_a_candidate_signal_escalates_only_that_path() -> None:
-    a = allocate(ROLES, {("nairobi", "los"): Signal(0.1, "loss")}, now=0.0, policy=POLICY)
-    assert dict(a.reasons) == {("nairobi", "los"): "loss"}
-    assert not a.regions
+@pytest.mark.parametrize("trigger", ["loss", "jump", "alarm", None])
+def test_a_signal_off_the_route_escalates_nothing(trigger: str | None) -> None:
+    """An off-route path getting worse changes no route; getting better is the windows' to
+    prove: its own signals cost nothing until its region is in doubt."""
+    signal = Signal(0.9, trigger)  # type: ignore[arg-type]
+    a = allocate(ROLES, {("nairobi", "los"): signal}, now=0.0, policy=POLICY)
+    assert not a.reasons and not a.regions
+
+
+def test_the_path_that_signalled_is_served_before_its_region_s_candidates() -> None:
+    policy = BudgetPolicy(steady_pps=1.0, escalated_pps=25.0, budget_pps=28.0)
+    a = allocate(ROLES, {("lagos", "los"): Signal(1.0, "alarm")}, now=0.0, policy=policy)
+    # 4 steady, 24 left at equal doubt: the route's path, not its candidate (name order)
+    assert a.rates_pps[("lagos", "los")] == 25.0 and a.rates_pps[("lagos", "jnb")] == 1.0
 
 
 def test_a_region_named_in_doubt_escalates_its_paths() -> None:
@@ -95,7 +114,7 @@ def test_scarce_budget_goes_to_the_most_doubtful_region_first() -> None:
     assert a.rates_pps[("nairobi", "los")] == 13.0
     assert a.rates_pps[("lagos", "los")] == 1.0 and a.rates_pps[("lagos", "jnb")] == 1.0
     assert a.total_pps == pytest.approx(40.0)
-    assert set(a.starved) == {("nairobi", "los"), ("lagos", "los"), ("lagos", "jnb")}
+    assert set(a.starved) == {("nairobi", "los"), ("lagos", "los")}  # a jump: not its region
 
 
 def test_steady_rates_are_cut_to_fit_then_the_floor_then_said_so() -> None:
@@ -176,7 +195,8 @@ def test_the_budget_is_never_exceeded_and_rates_are_positive(
         )
         assert set(a.reasons) <= set(a.rates_pps)
         previous = a
-    relaxed = allocate(roles, {}, now + policy.relax_s + 1e-6, policy, None, previous)
+    hold = max(policy.relax_s, policy.confirm_s)
+    relaxed = allocate(roles, {}, now + hold + 1e-6, policy, None, previous)
     assert not relaxed.reasons
     assert all(rate == relaxed.steady_pps for rate in relaxed.rates_pps.values())
 

@@ -67,12 +67,16 @@ def test_adaptive_is_the_default_for_a_group_that_asks_for_no_shape() -> None:
     assert not fixed.extra
 
 
-def test_steady_is_one_packet_a_second_and_a_jump_escalates_the_region() -> None:
+def alarm(at_s: float) -> Verdict:
+    return Verdict(at_s, "changed", "rtt_up", 1.0, LEVEL, True, 0)
+
+
+def test_steady_is_one_packet_a_second_and_an_alarm_escalates_the_region() -> None:
     m = Metrics()
     rates = ProbeRates(config(), m)
     assert counts(rates) == {"fra": 1, "jnb": 1}
     t = table(JNB_ROUTE)
-    verdicts = {("lagos", "jnb"): verdict(10.0, jump=True)}
+    verdicts = {("lagos", "jnb"): alarm(10.0)}
     reshaped = rates.update(10.0, verdicts, lambda s, d: (s, d), t)
     # the route's path and its candidate (direct to fra) at once, as bursts: the scheduler's
     # steady rounds stay one packet a second
@@ -81,20 +85,32 @@ def test_steady_is_one_packet_a_second_and_a_jump_escalates_the_region() -> None
     assert pps(rates) == {"fra": 25.0, "jnb": 25.0}
     text = generate_latest(m.registry).decode()
     assert 'netopt_probe_rate_packets_per_second{dst="jnb",src="lagos"} 25.0' in text
-    assert 'netopt_probe_escalations_total{dst="jnb",reason="jump",src="lagos"} 1.0' in text
+    assert 'netopt_probe_escalations_total{dst="jnb",reason="alarm",src="lagos"} 1.0' in text
     assert 'netopt_probe_escalations_total{dst="fra",reason="candidate",src="lagos"} 1.0' in text
-    assert 'netopt_probe_escalations_total{dst="fra",reason="alarm",src="lagos"} 0.0' in text
+    assert 'netopt_probe_escalations_total{dst="fra",reason="jump",src="lagos"} 0.0' in text
     # the same (old) verdict again is no new signal: relaxed after relax_s (2 s)
     assert rates.update(11.0, verdicts, lambda s, d: (s, d), t).extra is None
     assert rates.update(12.5, verdicts, lambda s, d: (s, d), t).extra == {}
     assert pps(rates) == {"fra": 1.0, "jnb": 1.0}
 
 
-def test_a_lost_packet_off_the_route_escalates_that_path_only() -> None:
+def test_a_jump_on_the_route_bursts_that_path_until_confirmed() -> None:
+    rates = ProbeRates(config(), Metrics())
+    t = table(JNB_ROUTE)
+    rates.update(10.0, {("lagos", "jnb"): verdict(10.0, jump=True)}, lambda s, d: (s, d), t)
+    assert pps(rates) == {"fra": 1.0, "jnb": 25.0}
+    rates.update(10.6, {}, lambda s, d: (s, d), t)  # confirm_s (0.5 s) passed, no alarm
+    assert pps(rates) == {"fra": 1.0, "jnb": 1.0}
+
+
+def test_a_lost_packet_off_the_route_escalates_nothing() -> None:
     rates = ProbeRates(config(), Metrics())
     verdicts = {("lagos", "fra"): verdict(5.0, lost=1)}
     rates.update(5.0, verdicts, lambda s, d: (s, d), table(JNB_ROUTE))
-    assert pps(rates) == {"fra": 25.0, "jnb": 1.0}
+    assert pps(rates) == {"fra": 1.0, "jnb": 1.0}
+    on_route = {("lagos", "jnb"): verdict(6.0, lost=1)}
+    rates.update(6.0, on_route, lambda s, d: (s, d), table(JNB_ROUTE))
+    assert pps(rates) == {"fra": 1.0, "jnb": 25.0}
 
 
 def test_the_site_budget_caps_the_escalation() -> None:
@@ -102,7 +118,7 @@ def test_the_site_budget_caps_the_escalation() -> None:
     data["regions"][0]["budget_pps"] = 12
     data["probes"][0]["rate"] = "adaptive"
     rates = ProbeRates(parse_config(data), Metrics())
-    verdicts = {("lagos", "jnb"): verdict(1.0, jump=True)}
+    verdicts = {("lagos", "jnb"): alarm(1.0)}
     rates.update(1.0, verdicts, lambda s, d: (s, d), table(JNB_ROUTE))
     assert sum(pps(rates).values()) <= 12
     assert sum(pps(rates).values()) == pytest.approx(12)
@@ -150,16 +166,20 @@ def test_the_daemon_escalates_on_a_jump_as_bursts(tmp_path: Path) -> None:
 
     daemon._scheduler = Recorder()  # type: ignore[assignment]
     try:
-        for i in range(30):  # a steady path, then a round 150 ms late
+        for i in range(29):  # steady paths, a plan, then a round 150 ms late on the route
             clock[0] += 1.0
             for dst in ("fra", "jnb"):
-                rtt = 40.0 + (i % 3) + (150.0 if i == 29 and dst == "jnb" else 0.0)
-                daemon.add_round(one_packet(dst, clock[0], rtt), [rtt])
+                daemon.add_round(one_packet(dst, clock[0], 40.0 + i % 3), [40.0 + i % 3])
+        (entry,) = daemon.replan()
+        assert entry.route is not None
+        hop = entry.route.path[1]
+        clock[0] += 1.0
+        daemon.add_round(one_packet(hop, clock[0], 190.0), [190.0])
         assert not synced, "an escalation must not reshape the scheduler's steady rounds"
-        # no route in force yet (no plan ran): the path escalates alone, 24 packets/s above
-        # its steady one
-        assert {job.dst: more for job, more in daemon.rates.extra.values()} == {"jnb": 24.0}
-        assert daemon.changes.last[("lagos", "jnb")].jump
+        # the route's path bursts, 24 packets/s above its steady one; its candidate does not
+        # (a jump is not yet an alarm)
+        assert {job.dst: more for job, more in daemon.rates.extra.values()} == {hop: 24.0}
+        assert daemon.changes.last[("lagos", hop)].jump
     finally:
         daemon.store.close()
 
@@ -202,8 +222,8 @@ def test_lost_packets_are_news_when_the_path_s_own_loss_rarely_explains_them(
 def test_a_lost_packet_is_no_news_on_a_lossy_path() -> None:
     rates = ProbeRates(config(), Metrics())
     lossy = Verdict(5.0, "steady", None, 0.0, Level(40.0, 1.0, 0.05, 500), False, 1, 1)
-    rates.update(5.0, {("lagos", "fra"): lossy}, lambda s, d: (s, d), table(JNB_ROUTE))
+    rates.update(5.0, {("lagos", "jnb"): lossy}, lambda s, d: (s, d), table(JNB_ROUTE))
     assert pps(rates) == {"fra": 1.0, "jnb": 1.0}
     doubtful = Verdict(6.0, "suspect", "loss", 0.6, Level(40.0, 1.0, 0.05, 500), False, 1, 1)
-    rates.update(6.0, {("lagos", "fra"): doubtful}, lambda s, d: (s, d), table(JNB_ROUTE))
-    assert pps(rates) == {"fra": 25.0, "jnb": 1.0}  # its loss CUSUM's doubt still escalates
+    rates.update(6.0, {("lagos", "jnb"): doubtful}, lambda s, d: (s, d), table(JNB_ROUTE))
+    assert pps(rates) == {"fra": 1.0, "jnb": 25.0}  # its loss CUSUM's doubt still escalates
