@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import get_args
@@ -72,6 +72,8 @@ class ProbeRates:
         self.metrics = metrics
         self.allocations: dict[str, Allocation] = {}
         self._table: RouteTable | None = None
+        self._roles_of: dict[str, list[PathRole]] = {}  # per site, for `_table`
+        self._busy: set[str] = set()  # sites with an escalation in force
         self.reconfigure(config)
 
     def reconfigure(self, config: Config) -> None:
@@ -91,6 +93,10 @@ class ProbeRates:
         }
         self.allocations = {s: a for s, a in self.allocations.items() if s in self.policies}
         self.extra: Extra = MappingProxyType({})  # nothing escalated until the next update
+        self._table = None  # the roles are worked out again on the next update
+        self._jobs_of: dict[str, list[tuple[str, ProbeJob]]] = {}
+        for job_id, job in self.adaptive.items():
+            self._jobs_of.setdefault(job.src, []).append((job_id, job))
         for job in self.shaped.values():
             self._export(job)
             if job.job_id in self.adaptive:
@@ -106,7 +112,7 @@ class ProbeRates:
             return True
         if verdict.doubt >= min((p.escalate_doubt for p in self.policies.values()), default=1):
             return True
-        return any(a.reasons for a in self.allocations.values())
+        return bool(self._busy)
 
     def jobs(self) -> list[ProbeJob]:
         return list(self.shaped.values())
@@ -139,11 +145,22 @@ class ProbeRates:
         verdicts: Mapping[Key, Verdict],
         key_of: Callable[[str, str], Key],
         table: RouteTable,
+        touched: Iterable[Key] | None = None,
     ) -> Reshaped:
-        """Reallocate with the verdicts newer than each site's last allocation."""
-        changed, self._table = False, table
-        extra = dict(self.extra)
-        for site, roles in self._roles(table).items():
+        """Reallocate with the verdicts newer than each site's last allocation: every site on a
+        new route table (or `touched` None), else the sites of the `touched` paths (src, dst)
+        and those with an escalation in force (so it can relax) — a verdict costs the paths of
+        its site, not of every site."""
+        if table is not self._table:
+            self._table, self._roles_of, sites = table, self._roles(table), None
+        elif touched is not None:
+            sites = {src for src, _ in touched} | self._busy
+        else:
+            sites = None
+        changed, extra = False, dict(self.extra)
+        for site, roles in self._roles_of.items():
+            if sites is not None and site not in sites:
+                continue
             previous = self.allocations.get(site, EMPTY)
             signals = {}
             for role in roles:
@@ -152,19 +169,28 @@ class ProbeRates:
                     signals[(role.src, role.dst)] = signal_of(verdict)
             alloc = allocate(roles, signals, now, self.policies[site], previous=previous)
             self.allocations[site] = alloc
+            if alloc.paths or alloc.regions:
+                self._busy.add(site)
+            else:
+                self._busy.discard(site)
             for key, reason in alloc.reasons.items():
                 if previous.reasons.get(key) is None:
                     self.metrics.probe_escalations.labels(*key, reason).inc()
-            changed |= self._reshape(alloc, extra)
+            changed |= self._reshape(alloc, self._jobs_of.get(site, []), extra)
         moved = extra != self.extra
         self.extra = MappingProxyType(extra)
         return Reshaped(self.jobs() if changed else None, self.extra if moved else None)
 
-    def _reshape(self, alloc: Allocation, extra: dict[str, tuple[ProbeJob, float]]) -> bool:
-        """The scheduler's steady shapes and the bursts' extra rates from `alloc`; whether a
-        steady shape changed."""
+    def _reshape(
+        self,
+        alloc: Allocation,
+        jobs: list[tuple[str, ProbeJob]],
+        extra: dict[str, tuple[ProbeJob, float]],
+    ) -> bool:
+        """The scheduler's steady shapes and the bursts' extra rates of a site's `jobs` from
+        its `alloc`; whether a steady shape changed."""
         changed = False
-        for job_id, job in self.adaptive.items():
+        for job_id, job in jobs:
             rate = alloc.rates_pps.get((job.src, job.dst))
             if rate is None:
                 continue

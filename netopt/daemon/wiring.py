@@ -187,8 +187,9 @@ class Daemon:
             if verdict.state == "changed":
                 self._urgent.set()
             if at_mono is None and self.rates.wanted(verdict, self.table):  # not when priming
+                touched = [(record.src, record.dst)]
                 self._reshape(self.rates.update(now, self.changes.last, self.changes.key,
-                                                self.table))  # fmt: skip
+                                                self.table, touched))  # fmt: skip
 
     def _reshape(self, reshaped: Reshaped) -> None:
         """New steady round shapes to the scheduler, new escalations to the bursts."""

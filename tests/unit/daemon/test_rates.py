@@ -227,3 +227,24 @@ def test_a_lost_packet_is_no_news_on_a_lossy_path() -> None:
     doubtful = Verdict(6.0, "suspect", "loss", 0.6, Level(40.0, 1.0, 0.05, 500), False, 1, 1)
     rates.update(6.0, {("lagos", "jnb"): doubtful}, lambda s, d: (s, d), table(JNB_ROUTE))
     assert pps(rates) == {"fra": 1.0, "jnb": 25.0}  # its loss CUSUM's doubt still escalates
+
+
+def test_a_verdict_reallocates_its_own_site_and_the_busy_ones_only() -> None:
+    data = copy.deepcopy(BASE)
+    data["regions"].append({"id": "nairobi", "address": "127.0.0.4"})
+    data["probes"].append({"kind": "icmp", "from": "nairobi", "to": ["fra", "jnb"]})
+    rates = ProbeRates(parse_config(data), Metrics())
+    t = table(JNB_ROUTE)
+    rates.update(1.0, {}, lambda s, d: (s, d), t)  # a new table: every site
+    assert set(rates.allocations) == {"lagos", "nairobi"}
+    verdicts = {("lagos", "jnb"): alarm(2.0)}
+    rates.update(2.0, verdicts, lambda s, d: (s, d), t, [("lagos", "jnb")])
+    assert rates.allocations["lagos"].at_s == 2.0 and rates.allocations["nairobi"].at_s == 1.0
+    verdicts[("nairobi", "fra")] = verdict(3.0)
+    rates.update(3.0, verdicts, lambda s, d: (s, d), t, [("nairobi", "fra")])
+    # nairobi's verdict, and lagos because its escalation is in force (so it can relax)
+    assert rates.allocations["lagos"].at_s == 3.0 and rates.allocations["nairobi"].at_s == 3.0
+    rates.update(5.0, verdicts, lambda s, d: (s, d), t, [("nairobi", "fra")])
+    assert not rates.allocations["lagos"].reasons  # relaxed after relax_s (2 s)
+    rates.update(6.0, verdicts, lambda s, d: (s, d), t, [("nairobi", "fra")])
+    assert rates.allocations["lagos"].at_s == 5.0  # idle again: not touched
