@@ -15,7 +15,10 @@ Rules (`BudgetPolicy` holds the numbers):
    naming the region in `regions_in_doubt` (a decider challenge pending, say): then every path
    of the region, the route's and its candidates', is escalated. A path off the route does not
    escalate on its own signals: nothing is decided on it until its region is in doubt (its
-   getting worse changes no route; its getting better is the windows' to prove).
+   getting worse changes no route; its getting better is the windows' to prove). A path whose
+   detector is still learning its baseline escalates, on the route or not, for `confirm_s` at
+   a time, until it has one (a few bursts once, at start-up or when the path is new): an
+   impairment in the first seconds is then seen against a baseline, not learnt as one.
 3. An escalation lasts until its `confirm_s` or `relax_s` after the signal that started it,
    extended only by an alarm,
    a doubt past `escalate_doubt` that is not a jump or a loss (evidence building up), a signal
@@ -41,9 +44,11 @@ from typing import Literal, TypeVar
 from netopt.core.detect import Verdict
 
 Key = tuple[str, str]
-Reason = Literal["alarm", "jump", "loss", "doubt", "candidate"]
+Reason = Literal["alarm", "jump", "loss", "doubt", "learning", "candidate"]
 _K = TypeVar("_K", str, Key)
-_RANK: dict[Reason, int] = {"alarm": 4, "jump": 3, "loss": 2, "doubt": 1, "candidate": 0}
+_RANK: dict[Reason, int] = {
+    "alarm": 5, "jump": 4, "loss": 3, "doubt": 2, "learning": 1, "candidate": 0,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -103,12 +108,14 @@ class Signal:
     """What the budget needs from a detector's verdict."""
 
     doubt: float
-    trigger: Literal["alarm", "jump", "loss"] | None = None
+    trigger: Literal["alarm", "jump", "loss", "learning"] | None = None
 
     @classmethod
     def of(cls, verdict: Verdict) -> Signal:
         if verdict.state == "changed":
             return cls(1.0, "alarm")
+        if verdict.state == "learning":
+            return cls(verdict.doubt, "learning")
         if verdict.jump:
             return cls(verdict.doubt, "jump")
         return cls(verdict.doubt, "loss" if verdict.lost else None)
@@ -196,10 +203,12 @@ def _escalations(
         _raise(regions, region, Escalation(until, "doubt", min(1.0, max(0.0, doubt))))
     for role in roles:
         key = (role.src, role.dst)
-        own = _own(signals[key], policy) if key in signals and role.on_route else None
+        signal = signals.get(key)
+        learning = signal is not None and signal.trigger == "learning"
+        own = _own(signal, policy) if signal is not None and (role.on_route or learning) else None
         if own is None:
             continue
-        hold = now + (policy.confirm_s if own[0] == "jump" else policy.relax_s)
+        hold = now + (policy.confirm_s if own[0] in ("jump", "learning") else policy.relax_s)
         esc = Escalation(hold, own[0], min(1.0, own[1]))
         if key not in paths or _RANK[esc.reason] > _RANK[paths[key].reason]:
             paths[key] = esc

@@ -44,6 +44,7 @@ State = Literal["learning", "steady", "suspect", "changed"]
 Statistic = Literal["rtt_up", "rtt_down", "loss", "dead", "alive"]
 _MAD_TO_SIGMA = 1.4826
 _Z99 = 2.326
+_TAIL_MIN_PACKETS = 100  # reference packets before its 99th percentile widens the scale
 
 
 @dataclass(frozen=True)
@@ -249,7 +250,12 @@ class ChangeDetector:
         self._center = float(np.median(ref))
         if len(ref) >= self.config.min_reference:
             mad = float(np.median(np.abs(ref - self._center)))
-            tail = (float(np.quantile(ref, 0.99)) - self._center) / _Z99
+            # the 99th percentile means something only with enough packets: in a short
+            # reference it is its largest, and one outlier (a level shift in the first seconds)
+            # would widen the scale for as long as it stays in the reference
+            tail = 0.0
+            if len(ref) >= _TAIL_MIN_PACKETS:
+                tail = (float(np.quantile(ref, 0.99)) - self._center) / _Z99
             self._scale = max(_MAD_TO_SIGMA * mad, tail, self.config.scale_floor_ms)
             m, clip = self._tail_rule((ref - self._center) / self._scale)
             if m >= self.jump_packets or len(ref) * 2 >= self.config.reference_packets:

@@ -108,7 +108,7 @@ class ProbeRates:
         may relax), or the route table changed (paths join or leave the routes in force)."""
         if table is not self._table:
             return True
-        if verdict.state == "changed" or verdict.jump or verdict.lost:
+        if verdict.state in ("changed", "learning") or verdict.jump or verdict.lost:
             return True
         if verdict.doubt >= min((p.escalate_doubt for p in self.policies.values()), default=1):
             return True

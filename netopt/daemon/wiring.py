@@ -195,8 +195,13 @@ class Daemon:
         """New steady round shapes to the scheduler, new escalations to the bursts."""
         if reshaped.jobs is not None and self._scheduler is not None:
             self._scheduler.sync(reshaped.jobs)
-        if reshaped.extra is not None and self._bursts is not None:
-            self._bursts.set(reshaped.extra)
+        if reshaped.extra is not None:
+            before = set(self._bursts.escalated) if self._bursts is not None else set()
+            if self._bursts is not None:
+                self._bursts.set(reshaped.extra)
+            now = {job.job_id for job, _ in reshaped.extra.values()}
+            if now != before:
+                log.info("probe_bursts escalated=%s", ",".join(sorted(now)) or "-")
 
     def _store_failed(self, exc: Exception) -> None:
         self.metrics.store_errors.inc()

@@ -213,3 +213,11 @@ def test_the_allocation_does_not_depend_on_the_order_of_paths(
     a = allocate(roles, signals, 1.0, policy)
     b = allocate(list(reversed(roles)), dict(reversed(list(signals.items()))), 1.0, policy)
     assert dict(a.rates_pps) == dict(b.rates_pps) and dict(a.reasons) == dict(b.reasons)
+
+
+def test_a_path_still_learning_its_baseline_bursts_on_the_route_or_not() -> None:
+    learning = {("nairobi", "los"): Signal(0.0, "learning")}  # off the route
+    a = allocate(ROLES, learning, now=0.0, policy=POLICY)
+    assert dict(a.reasons) == {("nairobi", "los"): "learning"} and not a.regions
+    assert a.paths[("nairobi", "los")].until_s == POLICY.confirm_s
+    assert not allocate(ROLES, {}, now=POLICY.confirm_s, policy=POLICY, previous=a).reasons

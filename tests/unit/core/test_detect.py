@@ -288,3 +288,15 @@ def test_verdicts_do_not_depend_on_an_rtt_offset(halves: list[int], offset: int)
         assert (va.state, va.statistic, va.jump) == (vb.state, vb.statistic, vb.jump)
         assert va.doubt == pytest.approx(vb.doubt, abs=1e-9)
         assert vb.level.rtt_ms == pytest.approx((va.level.rtt_ms or 0) + offset, abs=1e-9)
+
+
+def test_a_level_shift_while_learning_does_not_blind_the_detector() -> None:
+    """Seen in the lab: a path impaired 6 s after start-up at one packet a second. The shifted
+    packets must not widen the scale (a short reference's 99th percentile is its largest):
+    the shift is accepted a few packets after the reference is complete."""
+    det = ChangeDetector()
+    for i, rtt in enumerate([6.3, 6.4, 4.7, 6.4, 5.6, 6.8, 156.1, 156.0]):
+        det.update(float(i), 1, [rtt])
+    states = [det.update(8.0 + i, 1, [156.0 + i % 2]).state for i in range(4)]
+    assert "changed" in states[:3], states
+    assert det.level().rtt_ms is not None and det.level().rtt_ms > 150
