@@ -160,7 +160,7 @@ def test_eight_percent_loss_is_accepted_after_the_packets_wald_predicts() -> Non
         rng = np.random.default_rng(1000 + seed)
         det = ChangeDetector()
         warmed(det, rng, n=1500)
-        p0 = det.level().loss_ratio
+        p0 = det._p0_tested()  # the baseline the CUSUM tests against: p0 + 1 standard error
         expected = expected_loss_delay_packets(0.08, p0, loss_alternative(p0), det.h_loss)
         found = first_change(det, rtts_ms(rng, 1000), lost(rng, 1000, 0.08))
         assert found is not None and found[1].statistic == "loss"
@@ -316,9 +316,11 @@ def test_one_loss_in_five_is_not_twenty_percent_and_four_in_25_is_clearly_up() -
     det.update(1.0, 1, [191.0])  # accepted: rtt_up
     levels = [det.update(2.0 + i, 1, [] if i in (0, 9, 14, 20) else [190.0]).level
               for i in range(23)]  # fmt: skip
-    assert 0.03 <= levels[2].loss_ratio <= 0.06  # 1 lost of the first 5 post-change packets
+    # 1 lost of the first 5 post-change packets: 3.6 %, under the 3.7 % at which an equal
+    # route at 2 % would beat this one by a 0.2 MOS margin (at 250 ms), not 20 %
+    assert 0.03 <= levels[2].loss_ratio < 0.037
     assert levels[-1].packets == 25
-    assert levels[-1].loss_ratio >= 0.075  # 4 of 25: well above 2 %, below the raw 16 %
+    assert levels[-1].loss_ratio >= 0.06  # 4 of 25: three times the 2 %, below the raw 16 %
 
 
 def test_the_level_after_an_rtt_change_follows_the_new_loss() -> None:
