@@ -28,6 +28,7 @@ from netopt.core.window import WindowStats
 from netopt.store.model import RoundRecord
 from tests.unit.noisy_world import world
 from topology.planner import PathStats, plan
+from topology.quality import mos
 
 WINDOW_S = 60.0
 COUNT = 5
@@ -37,6 +38,11 @@ POLICY = Policy(windows_to_switch=3, hold_down_s=60.0, evidence_s=20.0)  # the d
 def _rtt(rng: random.Random, base: float) -> float:
     spike = rng.paretovariate(1.5) * 10 if rng.random() < 0.01 else 0.0
     return base + rng.lognormvariate(0.0, 0.5) + spike
+
+
+def _beyond_clip(changes: PathChanges) -> list[float]:
+    det = changes.detectors[("r", "a")]
+    return [det.level().rtt_ms + 1.05 * det.clip * det._scale] * det.jump_packets  # type: ignore[operator]
 
 
 def run(
@@ -50,9 +56,12 @@ def run(
     base: dict[tuple[str, str], float] | None = None,
     loss0: float = 0.003,
     loss1: float = 0.08,
+    false_alarm_at: float | None = None,
 ) -> list[tuple[float, str | None]]:
     """(time, entry PoP) of every route the region took; at `change_at` the path to `a`
-    gains `extra_ms` and its round-trip loss goes from `loss0` to `loss1`."""
+    gains `extra_ms` and its round-trip loss goes from `loss0` to `loss1`. At `false_alarm_at`
+    the path to `a` sends the fewest packets beyond its detector's clip that make an alarm
+    (how a false alarm looks: as many spikes in a row), the rest of that round as usual."""
     rng = random.Random(seed)
     topo = world({"a": 10.0, "b": 14.0})  # a a little better than b: first choice, kept
     base = base or {("r", "a"): 250.0, ("r", "b"): 250.0, ("r", "fra"): 450.0}
@@ -66,6 +75,8 @@ def run(
             loss = (1.0 if dead else loss1) if bad else loss0
             rtts = [_rtt(rng, rtt + (extra_ms if bad else 0.0)) for _ in range(COUNT)]
             rtts = [x for x in rtts if rng.random() >= loss]
+            if t == false_alarm_at and dst == "a":
+                rtts[: changes.detectors[(src, dst)].jump_packets] = _beyond_clip(changes)
             p50 = statistics.median(rtts) if rtts else None
             rec = RoundRecord(int(t * 1e9), src, dst, "icmp", COUNT, len(rtts), p50, p50, p50,
                               p50, p50, None)  # fmt: skip
@@ -138,7 +149,7 @@ def test_the_accepted_level_is_live_until_the_next_alarm() -> None:
         changes.update("r", "a", float(t), 5, [190.0, 192.0])  # 3 of 5 lost each round
     live = changes.accepted[("r", "a")]
     assert (live.at_s, live.statistic) == (101.0, "rtt_up")  # the alarm's, kept
-    assert live.level.packets == 52 and live.level.loss_ratio > 0.3
+    assert live.level.packets == 52 and live.level.loss_ratio > 0.25  # 30 of 52, prior 50
     assert live.level.rtt_ms == pytest.approx(191.0, abs=1.0)
     changes.update("a", "r", 112.0, 2, [191.0], per_packet=False)  # a summary: no jitter
     assert changes.accepted[("r", "a")].level.jitter_ms is None
@@ -191,3 +202,47 @@ def test_a_dead_path_is_withdrawn_by_its_detector_alone() -> None:
     routes = run(320, change_at=300.0, detect=True, dead=True)
     assert [pop for _, pop in routes] == ["a", "b"], routes
     assert routes[1][0] - 300.0 <= 1.0, routes
+
+
+def test_an_rtt_false_alarm_on_a_lossy_path_rarely_moves_its_loss_by_the_margin() -> None:
+    """A path at 250 ms and 2 % loss, probed in rounds of 5 a second for 5 minutes, whose
+    detector then accepts the fewest packets beyond its clip that make an alarm (how a false
+    alarm looks): for the next minute, does the live accepted loss ever read so high that an
+    equal route at the true 2 % would beat it by the 0.2 MOS margin (3.7 % here) while the
+    alarm still stands as proof (an `rtt_up` not yet undone)? And, looser, under whatever
+    change is in force (the alarm back, `rtt_down`, is planned with its level too, but through
+    the decider's windows and noise test)? Measured over these 200 seeds (change_prior_packets
+    50): 0 and 51 (25 %), 3 seeds skipped for a false alarm in the warm-up."""
+    loss, base_ms = 0.02, 250.0
+    true_mos = mos(base_ms, 2.0, 100 * loss)
+
+    def round_of(rng: random.Random, t: float, changes: PathChanges) -> None:
+        rtts = [_rtt(rng, base_ms) for _ in range(COUNT)]
+        changes.update("r", "a", t, COUNT, [x for x in rtts if rng.random() >= loss])
+
+    seeds, proven, planned, alarmed = 200, 0, 0, 0
+    for seed in range(seeds):
+        rng = random.Random(seed)
+        changes = PathChanges(["r"])
+        for t in range(300):
+            round_of(rng, float(t), changes)
+        if changes.accepted:  # a false alarm in the warm-up (1500 packets): not this case
+            alarmed += 1
+            continue
+        m = changes.detectors[("r", "a")].jump_packets
+        v = changes.update("r", "a", 300.0, m, _beyond_clip(changes))
+        assert v.statistic == "rtt_up"
+        beaten_proven = beaten = False
+        for t in range(301, 361):
+            round_of(rng, float(t), changes)
+            change = changes.accepted[("r", "a")]
+            if true_mos - mos(base_ms, 2.0, 100 * change.level.loss_ratio) >= 0.2:
+                beaten = True
+                beaten_proven |= change.statistic == "rtt_up"
+        proven += beaten_proven
+        planned += beaten
+    print(f"beaten under proof {proven}/{seeds}, under any change {planned}/{seeds}, "
+          f"warm-up alarms {alarmed}")  # fmt: skip
+    assert alarmed <= 6  # 300,000 packets: 3.5 expected at one per 86,400; 3 here
+    assert proven <= 0.05 * seeds, proven
+    assert planned <= 0.4 * seeds, planned
