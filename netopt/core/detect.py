@@ -65,6 +65,7 @@ class DetectorConfig:
     suspect_doubt: float = 0.25
     change_prior_packets: float = 50.0  # weight of the old loss after an RTT change (see below)
     loss_learning_packets: int = 300  # real packets the loss baseline needs before it alarms
+    loss_baseline_z: float = 1.0  # standard errors of p0 the loss CUSUM adds to it (see below)
 
     def __post_init__(self) -> None:
         positive = ("false_alarm_every_h", "steady_pps", "k", "scale_floor_ms", "prior_lost",
@@ -76,8 +77,8 @@ class DetectorConfig:
             raise ValueError("detector needs reference_packets >= min_reference >= 3")
         if self.prior_received <= 0 or self.loss_memory_packets < 1 or self.dead_packets < 1:
             raise ValueError("detector prior_received, loss_memory_packets, dead_packets > 0")
-        if self.loss_learning_packets < 0:
-            raise ValueError("detector loss_learning_packets must be >= 0")
+        if self.loss_learning_packets < 0 or self.loss_baseline_z < 0:
+            raise ValueError("detector loss_learning_packets and loss_baseline_z must be >= 0")
         if not 0 < self.min_p0 < 0.5 or not 0 < self.suspect_doubt < 1:
             raise ValueError("detector min_p0 in (0, 0.5) and suspect_doubt in (0, 1)")
         if not 0 < self.spike_prior < 0.5:
@@ -309,13 +310,14 @@ class ChangeDetector:
         return min(max(p, self.config.min_p0), 0.5)
 
     def _p0_tested(self) -> float:
-        """The baseline the loss CUSUM tests against: p0 plus one standard error of it, so
-        that a baseline learnt from a few hundred packets (a 2 % path's 300 packets hold
-        6 ± 2.4 losses) does not make the path's own loss an alarm; with a long baseline
-        (thousands of packets) it is p0."""
+        """The baseline the loss CUSUM tests against: p0 plus `loss_baseline_z` standard
+        errors of it, so that a baseline learnt from a few hundred packets (a 2 % path's 300
+        packets hold 6 ± 2.4 losses) does not make the path's own loss an alarm; with a long
+        baseline (thousands of packets) it is about p0. The price: a young baseline detects a
+        loss change later (0.3 % learnt from 600 packets is tested as 0.52 %)."""
         n = self._lost_ref + self._recv_ref
         p = self._p0()
-        return min(p + math.sqrt(p * (1 - p) / n), 0.5)
+        return min(p + self.config.loss_baseline_z * math.sqrt(p * (1 - p) / n), 0.5)
 
     def _loss_update(self, received: int, lost: int) -> Statistic | None:
         """Receptions first, then losses (their order within a round is not known). While the

@@ -363,3 +363,5 @@ def test_the_level_counts_the_packets_the_loss_cusum_holds() -> None:
 def test_change_prior_packets_must_be_positive() -> None:
     with pytest.raises(ValueError, match="change_prior_packets"):
         DetectorConfig(change_prior_packets=0)
+    with pytest.raises(ValueError, match="loss_baseline_z"):
+        DetectorConfig(loss_baseline_z=-1)
