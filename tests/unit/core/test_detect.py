@@ -365,3 +365,16 @@ def test_change_prior_packets_must_be_positive() -> None:
         DetectorConfig(change_prior_packets=0)
     with pytest.raises(ValueError, match="loss_baseline_z"):
         DetectorConfig(loss_baseline_z=-1)
+
+
+def test_a_short_post_change_reference_keeps_the_old_jitter() -> None:
+    det = ChangeDetector()
+    warmed(det, np.random.default_rng(17))
+    old = det.level().jitter_ms
+    assert old is not None and old > 0.5
+    det.update(0.0, 1, [190.0])
+    v = det.update(1.0, 1, [190.0])
+    assert v.statistic == "rtt_up" and v.level.jitter_ms == old  # two equal packets: not 0
+    for i in range(6):
+        v = det.update(2.0 + i, 1, [190.0 + (i % 2)])
+    assert v.level.jitter_ms == pytest.approx(5.0 / 7)  # 8 packets: the new reference's
