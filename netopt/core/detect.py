@@ -25,7 +25,9 @@ Per path, `ChangeDetector.update(now, sent, rtts_ms)` runs three CUSUMs on a rob
 The false-alarm rate is the parameter: one false alarm per path every `false_alarm_every_h`
 hours at `steady_pps`, shared by the three CUSUMs. An alarm accepts the change: the samples
 since the alarming CUSUM last left zero (the change-point estimate) become the new baseline,
-and their median RTT, jitter and loss are the accepted level the decider should use.
+and their median RTT, jitter and loss are the accepted level the decider should use. An RTT
+alarm restarts the loss too, from the packets since its change point under a prior at the old
+loss (`_restart_loss`); `level()` then follows the new regime with every packet.
 """
 
 from __future__ import annotations
