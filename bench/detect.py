@@ -1,6 +1,7 @@
 """Change detection vs today's fixed windows: delay (packets, seconds) and false alarms.
 
     .venv/bin/python bench/detect.py [--trials 30] [--hours 24] [--shared ../shared]
+        [--only-levels] [--change-prior-packets W]
 
 Pure simulation, no network: seeded synthetic paths (tests/unit/core/paths.py: 40 ms, lognormal
 queueing, optional 1 % Pareto spikes, 0.3 % loss), impaired at a random instant after 600 s of
@@ -21,6 +22,11 @@ defaults), which neither rule is charged here. Also: false alarms of each rule o
 paths (`--hours` of simulated time each, clean and spiky), the steady cost in packets/s, and
 the IBM Cloud weekly series (../shared/data, skipped if absent) with the window rule scaled to
 weeks (window 12 points, 3 counted, 4 apart).
+
+First, the level table: +150 ms and 8 % loss each way (round trip 1 − (1 − p0)·0.92²) on a
+path of 0.3 % and of 2 % round-trip loss, with escalation; the time to the accepted change and
+to the first round on which the live accepted level (`netopt.core.evidence.PathChanges`) reads
+at least half the true post-change loss, and what it reads then.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ sys.path.insert(0, str(REPO))
 
 from netopt.core.budget import EMPTY, BudgetPolicy, PathRole, Signal, allocate  # noqa: E402
 from netopt.core.detect import ChangeDetector, DetectorConfig  # noqa: E402
+from netopt.core.evidence import PathChanges  # noqa: E402
 from tests.unit.core.paths import rtts_ms  # noqa: E402
 
 KEY = ("site", "pop")
@@ -46,14 +53,18 @@ WARM_S = 600.0
 Packet = Callable[[float], float | None]  # send time → RTT ms, or None if lost
 
 
-def world(rng: np.random.Generator, kind: str, spikes: float, t_change: float) -> Packet:
-    """One path: stationary, then from `t_change` impaired by `kind`."""
+def world(
+    rng: np.random.Generator, kind: str, spikes: float, t_change: float,
+    loss0: float = 0.003, loss1: float = 0.08,
+) -> Packet:  # fmt: skip
+    """One path: stationary (round-trip loss `loss0`), then from `t_change` impaired by `kind`
+    (loss: `loss1`)."""
 
     def packet(t: float) -> float | None:
         changed = t >= t_change
         if changed and kind == "dead":
             return None
-        loss = 0.08 if changed and kind in ("loss", "both") else 0.003
+        loss = loss1 if changed and kind in ("loss", "both") else loss0
         if rng.random() < loss:
             return None
         base = 190.0 if changed and kind in ("jump", "both") else 40.0
@@ -80,6 +91,45 @@ def run_detector(
             rate = alloc.rates_pps[KEY]
         t += 1.0 / rate
     return None
+
+
+def run_level(
+    packet: Packet, until: float, t_change: float, truth: float, cfg: DetectorConfig
+) -> tuple[float, ...]:
+    """With escalation: (seconds, packets) from t_change to the first accepted change, then to
+    the first round on which the live accepted level (netopt.core.evidence.PathChanges) has a
+    loss of at least half `truth`, and that level's loss then; inf where not reached."""
+    changes, policy = PathChanges(["site"], cfg), BudgetPolicy()
+    t, rate, alloc, sent = 0.0, policy.steady_pps, EMPTY, 0
+    accepted_at: tuple[float, int] | None = None
+    while t < until:
+        rtt = packet(t)
+        v = changes.update("site", "pop", t, 1, [] if rtt is None else [rtt])
+        sent += t >= t_change
+        change = changes.accepted.get(KEY)
+        if change is not None and change.at_s >= t_change:
+            if accepted_at is None:
+                accepted_at = (t - t_change, sent)
+            if change.level.loss_ratio >= truth / 2:
+                return (*accepted_at, t - t_change, sent, change.level.loss_ratio)
+        alloc = allocate(ROLE, {KEY: Signal.of(v)}, t, policy, previous=alloc)
+        rate = alloc.rates_pps[KEY]
+        t += 1.0 / rate
+    inf = float("inf")
+    return (*(accepted_at or (inf, inf)), inf, inf, inf)
+
+
+def levels(
+    loss0: float, spikes: float, trials: int, cfg: DetectorConfig
+) -> list[tuple[float, ...]]:
+    """+150 ms and 8 % each way on a path of round-trip loss `loss0`: `run_level` per trial."""
+    truth = 1 - (1 - loss0) * (1 - 0.08) ** 2
+    out = []
+    for seed in range(trials):
+        t_change = WARM_S + np.random.default_rng(seed).random()
+        packet = world(np.random.default_rng(20_000 + seed), "both", spikes, t_change, loss0, truth)
+        out.append(run_level(packet, t_change + 120.0, t_change, truth, cfg))
+    return out
 
 
 def run_window(packet: Packet, until: float, t_change: float, rtt0: float, loss0: float,
@@ -201,6 +251,9 @@ def _fmt(d: dict[str, list[float]], name: str) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=30)
+    ap.add_argument("--only-levels", action="store_true", help="only the level table")
+    ap.add_argument("--change-prior-packets", type=float, default=None,
+                    help="the detector's change_prior_packets for the level table")  # fmt: skip
     ap.add_argument("--hours", type=float, default=24.0)
     ap.add_argument("--shared", type=Path, default=REPO / ".." / "shared", help="../shared")
     args = ap.parse_args()
@@ -208,6 +261,25 @@ def main() -> int:
     print(f"detector defaults: 1 false alarm / path / {cfg.false_alarm_every_h:g} h at "
           f"{cfg.steady_pps:g} packet/s; h_rtt {det.h_rtt:.2f} σ̂, "
           f"h_loss {det.h_loss:.2f}")  # fmt: skip
+    prior = args.change_prior_packets
+    level_cfg = DetectorConfig() if prior is None else DetectorConfig(change_prior_packets=prior)
+    print(f"\nchange_prior_packets {level_cfg.change_prior_packets:g}")
+    print("\n| +150 ms, 8 % each way (detect+esc) | true loss | accepted | level loss ≥ half the "
+          "truth | its loss then |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    for loss0 in (0.003, 0.02):
+        for spikes in (0.0, 0.01):
+            rows = levels(loss0, spikes, args.trials, level_cfg)
+            truth = 1 - (1 - loss0) * (1 - 0.08) ** 2
+            med = [statistics.median(col) for col in zip(*rows, strict=True)]
+            worst = max(r[2] for r in rows)
+            missed = sum(not np.isfinite(r[2]) for r in rows)
+            print(f"| {loss0:.1%} baseline, {'spiky' if spikes else 'clean'} | {truth:.1%} | "
+                  f"{med[0]:.2f} s / {med[1]:.0f} pkts | {med[2]:.2f} s / {med[3]:.0f} pkts "
+                  f"(max {worst:.2f} s{f', {missed} missed' if missed else ''}) | "
+                  f"{med[4]:.1%} |")  # fmt: skip
+    if args.only_levels:
+        return 0
     print(
         "\n| impairment | path | detect@1 | detect+esc | window (today) | window / detect+esc (s) |"
     )

@@ -6,13 +6,17 @@ I/O, no clock; `now` is an argument):
 
 - `PathChanges` keeps one `ChangeDetector` per path, keyed the way the planner sees it
   (region → PoP: a PoP → region measurement is turned round, RTT being symmetric), and the
-  latest change each accepted (`Accepted`).
+  latest change each accepted (`Accepted`): when and by which statistic it alarmed, and a
+  live level — the detector's current estimate of the post-change regime, updated by every
+  round until the next alarm (the post-change packets keep arriving; a snapshot taken at the
+  alarm would rest on two of them for a whole window).
 - `overlay(stats, accepted, now, window_s)`: the path stats for the planner. A path whose
-  detector accepted a change less than a window ago is planned with the accepted level — the
-  post-change RTT (`rtt_up`/`rtt_down`), the post-change loss and the packets behind it
-  (`loss`), 100 % loss (`dead`) — instead of a window that still mixes the old level in. A
-  change back to life (`alive`) overlays nothing: the window, whose loss still counts the
-  outage, brings the route back the slow way, through the decider's margin and windows.
+  detector accepted a change less than a window ago is planned with the accepted level — for
+  `rtt_up`/`rtt_down`/`loss` its RTT, jitter and loss with the packets behind that loss as
+  `samples` (so the loss-noise test weighs it for what it is), 100 % loss for `dead` —
+  instead of a window that still mixes the old level in. A change back to life (`alive`)
+  overlays nothing: the window, whose loss still counts the outage, brings the route back
+  the slow way, through the decider's margin and windows.
 - `incumbent_changed(path, accepted, since)`: did a path of the route in force accept a change
   after `since` (when that route was chosen)? The decider then takes the challenge as proven
   by the detector: the alarm's false-alarm rate (one per path a day at the defaults) replaces
@@ -38,7 +42,8 @@ _WORSE = frozenset({"rtt_up", "loss", "dead"})
 
 @dataclass(frozen=True)
 class Accepted:
-    """A change a path's detector accepted: when, which statistic, the new level."""
+    """A change a path's detector accepted: when, which statistic, and the level since (live:
+    `PathChanges` replaces it with each round's until the next alarm)."""
 
     at_s: float
     statistic: Statistic
@@ -60,17 +65,31 @@ class PathChanges:
         return (dst, src) if src not in self.regions and dst in self.regions else (src, dst)
 
     def update(
-        self, src: str, dst: str, now: float, sent: int, rtts_ms: Sequence[float]
+        self,
+        src: str,
+        dst: str,
+        now: float,
+        sent: int,
+        rtts_ms: Sequence[float],
+        *,
+        per_packet: bool = True,
     ) -> Verdict:
-        """Feed one round of the path src → dst; returns the detector's verdict."""
+        """Feed one round of the path src → dst; returns the detector's verdict. A new alarm
+        is a new `Accepted`; any other round moves the latest one's level. `per_packet`
+        False: the RTTs stand for a round known by its summary (`round_rtts`), whose jitter
+        the detector cannot see: the accepted level then carries none (the window's stays)."""
         key = self.key(src, dst)
         detector = self.detectors.get(key)
         if detector is None:
             detector = self.detectors[key] = ChangeDetector(self.config)
         verdict = detector.update(now, sent, rtts_ms)
         self.last[key] = verdict
+        level = verdict.level if per_packet else dataclasses.replace(verdict.level, jitter_ms=None)
+        change = self.accepted.get(key)
         if verdict.state == "changed" and verdict.statistic is not None:
-            self.accepted[key] = Accepted(now, verdict.statistic, verdict.level)
+            self.accepted[key] = Accepted(now, verdict.statistic, level)
+        elif change is not None and change.level != level:
+            self.accepted[key] = dataclasses.replace(change, level=level)
         return verdict
 
     def reconfigure(self, regions: Iterable[str], paths: Iterable[Key]) -> None:
@@ -94,11 +113,14 @@ def _overlaid(s: PathStats, change: Accepted) -> PathStats:
     level = change.level
     if change.statistic == "dead":
         return dataclasses.replace(s, loss_pct=100.0)
-    if change.statistic in ("rtt_up", "rtt_down") and level.rtt_ms is not None:
-        return dataclasses.replace(s, rtt_ms=level.rtt_ms)
-    if change.statistic == "loss":
-        samples = max(1, level.packets)
-        return dataclasses.replace(s, loss_pct=100.0 * level.loss_ratio, samples=samples)
+    if change.statistic == "alive":
+        return s
+    loss_pct = min(100.0, max(0.0, 100.0 * level.loss_ratio))
+    s = dataclasses.replace(s, loss_pct=loss_pct, samples=max(1, level.packets))
+    if level.rtt_ms is not None:
+        s = dataclasses.replace(s, rtt_ms=level.rtt_ms)
+    if level.jitter_ms is not None:
+        s = dataclasses.replace(s, jitter_ms=level.jitter_ms)
     return s
 
 

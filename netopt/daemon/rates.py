@@ -36,6 +36,7 @@ Key = tuple[str, str]
 Extra = Mapping[str, tuple[ProbeJob, float]]  # job id → (steady job, extra packets/s)
 _SLACK_S = 0.05  # between a round's timeout and the next round
 MIN_EXTRA_PPS = 0.05  # below this an allocation's extra over the steady round is not burst
+YOUNG_PACKETS = 50  # an accepted level on fewer packets keeps its path escalated
 NEWS_CHANCE = 0.01  # lost packets are news when the path's own loss explains them less often
 REASONS: tuple[Reason, ...] = get_args(Reason)
 
@@ -51,15 +52,24 @@ def round_count(rate_pps: float, job: ProbeJob) -> int:
 
 
 def signal_of(verdict: Verdict) -> Signal:
-    """`Signal.of`, except that lost packets are a trigger only when they are news: when the
-    path's accepted loss p alone would lose that many packets in a row (`lost_run`) less than
-    once in 1/`NEWS_CHANCE` tries (p^run < 1 %). On a path with 0.3 % loss one lost packet is
-    news, at 2 % two in a row, at 10 % three: losses that are the path's baseline do not keep it
-    escalated, a dead path is found by its second or third packet, and a real rise in loss shows
-    as the loss CUSUM's doubt and alarm, which still escalate it."""
+    """`Signal.of`, with two rules of the daemon's:
+
+    - lost packets are a trigger only when they are news: when the path's accepted loss p
+      alone would lose that many packets in a row (`lost_run`) less than once in
+      1/`NEWS_CHANCE` tries (p^run < 1 %). On a path with 0.3 % loss one lost packet is news,
+      at 2 % two in a row, at 10 % three: losses that are the path's baseline do not keep it
+      escalated, a dead path is found by its first or second packet, and a real rise in its
+      loss shows as the loss CUSUM's doubt and alarm, which still escalate it;
+    - an accepted level that rests on fewer than `YOUNG_PACKETS` packets (just after a change:
+      the post-change loss is being learnt) is full doubt, which keeps the path escalated until
+      the level is worth deciding on; a dead path's is not (nothing to learn)."""
     signal = Signal.of(verdict)
+    level = verdict.level
+    if verdict.state not in ("learning", "changed") and level.packets < YOUNG_PACKETS:
+        if level.loss_ratio < 1.0:
+            return Signal(1.0)
     if signal.trigger == "loss":
-        p = min(max(verdict.level.loss_ratio, 1e-6), 1.0)
+        p = min(max(level.loss_ratio, 1e-6), 1.0)
         if p ** max(verdict.lost_run, 1) >= NEWS_CHANCE:
             return Signal(signal.doubt)
     return signal

@@ -180,7 +180,8 @@ class Daemon:
         if newest or (rtts_ms is not None and at_mono is None):
             rtts = round_rtts(record.received, record.rtt_p50_ms) if rtts_ms is None else rtts_ms
             try:
-                verdict = self.changes.update(record.src, record.dst, now, record.sent, rtts)
+                verdict = self.changes.update(record.src, record.dst, now, record.sent, rtts,
+                                              per_packet=rtts_ms is not None)  # fmt: skip
             except ValueError as exc:  # a neighbour's impossible round: it plans nothing
                 log.error("detect_failed src=%s dst=%s error=%s", record.src, record.dst, exc)
                 return

@@ -248,3 +248,18 @@ def test_a_verdict_reallocates_its_own_site_and_the_busy_ones_only() -> None:
     assert not rates.allocations["lagos"].reasons  # relaxed after relax_s (2 s)
     rates.update(6.0, verdicts, lambda s, d: (s, d), t, [("nairobi", "fra")])
     assert rates.allocations["lagos"].at_s == 5.0  # idle again: not touched
+
+
+def test_a_young_accepted_level_keeps_its_path_escalated_a_dead_one_does_not() -> None:
+    young = Verdict(5.0, "steady", None, 0.0, Level(190.0, 1.0, 0.1, 12), False, 0)
+    assert signal_of(young).doubt == 1.0 and signal_of(young).trigger is None
+    dead = Verdict(5.0, "steady", None, 0.0, Level(190.0, 1.0, 1.0, 12), False, 5, 12)
+    assert signal_of(dead).doubt == 0.0
+    grown = Verdict(5.0, "steady", None, 0.0, Level(190.0, 1.0, 0.1, 60), False, 0)
+    assert signal_of(grown).doubt == 0.0
+    rates = ProbeRates(config(), Metrics())
+    rates.update(5.0, {("lagos", "jnb"): young}, lambda s, d: (s, d), table(JNB_ROUTE))
+    assert (
+        pps(rates)["jnb"] == 25.0
+        and rates.allocations["lagos"].reasons[("lagos", "jnb")] == "doubt"
+    )
