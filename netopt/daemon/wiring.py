@@ -187,6 +187,8 @@ class Daemon:
                 return
             if verdict.state == "changed":
                 self._urgent.set()
+            if at_mono is None and self.rates.retime(record.src, record.dst, verdict.level):
+                self._reshape(Reshaped(self.rates.jobs(), None))
             if at_mono is None and self.rates.wanted(verdict, self.table):  # not when priming
                 touched = [(record.src, record.dst)]
                 self._reshape(self.rates.update(now, self.changes.last, self.changes.key,

@@ -14,7 +14,7 @@ from netopt.config import parse_config
 from netopt.core.decide import RouteTable, TableEntry
 from netopt.core.detect import Level, Verdict
 from netopt.daemon.metrics import Metrics
-from netopt.daemon.rates import ProbeRates, round_count, signal_of
+from netopt.daemon.rates import ProbeRates, round_count, signal_of, steady_timeout
 from netopt.daemon.wiring import Daemon
 from netopt.errors import ConfigError
 from netopt.store import RoundRecord
@@ -175,7 +175,12 @@ def test_the_daemon_escalates_on_a_jump_as_bursts(tmp_path: Path) -> None:
         hop = entry.route.path[1]
         clock[0] += 1.0
         daemon.add_round(one_packet(hop, clock[0], 190.0), [190.0])
-        assert not synced, "an escalation must not reshape the scheduler's steady rounds"
+        # the scheduler is re-synced only for steady timeouts (40 ms paths: 0.25 s), never
+        # for an escalation: its steady rounds stay one packet a second
+        assert all(j.options.count == 1 for jobs in synced for j in jobs)
+        assert {j.options.timeout_s for j in synced[-1]} == {0.25}
+        burst_jobs = [job for job, _ in daemon.rates.extra.values()]
+        assert {j.options.timeout_s for j in burst_jobs} == {0.5}  # bursts wait the full timeout
         # the route's path bursts, 24 packets/s above its steady one; its candidate does not
         # (a jump is not yet an alarm)
         assert {job.dst: more for job, more in daemon.rates.extra.values()} == {hop: 24.0}
@@ -263,3 +268,24 @@ def test_a_young_accepted_level_keeps_its_path_escalated_a_dead_one_does_not() -
         pps(rates)["jnb"] == 25.0
         and rates.allocations["lagos"].reasons[("lagos", "jnb")] == "doubt"
     )
+
+
+@pytest.mark.parametrize(
+    ("rtt_ms", "jitter_ms", "current", "timeout"),
+    [(6.0, 0.7, None, 0.15), (40.0, 1.0, None, 0.25), (160.0, 1.0, None, 0.5),
+     (40.0, 14.0, None, 0.5), (None, None, None, 0.5),
+     # 2·RTT + 8·jitter + 50 ms: 148 ms, 170 ms, 218 ms, 258 ms; a shorter step only below
+     # 80 % of it, the step in force kept up to 100 %
+     (45.0, 1.0, None, 0.25), (45.0, 1.0, 0.15, 0.15), (60.0, 1.0, 0.15, 0.25),
+     (80.0, 1.0, None, 0.5), (80.0, 1.0, 0.25, 0.25), (100.0, 1.0, 0.25, 0.5)],
+)  # fmt: skip
+def test_a_steady_round_waits_what_the_path_needs_with_hysteresis(
+    rtt_ms: float | None, jitter_ms: float | None, current: float | None, timeout: float
+) -> None:
+    level = Level(rtt_ms, jitter_ms, 0.0, 100)
+    assert steady_timeout(level, 0.5, current) == timeout
+
+
+def test_a_dead_level_or_a_short_configured_timeout_keeps_the_configured_one() -> None:
+    assert steady_timeout(Level(6.0, 0.5, 1.0, 10), 0.5) == 0.5
+    assert steady_timeout(Level(6.0, 0.5, 0.0, 100), 0.1) == 0.1
