@@ -156,6 +156,7 @@ class ChangeDetector:
         self._lost_p = self._recv_p = 0  # packets since S_L left zero
         self._dead_run = 0
         self._dead = False
+        self._before_dead: tuple[float, float, float, float, bool, float | None] | None = None
 
     @property
     def doubt(self) -> float:
@@ -199,14 +200,16 @@ class ChangeDetector:
     def _dead_update(self, sent: int, received: int) -> Statistic | None:
         if received:
             self._dead_run = 0
-            if self._dead:  # back from the dead: a change at once, loss learnt afresh
+            if self._dead:  # back from the dead: a change at once, the old loss baseline
                 self._dead = False
-                self._reset_loss(0, 0)
+                self._restore_loss()
                 return "alive"
             return None
         self._dead_run += sent
         if not self._dead and self._dead_run >= self.config.dead_packets:
             self._dead = True
+            self._before_dead = (self._lost_ref, self._recv_ref, self._prior, self._prior_lost,
+                                 self._learning_loss, self._centre_p0)  # fmt: skip
             self._s_up = self._s_dn = self._s_loss = 0.0
             self._n_up = self._n_dn = self._lost_up = self._lost_dn = 0
             return "dead"
@@ -391,6 +394,22 @@ class ChangeDetector:
         w, p0 = self.config.change_prior_packets, self._centre_p0
         self._lost_ref, self._recv_ref, self._prior = w * p0 + lost, w * (1 - p0) + received, w
         self._prior_lost, self._learning_loss = w * p0, True
+        self._lost_p = self._recv_p = 0
+        self._s_loss = 0.0
+
+    def _restore_loss(self) -> None:
+        """A PoP back from the dead is taken to be back as it was: the loss baseline of before
+        the outage (the outage's own packets never entered it; those lost before it was called
+        dead are dropped with the loss CUSUM), watched by the loss CUSUM from zero. Learning it
+        afresh from a weak prior would read a lone loss in its first minutes as the path's
+        baseline (50 % after no packets), and a PoP that dies again soon after would need
+        more packets to be found dead."""
+        if self._before_dead is None:
+            self._reset_loss(0, 0)
+            return
+        (self._lost_ref, self._recv_ref, self._prior, self._prior_lost, self._learning_loss,
+         self._centre_p0) = self._before_dead  # fmt: skip
+        self._before_dead = None
         self._lost_p = self._recv_p = 0
         self._s_loss = 0.0
 

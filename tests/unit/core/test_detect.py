@@ -390,3 +390,20 @@ def test_a_short_post_change_reference_keeps_the_old_jitter() -> None:
     for i in range(6):
         v = det.update(2.0 + i, 1, [190.0 + (i % 2)])
     assert v.level.jitter_ms == pytest.approx(5.0 / 7)  # 8 packets: the new reference's
+
+
+def test_a_pop_back_from_the_dead_keeps_its_old_loss_baseline() -> None:
+    """Seen in the lab bench: after an outage the loss was learnt afresh from a weak prior
+    (50 % after no packets), so in the minutes after it a lone lost packet was no news and a
+    PoP that died again was found a second later."""
+    det = ChangeDetector()
+    for i in range(400):
+        det.update(float(i), 1, [6.0 + 0.1 * (i % 5)])
+    before = det.level().loss_ratio
+    for i in range(6):
+        det.update(400.0 + i, 1, [])
+    assert det.level().loss_ratio == 1.0
+    assert det.update(406.0, 1, [6.1]).statistic == "alive"
+    after = det.update(407.0, 1, [6.2]).level.loss_ratio
+    assert after == pytest.approx(before, rel=0.05)
+    assert after < 0.01  # a lone lost packet is news again at once (netopt.daemon.rates)
