@@ -94,16 +94,7 @@ def netopt_config(lab: Lab, tmp: Path, defaults: bool = False) -> dict[str, Any]
     }  # fmt: skip
 
 
-# Issue #16's acceptance on defaults, still open: in CI (2026-12-03) the defaults world stayed
-# on e1 15 s after +150 ms / 8 % (MOS gap 0.16 < the 0.2 margin at 5 packets a second), so it
-# runs only when asked for; it is not counted as passing.
-ON_DEFAULTS = pytest.param("defaults", marks=pytest.mark.skipif(
-    os.environ.get("NETOPT_LAB_DEFAULTS") != "1",
-    reason="issue #16 (open): stability + reroute on defaults not met yet; NETOPT_LAB_DEFAULTS=1",
-))  # fmt: skip
-
-
-@pytest.fixture(params=["tuned", ON_DEFAULTS])
+@pytest.fixture(params=["tuned", "defaults"])
 def serve(
     request: pytest.FixtureRequest, lab_world: LabFactory, tmp_path: Path
 ) -> Iterator[tuple[Lab, str, Path]]:
