@@ -1,8 +1,8 @@
 """PostgreSQL store (`store.url: postgresql://…`): what the SQLite store keeps, shared by several
 controllers (probe → sample → **store** → stats).
 
-The queues and the writer task are writer.py's, as for SQLite; a write here is one
-transaction on a connection of a psycopg 3 pool: the batch ids are claimed first (`INSERT …
+The queues and the writer task are writer.py's, as for SQLite; a write here (pg_writes.py) is
+one transaction on a connection of a psycopg 3 pool: the batch ids are claimed first (`INSERT …
 ON CONFLICT DO NOTHING`, so of two controllers handed one batch exactly one stores it), the
 rounds are COPYed into a per-connection staging table and moved into the day-partitioned
 `rounds` with `ON CONFLICT DO NOTHING RETURNING` (which tells what was new), then the rollup
@@ -33,13 +33,27 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 from netopt.errors import StoreError
 from netopt.store import pg_reads as reads
 from netopt.store.model import BatchOutcome, DecisionRecord, Retention, RoundRecord
-from netopt.store.pg_reads import COLS, GROUP, HOURS_SELECT, IN_MINUTES, MINUTES_SELECT
+from netopt.store.pg_reads import GROUP, HOURS_SELECT, IN_MINUTES, MINUTES_SELECT
 from netopt.store.pg_schema import (
     DAY_NS,
     STAGING,
     create_partitions,
     migrate,
     partitions,
+)
+from netopt.store.pg_writes import (
+    CLAIM,
+    COPY_DECISIONS,
+    COPY_IN,
+    MOVE_IN,
+    STORED,
+    Key,
+    days_of,
+    dirty,
+    first_of_each,
+    outcomes,
+    split,
+    stored_args,
 )
 from netopt.store.schema import ROLLUP_COLUMNS, ROUND_COLUMNS
 from netopt.store.sqlite import _DECISION_COLUMNS
@@ -56,7 +70,6 @@ _ROLLUPS = (("1m", "rounds_1m", "rollup_dirty_1m", 60), ("1h", "rounds_1h", "rol
 log = logging.getLogger("netopt.store")
 _round_row = attrgetter(*ROUND_COLUMNS)
 _decision_row = attrgetter(*_DECISION_COLUMNS)
-_Key = tuple[str, str, str, int]
 AHEAD_DAYS = 2  # day partitions kept ready beyond today
 
 
@@ -122,98 +135,54 @@ class PostgresStore(QueuedWriter):
             create_partitions(db, missing)
             self._days |= missing
 
-    # --- one write ----------------------------------------------------------------------
+    # --- one write (its SQL and pure steps are pg_writes.py's) --------------------------
     def _write(
         self, rounds: list[RoundRecord], decisions: list[DecisionRecord], batches: list[Batch]
     ) -> list[BatchOutcome]:
-        first: dict[str, Batch] = {}
-        for b in batches:
-            first.setdefault(b.batch_id, b)  # a batch twice in one write: the second is a dup
-        records = [*rounds, *(r for b in first.values() for r in b.records)]
+        first = first_of_each(batches)
         try:
             with self._pool.connection() as db:
-                self._partitions(db, {r.started_wall_ns // DAY_NS for r in records})
+                self._partitions(db, days_of(rounds, first))
                 with db.transaction():
-                    new = self._claim(db, list(first.values()))
+                    new: set[str] = set()
+                    if first:
+                        cur = db.execute(CLAIM, self._claim_args(list(first.values())))
+                        new = {str(row[0]) for row in cur.fetchall()}
                     fresh = [b for b in first.values() if b.batch_id in new]
                     stored = self._insert(db, rounds, fresh)
                     if fresh:
-                        db.execute(
-                            "UPDATE batches AS b SET stored = v.n FROM unnest(%s::TEXT[], "
-                            "%s::INTEGER[]) AS v(id, n) WHERE b.batch_id = v.id",
-                            ([b.batch_id for b in fresh], [len(stored[b.batch_id]) for b in fresh]),
-                        )  # fmt: skip
-                    self._copy_decisions(db, decisions)
+                        db.execute(STORED, stored_args(fresh, stored))
+                    if decisions:
+                        with db.cursor() as c, c.copy(COPY_DECISIONS) as copy:
+                            for d in decisions:
+                                copy.write_row(_decision_row(d))
         except psycopg.Error:
             self._days.clear()  # a partition dropped meanwhile (another controller): recheck
             raise
-        return [
-            BatchOutcome(b.batch_id, len(b.records), stored[b.batch_id], False)
-            if first[b.batch_id] is b and b.batch_id in new
-            else BatchOutcome(b.batch_id, len(b.records), (), True)
-            for b in batches
-        ]
+        return outcomes(batches, first, new, stored)
 
-    def _claim(self, db: psycopg.Connection[Any], batches: list[Batch]) -> set[str]:
-        """Record the batch ids not stored yet; returns those (the others are duplicates)."""
-        if not batches:
-            return set()
+    def _claim_args(self, batches: list[Batch]) -> tuple[list[Any], ...]:
+        """CLAIM's arguments: the batch ids not stored yet come back (the rest are dups)."""
         now_ns = int(self._clock() * 1e9)
         ordered = sorted(batches, key=attrgetter("batch_id"))  # one lock order for everyone
-        cur = db.execute(
-            "INSERT INTO batches (batch_id, agent, received_wall_ns, rounds, stored) "
-            "SELECT * FROM unnest(%s::TEXT[], %s::TEXT[], %s::BIGINT[], %s::INTEGER[], "
-            "%s::INTEGER[]) ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id",
-            ([b.batch_id for b in ordered], [b.agent for b in ordered], [now_ns] * len(ordered),
-             [len(b.records) for b in ordered], [0] * len(ordered)),
-        )  # fmt: skip
-        return {str(row[0]) for row in cur.fetchall()}
+        return ([b.batch_id for b in ordered], [b.agent for b in ordered], [now_ns] * len(ordered),
+                [len(b.records) for b in ordered], [0] * len(ordered))  # fmt: skip
 
     def _insert(
         self, db: psycopg.Connection[Any], rounds: list[RoundRecord], fresh: list[Batch]
     ) -> dict[str, tuple[RoundRecord, ...]]:
-        """COPY the rounds in, keep the new ones; returns each fresh batch's new rounds (a
-        round in two places of one write counts where it came first, as in SQLite)."""
+        """COPY the rounds in, keep the new ones; returns each fresh batch's new rounds."""
         records = [*rounds, *(r for b in fresh for r in b.records)]
         if not records:
             return {b.batch_id: () for b in fresh}
         with db.cursor() as cur:
-            with cur.copy(f"COPY netopt_incoming (ord, {COLS}) FROM STDIN") as copy:
+            with cur.copy(COPY_IN) as copy:
                 for i, r in enumerate(records):
                     copy.write_row((i, *_round_row(r)))
-            cur.execute(
-                f"INSERT INTO rounds ({COLS}) SELECT {COLS} FROM netopt_incoming ORDER BY ord "
-                "ON CONFLICT DO NOTHING RETURNING src, dst, kind, started_wall_ns"
-            )
-            new: set[_Key] = set(cur.fetchall())
-        minutes = sorted({k[3] // 1_000_000_000 // 60 * 60 for k in new})
-        hours = sorted({m // 3600 * 3600 for m in minutes})
-        for queue, buckets in (("rollup_dirty_1m", minutes), ("rollup_dirty", hours)):
-            db.execute(
-                f"INSERT INTO {queue} (bucket_s) SELECT unnest(%s::BIGINT[]) "
-                "ON CONFLICT DO NOTHING",
-                (buckets,),
-            )
-        claimed: set[_Key] = set()
-
-        def take(r: RoundRecord) -> bool:
-            key = (r.src, r.dst, r.kind, r.started_wall_ns)
-            if key in new and key not in claimed:
-                claimed.add(key)
-                return True
-            return False
-
-        for r in rounds:
-            take(r)
-        return {b.batch_id: tuple(r for r in b.records if take(r)) for b in fresh}
-
-    @staticmethod
-    def _copy_decisions(db: psycopg.Connection[Any], decisions: list[DecisionRecord]) -> None:
-        if decisions:
-            sql = f"COPY decisions ({', '.join(_DECISION_COLUMNS)}) FROM STDIN"
-            with db.cursor() as cur, cur.copy(sql) as copy:
-                for d in decisions:
-                    copy.write_row(_decision_row(d))
+            new: set[Key] = set(cur.execute(MOVE_IN).fetchall())
+        for sql, args in dirty(new):
+            db.execute(sql, args)
+        return split(rounds, fresh, new)
 
     # --- rollups and retention ----------------------------------------------------------
     def refresh_rollups(self) -> int:
