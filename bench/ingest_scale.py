@@ -8,7 +8,10 @@ agent has T new rounds and sends everything not yet acknowledged in one gzip bat
 flight per agent, as the real agent does, so a slow controller gets bigger batches rather
 than more requests). Bounded: `--seconds` per backend. Reports rounds/s offered and stored
 (counted in the store afterwards; the bench asserts stored = acknowledged), the
-acknowledgement latency p50/p99, and PostgreSQL's figures as ratios of SQLite's.
+acknowledgement latency p50/p99, and PostgreSQL's figures as ratios of SQLite's. A third
+run, `pg-async`, is the candidate of bench/pg_async_writes.py (the same write awaited on the
+loop through an AsyncConnectionPool instead of the writer thread), on a fresh database of the
+same cluster, as a ratio of `postgresql` (what netopt does).
 
     .venv/bin/python bench/ingest_scale.py --agents 1000 --targets 20 --seconds 30
 """
@@ -35,7 +38,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from netopt.api.ingest import encode_batch  # noqa: E402
+from netopt.api.batch import encode_batch  # noqa: E402
 from netopt.store import RoundRecord  # noqa: E402
 from tests.integration.conftest import free_port  # noqa: E402
 from tests.pg import PgCluster, pg_missing  # noqa: E402
@@ -96,8 +99,12 @@ async def agent(
         await asyncio.sleep(max(0.0, next_round - time.monotonic()))
 
 
+SERVE = [sys.executable, "-m", "netopt", "serve"]  # what the daemon does: writes on its thread
+SERVE_ASYNC = [sys.executable, str(REPO / "bench" / "pg_async_writes.py"), "serve"]  # candidate
+
+
 def controller(
-    tmp: Path, url: str, agents: int, targets: int
+    tmp: Path, url: str, agents: int, targets: int, serve: list[str]
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     cfg = {
@@ -113,9 +120,9 @@ def controller(
         "planner": {"min_replan_interval_s": 10.0},
     }
     (tmp / "c.yaml").write_text(yaml.safe_dump(cfg))
-    proc = subprocess.Popen([sys.executable, "-m", "netopt", "serve", "--config",
-                             str(tmp / "c.yaml")], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=(tmp / "c.log").open("w"))  # fmt: skip
+    log = (tmp / "c.log").open("w")
+    argv = [*serve, "--config", str(tmp / "c.yaml")]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
     api = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -169,9 +176,10 @@ def stored_rows(url: str) -> int:
 
 
 def run_one(
-    name: str, url: str, tmp: Path, args: argparse.Namespace, server_pid: int | None = None
-) -> dict[str, float]:
-    proc, api = controller(tmp, url, args.agents, args.targets)
+    name: str, url: str, tmp: Path, args: argparse.Namespace, server_pid: int | None = None,
+    serve: list[str] = SERVE,
+) -> dict[str, float]:  # fmt: skip
+    proc, api = controller(tmp, url, args.agents, args.targets, serve)
     try:
         before = (cpu_s(proc.pid), resource.getrusage(resource.RUSAGE_SELF),
                   tree_cpu_s(server_pid) if server_pid else 0.0)  # fmt: skip
@@ -216,6 +224,8 @@ def main() -> None:
             url = cluster.create_database("bench")
             pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
             results["postgresql"] = run_one("postgresql", url, tmp, args, pid)
+            url = cluster.create_database("bench_async")  # the candidate, a fresh database
+            results["pg-async"] = run_one("pg-async", url, tmp, args, pid, SERVE_ASYNC)
         finally:
             cluster.stop()
     keys = list(results["sqlite"])
@@ -223,11 +233,11 @@ def main() -> None:
     print(f"{'':>12}" + "".join(f"{k:>15}" for k in keys))
     for name, r in results.items():
         print(f"{name:>12}" + "".join(f"{r[k]:>15.1f}" for k in keys))
-    pg, lite = results["postgresql"], results["sqlite"]
-    print(
-        f"{'pg/sqlite':>12}"
-        + "".join(f"{pg[k] / lite[k]:>15.2f}" if lite[k] else f"{'-':>15}" for k in keys)
-    )
+    for label, a, b in (("pg/sqlite", "postgresql", "sqlite"),
+                        ("async/thread", "pg-async", "postgresql")):  # fmt: skip
+        top, bottom = results[a], results[b]
+        cells = (f"{top[k] / bottom[k]:>15.2f}" if bottom[k] else f"{'-':>15}" for k in keys)
+        print(f"{label:>12}" + "".join(cells))
 
 
 if __name__ == "__main__":
