@@ -4,6 +4,8 @@
 The read is stalled for real: another session holds an ACCESS EXCLUSIVE lock on `decisions`,
 so the status page's read waits inside the server. While it waits, /healthz answers and a
 timer on the loop ticks; once the lock goes, the page is served with what the read found.
+The same with the whole server paused (SIGSTOP to the postmaster and its children, SIGCONT
+after): the read's socket gets no answer at all, and the loop still answers.
 A read past `read_timeout_s` is refused in words (503 for the assessments list), and the
 status page still shows the route table.
 """
@@ -11,9 +13,11 @@ status page still shows the route table.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +120,50 @@ async def test_a_read_past_its_timeout_is_refused_in_words(daemon_client: Any, p
             assert "not answered within 0.5 s" in answer["error"]
     async with http.get("/v1/assessments", headers=admin) as resp:
         assert resp.status == 200  # the pool lost nothing to the cancelled reads
+
+
+def server_pids(cluster: Any) -> list[int]:
+    """The postmaster (from postmaster.pid) and every process it forked."""
+    root = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    pids = [root]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == root:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+@contextmanager
+def paused(cluster: Any) -> Iterator[None]:
+    pids = server_pids(cluster)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
+async def test_a_paused_server_leaves_the_loop_answering(
+    daemon_client: Any, pg_cluster: Any
+) -> None:
+    _daemon, http = daemon_client
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    async with http.get("/v1/assessments", headers=admin) as resp:
+        assert resp.status == 200  # the read pool is open and has a connection
+
+    async def listing() -> int:
+        async with http.get("/v1/assessments", headers=admin) as resp:
+            return resp.status
+
+    with paused(pg_cluster):
+        pending = asyncio.create_task(listing())
+        for _ in range(3):
+            async with http.get("/healthz") as resp:
+                assert resp.status == 200
+        await asyncio.sleep(0.2)
+        assert not pending.done()  # the read waits for a server that does not answer
+    assert await asyncio.wait_for(pending, 20) == 200  # and gets its answer once resumed
