@@ -206,38 +206,54 @@ def run_one(
             "bench µs/round": bench_s / stored * 1e6}  # fmt: skip
 
 
+RUNS = ("sqlite", "postgresql", "pg-async")
+
+
+def run_all(tmp: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Each of `args.runs` in its order; the PostgreSQL ones on one cluster, a database each."""
+    results: dict[str, dict[str, float]] = {}
+    cluster = PgCluster(durable=True, settings={"max_connections": "100"})
+    try:
+        cluster.start()
+        pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
+        for name in args.runs:
+            if name == "sqlite":
+                results[name] = run_one(name, f"sqlite:///{tmp / 's.db'}", tmp, args)
+                continue
+            url = cluster.create_database(name.replace("-", "_"))
+            serve = SERVE_ASYNC if name == "pg-async" else SERVE
+            results[name] = run_one(name, url, tmp, args, pid, serve)
+    finally:
+        cluster.stop()
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--agents", type=int, default=1000)
     ap.add_argument("--targets", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--runs", default=",".join(RUNS), help=f"which, in order: {', '.join(RUNS)}")
     args = ap.parse_args()
+    args.runs = args.runs.split(",")
+    if unknown := set(args.runs) - set(RUNS):
+        raise SystemExit(f"--runs: unknown {', '.join(sorted(unknown))} (use {', '.join(RUNS)})")
     if (why := pg_missing()) is not None:
         raise SystemExit(why)
-    results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        results["sqlite"] = run_one("sqlite", f"sqlite:///{tmp / 's.db'}", tmp, args)
-        cluster = PgCluster(durable=True, settings={"max_connections": "100"})
-        try:
-            cluster.start()
-            url = cluster.create_database("bench")
-            pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
-            results["postgresql"] = run_one("postgresql", url, tmp, args, pid)
-            url = cluster.create_database("bench_async")  # the candidate, a fresh database
-            results["pg-async"] = run_one("pg-async", url, tmp, args, pid, SERVE_ASYNC)
-        finally:
-            cluster.stop()
-    keys = list(results["sqlite"])
-    print(f"{args.agents} agents × {args.targets} targets × 1 round/s, {args.seconds:g} s each")
+        results = run_all(Path(d), args)
+    keys = list(next(iter(results.values())))
+    print(f"{args.agents} agents × {args.targets} targets × 1 round/s, {args.seconds:g} s each, "
+          f"in this order")  # fmt: skip
     print(f"{'':>12}" + "".join(f"{k:>15}" for k in keys))
     for name, r in results.items():
         print(f"{name:>12}" + "".join(f"{r[k]:>15.1f}" for k in keys))
     for label, a, b in (("pg/sqlite", "postgresql", "sqlite"),
                         ("async/thread", "pg-async", "postgresql")):  # fmt: skip
-        top, bottom = results[a], results[b]
-        cells = (f"{top[k] / bottom[k]:>15.2f}" if bottom[k] else f"{'-':>15}" for k in keys)
-        print(f"{label:>12}" + "".join(cells))
+        if a in results and b in results:
+            top, bottom = results[a], results[b]
+            cells = (f"{top[k] / bottom[k]:>15.2f}" if bottom[k] else f"{'-':>15}" for k in keys)
+            print(f"{label:>12}" + "".join(cells))
 
 
 if __name__ == "__main__":
