@@ -8,7 +8,10 @@ agent has T new rounds and sends everything not yet acknowledged in one gzip bat
 flight per agent, as the real agent does, so a slow controller gets bigger batches rather
 than more requests). Bounded: `--seconds` per backend. Reports rounds/s offered and stored
 (counted in the store afterwards; the bench asserts stored = acknowledged), the
-acknowledgement latency p50/p99, and PostgreSQL's figures as ratios of SQLite's.
+acknowledgement latency p50/p99, and PostgreSQL's figures as ratios of SQLite's. A third
+run, `pg-async`, is the candidate of bench/pg_async_writes.py (the same write awaited on the
+loop through an AsyncConnectionPool instead of the writer thread), on a fresh database of the
+same cluster, as a ratio of `postgresql` (what netopt does).
 
     .venv/bin/python bench/ingest_scale.py --agents 1000 --targets 20 --seconds 30
 """
@@ -35,7 +38,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from netopt.api.ingest import encode_batch  # noqa: E402
+from netopt.api.batch import encode_batch  # noqa: E402
 from netopt.store import RoundRecord  # noqa: E402
 from tests.integration.conftest import free_port  # noqa: E402
 from tests.pg import PgCluster, pg_missing  # noqa: E402
@@ -96,8 +99,12 @@ async def agent(
         await asyncio.sleep(max(0.0, next_round - time.monotonic()))
 
 
+SERVE = [sys.executable, "-m", "netopt", "serve"]  # what the daemon does: writes on its thread
+SERVE_ASYNC = [sys.executable, str(REPO / "bench" / "pg_async_writes.py"), "serve"]  # candidate
+
+
 def controller(
-    tmp: Path, url: str, agents: int, targets: int
+    tmp: Path, url: str, agents: int, targets: int, serve: list[str]
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     cfg = {
@@ -113,9 +120,9 @@ def controller(
         "planner": {"min_replan_interval_s": 10.0},
     }
     (tmp / "c.yaml").write_text(yaml.safe_dump(cfg))
-    proc = subprocess.Popen([sys.executable, "-m", "netopt", "serve", "--config",
-                             str(tmp / "c.yaml")], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=(tmp / "c.log").open("w"))  # fmt: skip
+    log = (tmp / "c.log").open("w")
+    argv = [*serve, "--config", str(tmp / "c.yaml")]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
     api = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -169,9 +176,10 @@ def stored_rows(url: str) -> int:
 
 
 def run_one(
-    name: str, url: str, tmp: Path, args: argparse.Namespace, server_pid: int | None = None
-) -> dict[str, float]:
-    proc, api = controller(tmp, url, args.agents, args.targets)
+    name: str, url: str, tmp: Path, args: argparse.Namespace, server_pid: int | None = None,
+    serve: list[str] = SERVE,
+) -> dict[str, float]:  # fmt: skip
+    proc, api = controller(tmp, url, args.agents, args.targets, serve)
     try:
         before = (cpu_s(proc.pid), resource.getrusage(resource.RUSAGE_SELF),
                   tree_cpu_s(server_pid) if server_pid else 0.0)  # fmt: skip
@@ -198,36 +206,54 @@ def run_one(
             "bench µs/round": bench_s / stored * 1e6}  # fmt: skip
 
 
+RUNS = ("sqlite", "postgresql", "pg-async")
+
+
+def run_all(tmp: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Each of `args.runs` in its order; the PostgreSQL ones on one cluster, a database each."""
+    results: dict[str, dict[str, float]] = {}
+    cluster = PgCluster(durable=True, settings={"max_connections": "100"})
+    try:
+        cluster.start()
+        pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
+        for name in args.runs:
+            if name == "sqlite":
+                results[name] = run_one(name, f"sqlite:///{tmp / 's.db'}", tmp, args)
+                continue
+            url = cluster.create_database(name.replace("-", "_"))
+            serve = SERVE_ASYNC if name == "pg-async" else SERVE
+            results[name] = run_one(name, url, tmp, args, pid, serve)
+    finally:
+        cluster.stop()
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--agents", type=int, default=1000)
     ap.add_argument("--targets", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--runs", default=",".join(RUNS), help=f"which, in order: {', '.join(RUNS)}")
     args = ap.parse_args()
+    args.runs = args.runs.split(",")
+    if unknown := set(args.runs) - set(RUNS):
+        raise SystemExit(f"--runs: unknown {', '.join(sorted(unknown))} (use {', '.join(RUNS)})")
     if (why := pg_missing()) is not None:
         raise SystemExit(why)
-    results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        results["sqlite"] = run_one("sqlite", f"sqlite:///{tmp / 's.db'}", tmp, args)
-        cluster = PgCluster(durable=True, settings={"max_connections": "100"})
-        try:
-            cluster.start()
-            url = cluster.create_database("bench")
-            pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
-            results["postgresql"] = run_one("postgresql", url, tmp, args, pid)
-        finally:
-            cluster.stop()
-    keys = list(results["sqlite"])
-    print(f"{args.agents} agents × {args.targets} targets × 1 round/s, {args.seconds:g} s each")
+        results = run_all(Path(d), args)
+    keys = list(next(iter(results.values())))
+    print(f"{args.agents} agents × {args.targets} targets × 1 round/s, {args.seconds:g} s each, "
+          f"in this order")  # fmt: skip
     print(f"{'':>12}" + "".join(f"{k:>15}" for k in keys))
     for name, r in results.items():
         print(f"{name:>12}" + "".join(f"{r[k]:>15.1f}" for k in keys))
-    pg, lite = results["postgresql"], results["sqlite"]
-    print(
-        f"{'pg/sqlite':>12}"
-        + "".join(f"{pg[k] / lite[k]:>15.2f}" if lite[k] else f"{'-':>15}" for k in keys)
-    )
+    for label, a, b in (("pg/sqlite", "postgresql", "sqlite"),
+                        ("async/thread", "pg-async", "postgresql")):  # fmt: skip
+        if a in results and b in results:
+            top, bottom = results[a], results[b]
+            cells = (f"{top[k] / bottom[k]:>15.2f}" if bottom[k] else f"{'-':>15}" for k in keys)
+            print(f"{label:>12}" + "".join(cells))
 
 
 if __name__ == "__main__":

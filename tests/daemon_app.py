@@ -43,7 +43,7 @@ async def daemon_with_app(config: dict[str, Any], tmp: Path) -> AsyncIterator[
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await writer
-        daemon.store.close()
+        await daemon.store.aclose()
 
 
 @contextlib.asynccontextmanager

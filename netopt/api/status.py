@@ -7,6 +7,7 @@ escaped. For operators who have no Grafana yet and for `make demo`; read-only.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -17,10 +18,13 @@ from aiohttp import web
 
 from netopt import __version__
 from netopt.core.decide import RouteTable, TableEntry
+from netopt.errors import StoreError
 from netopt.store import DecisionRecord
 
 if TYPE_CHECKING:
     from netopt.api.view import DaemonView
+
+log = logging.getLogger("netopt.api")
 
 MOS_TARGET = 3.6
 STYLE = """
@@ -153,7 +157,11 @@ def status_handler(daemon: DaemonView) -> Callable[[web.Request], Awaitable[web.
 
     async def status(request: web.Request) -> web.Response:
         now = daemon.wall_clock()
-        decisions = daemon.store.decisions(since_wall_ns=int((now - RECENT_S) * 1e9))
+        try:
+            decisions = await daemon.store.decisions_async(int((now - RECENT_S) * 1e9))
+        except StoreError as exc:  # the live table is still worth showing
+            log.warning("status_decisions_unavailable error=%s", exc)
+            decisions = []
         facts = StatusFacts(
             version=__version__, now_wall_s=now, regions=len(daemon.config.regions),
             pops=len(daemon.config.pops), plans=int(daemon.metrics.plans._value.get()),

@@ -102,7 +102,10 @@ async def post_assessment(request: web.Request) -> web.Response:
 async def list_assessments(request: web.Request) -> web.Response:
     if (refused := _refused(request)) is not None:
         return refused
-    rows = request.app[ASSESS_DAEMON].store.assessments()
+    try:
+        rows = await request.app[ASSESS_DAEMON].store.assessments_async()
+    except StoreError as exc:
+        return _error(503, f"store unavailable, retry later: {exc}")
     items = tuple(
         Listed(**{**r, "partial": bool(r["partial"]), "verdicts": json.loads(str(r["verdicts"]))})
         for r in rows
@@ -119,7 +122,10 @@ async def get_assessment(request: web.Request) -> web.Response:
         wanted = -1
     if not 0 <= wanted <= MAX_ID:
         return _error(400, f"assessment id must be an integer from 0 to {MAX_ID}")
-    body = request.app[ASSESS_DAEMON].store.assessment(wanted)
+    try:
+        body = await request.app[ASSESS_DAEMON].store.assessment_async(wanted)
+    except StoreError as exc:
+        return _error(503, f"store unavailable, retry later: {exc}")
     if body is None:
         return _error(404, f"no assessment {wanted}")
     return web.Response(body=body.encode(), content_type="application/json")

@@ -39,7 +39,7 @@ from netopt.daemon.rates import ProbeRates, Reshaped
 from netopt.daemon.schedule import Scheduler
 from netopt.daemon.tasks import guarded_spawn, supervise
 from netopt.daemon.trace import Tracer
-from netopt.errors import ConfigError
+from netopt.errors import ConfigError, StoreError
 from netopt.push.answers import Answers
 from netopt.push.pusher import make_pushers
 from netopt.store import DecisionRecord, RoundRecord, Store, open_store
@@ -106,13 +106,17 @@ class Daemon:
         self._scheduler: Scheduler | None = None
         self._bursts: Bursts | None = None  # escalated probing (netopt.daemon.bursts)
         self._main: asyncio.Task[None] | None = None
-        self._prime()
 
-    def _prime(self) -> None:
-        """Refill the window from the store, so a restart does not forget the last minutes."""
+    async def prime(self) -> None:
+        """Refill the window from the store, so a restart does not forget the last minutes
+        (`run` does it first; an async read, so the loop answers meanwhile)."""
         now_wall, now_mono = self.wall_clock(), self.mono_clock()
         since = int((now_wall - self.config.planner.window_s) * 1e9)
-        rounds = self.store.rounds(since_wall_ns=since)
+        try:
+            rounds = await self.store.rounds_async(since_wall_ns=since)
+        except StoreError as exc:  # the window fills from new rounds instead
+            log.error("window_prime_failed error=%s", exc)
+            return
         for r in rounds:
             self._account(r, at_mono=now_mono - (now_wall - r.started_wall_ns / 1e9))
         if rounds:
@@ -433,6 +437,7 @@ class Daemon:
         # out of every garbage collection, which then only walks what rounds create
         gc.freeze()
         try:
+            await self.prime()
             async with asyncio.TaskGroup() as tg:  # every task supervised (netopt.daemon.tasks)
                 failed = self._task_failed
                 spawn = guarded_spawn(tg.create_task, "probe_slot", failed)
@@ -451,7 +456,7 @@ class Daemon:
             self.leader.close()
             with contextlib.suppress(Exception):
                 await self.store.flush()
-            self.store.close()
+            await self.store.aclose()
 
 
 def _decision_record(d: Decision, at_wall_ns: int, stats: list[PathStats]) -> DecisionRecord:

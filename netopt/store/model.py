@@ -69,11 +69,19 @@ class Retention:
 
 
 class Store(Protocol):
-    """What the daemon asks of a store; SqliteStore and PostgresStore both are one."""
+    """What the daemon asks of a store; SqliteStore and PostgresStore both are one.
+
+    Every read comes twice: plain (synchronous, for scripts, tests and the writer thread) and
+    `*_async`, the one code on the event loop calls — it never blocks the loop (SQLite: the
+    read in a thread; PostgreSQL: a psycopg AsyncConnectionPool), is bounded by
+    `read_timeout_s`, and raises `StoreError` for a timeout or a database error. A store an
+    async read has used is closed with `aclose()`.
+    """
 
     path: str
     version: int
     retention: Retention
+    read_timeout_s: float
     last_error: str | None
     write_errors: int
     dropped_rounds: int
@@ -103,4 +111,15 @@ class Store(Protocol):
     def assessments(self, limit: int = 100) -> list[dict[str, object]]: ...
     def assessment(self, assessment_id: int) -> str | None: ...
     def count(self, table: str = "rounds") -> int: ...
+    async def rounds_async(
+        self, src: str | None = None, dst: str | None = None, since_wall_ns: int = 0
+    ) -> list[RoundRecord]: ...
+    async def rollup_async(
+        self, resolution: str = "1m", since_s: int = 0
+    ) -> list[dict[str, object]]: ...
+    async def decisions_async(self, since_wall_ns: int = 0) -> list[DecisionRecord]: ...
+    async def assessments_async(self, limit: int = 100) -> list[dict[str, object]]: ...
+    async def assessment_async(self, assessment_id: int) -> str | None: ...
+    async def count_async(self, table: str = "rounds") -> int: ...
     def close(self) -> None: ...
+    async def aclose(self) -> None: ...

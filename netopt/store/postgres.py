@@ -1,8 +1,8 @@
 """PostgreSQL store (`store.url: postgresql://…`): what the SQLite store keeps, shared by several
 controllers (probe → sample → **store** → stats).
 
-The queues and the writer task are writer.py's, as for SQLite; a write here is one
-transaction on a connection of a psycopg 3 pool: the batch ids are claimed first (`INSERT …
+The queues and the writer task are writer.py's, as for SQLite; a write here (pg_writes.py) is
+one transaction on a connection of a psycopg 3 pool: the batch ids are claimed first (`INSERT …
 ON CONFLICT DO NOTHING`, so of two controllers handed one batch exactly one stores it), the
 rounds are COPYed into a per-connection staging table and moved into the day-partitioned
 `rounds` with `ON CONFLICT DO NOTHING RETURNING` (which tells what was new), then the rollup
@@ -11,10 +11,16 @@ in SQLite (minutes from rounds, hours from minutes; reads sum the queued buckets
 and queued buckets are claimed with `DELETE … RETURNING`, so two controllers never rebuild one
 bucket at once. Retention drops whole day partitions and deletes what is older than the cutoff
 in the one day that straddles it.
+
+Reads (pg_reads.py) have two doors: the `*_async` ones, which the daemon's event loop uses,
+run on a psycopg AsyncConnectionPool under `read_timeout_s`, so a slow or stalled database
+never blocks the loop; the plain ones run on the writer's sync pool (scripts, tests).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -22,10 +28,12 @@ from operator import attrgetter
 from typing import Any, ClassVar
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from netopt.errors import StoreError
+from netopt.store import pg_reads as reads
 from netopt.store.model import BatchOutcome, DecisionRecord, Retention, RoundRecord
+from netopt.store.pg_reads import GROUP, HOURS_SELECT, IN_MINUTES, MINUTES_SELECT
 from netopt.store.pg_schema import (
     DAY_NS,
     STAGING,
@@ -33,56 +41,35 @@ from netopt.store.pg_schema import (
     migrate,
     partitions,
 )
+from netopt.store.pg_writes import (
+    CLAIM,
+    COPY_DECISIONS,
+    COPY_IN,
+    MOVE_IN,
+    STORED,
+    Key,
+    days_of,
+    dirty,
+    first_of_each,
+    outcomes,
+    split,
+    stored_args,
+)
 from netopt.store.schema import ROLLUP_COLUMNS, ROUND_COLUMNS
-from netopt.store.sqlite import _DECISION_COLUMNS, TABLES
+from netopt.store.sqlite import _DECISION_COLUMNS
 from netopt.store.writer import Batch, QueuedWriter
 
-_COLS = ", ".join(ROUND_COLUMNS)
-_GROUP = " GROUP BY bucket, src, dst, kind"
-_MINUTE_OF = "(started_wall_ns / 1000000000) / 60 * 60"
-_MINUTES_SELECT = (
-    f"SELECT {_MINUTE_OF} AS bucket, src, dst, kind, COUNT(*), SUM(sent), SUM(received), "
-    "MIN(rtt_min_ms), MAX(rtt_max_ms), COALESCE(SUM(rtt_p50_ms), 0), COUNT(rtt_p50_ms), "
-    "COALESCE(SUM(jitter_ms), 0), COUNT(jitter_ms)"
-)
-_HOURS_SELECT = (
-    "SELECT bucket_s / 3600 * 3600 AS bucket, src, dst, kind, SUM(rounds)::BIGINT, "
-    "SUM(sent)::BIGINT, SUM(received)::BIGINT, MIN(rtt_min_ms), MAX(rtt_max_ms), "
-    "COALESCE(SUM(rtt_p50_sum_ms), 0), SUM(rtt_p50_n)::BIGINT, COALESCE(SUM(jitter_sum_ms), 0), "
-    "SUM(jitter_n)::BIGINT"
-)
-# the raw rounds of some minute buckets, found by index range (never by scanning every round)
-_IN_MINUTES = (
-    " FROM rounds r JOIN {buckets} ON r.started_wall_ns >= d.b * 1000000000 "
-    "AND r.started_wall_ns < (d.b + 60) * 1000000000"
-)
 _REBUILD = {
-    "1m": f"INSERT INTO rounds_1m ({ROLLUP_COLUMNS}) {_MINUTES_SELECT}"
-    + _IN_MINUTES.format(buckets="unnest(%s::BIGINT[]) AS d(b)")
-    + _GROUP,
-    "1h": f"INSERT INTO rounds_1h ({ROLLUP_COLUMNS}) {_HOURS_SELECT} FROM rounds_1m m "
-    "JOIN unnest(%s::BIGINT[]) AS d(b) ON m.bucket_s >= d.b AND m.bucket_s < d.b + 3600" + _GROUP,
-}
-# what a rollup says now: its rebuilt rows, and the queued buckets summed from what is below
-_MINUTES = (
-    f"SELECT {ROLLUP_COLUMNS} FROM rounds_1m "
-    "WHERE bucket_s NOT IN (SELECT bucket_s FROM rollup_dirty_1m) "
-    f"UNION ALL {_MINUTES_SELECT}"
-    + _IN_MINUTES.format(buckets="(SELECT bucket_s AS b FROM rollup_dirty_1m) d")
-    + _GROUP
-)
-_READ = {
-    "1m": f"SELECT * FROM ({_MINUTES}) m WHERE bucket_s >= %s ORDER BY 1, 2, 3, 4",
-    "1h": f"SELECT {ROLLUP_COLUMNS} FROM rounds_1h WHERE bucket_s >= %s "
-    "AND bucket_s NOT IN (SELECT bucket_s FROM rollup_dirty) "
-    f"UNION ALL SELECT * FROM ({_HOURS_SELECT} FROM ({_MINUTES}) m "
-    "WHERE bucket_s / 3600 * 3600 IN (SELECT bucket_s FROM rollup_dirty)" + _GROUP + ") h "
-    "WHERE bucket >= %s ORDER BY 1, 2, 3, 4",
+    "1m": f"INSERT INTO rounds_1m ({ROLLUP_COLUMNS}) {MINUTES_SELECT}"
+    + IN_MINUTES.format(buckets="unnest(%s::BIGINT[]) AS d(b)")
+    + GROUP,
+    "1h": f"INSERT INTO rounds_1h ({ROLLUP_COLUMNS}) {HOURS_SELECT} FROM rounds_1m m "
+    "JOIN unnest(%s::BIGINT[]) AS d(b) ON m.bucket_s >= d.b AND m.bucket_s < d.b + 3600" + GROUP,
 }
 _ROLLUPS = (("1m", "rounds_1m", "rollup_dirty_1m", 60), ("1h", "rounds_1h", "rollup_dirty", 3600))
+log = logging.getLogger("netopt.store")
 _round_row = attrgetter(*ROUND_COLUMNS)
 _decision_row = attrgetter(*_DECISION_COLUMNS)
-_Key = tuple[str, str, str, int]
 AHEAD_DAYS = 2  # day partitions kept ready beyond today
 
 
@@ -108,6 +95,7 @@ class PostgresStore(QueuedWriter):
         max_pending_rounds: int = 100_000,
         pool_size: int = 4,
         connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 10.0,
         wall_clock: Callable[[], float] = time.time,
         on_error: Callable[[Exception], None] | None = None,
         on_drop: Callable[[int], None] | None = None,
@@ -125,11 +113,17 @@ class PostgresStore(QueuedWriter):
                 self._ahead(db)
         except psycopg.Error as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
+        # the writer thread's pool (and sync reads: scripts, tests); writes are one at a time
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            url, min_size=1, max_size=pool_size, timeout=connect_timeout_s, open=True,
+            url, min_size=1, max_size=2, timeout=connect_timeout_s, open=True,
             kwargs={"autocommit": True, "connect_timeout": timeout}, configure=_configure,
             name="netopt-store",
         )  # fmt: skip
+        # the event loop's reads: an AsyncConnectionPool of `pool_size`, opened on first use
+        self._url, self._pool_size, self._connect_s = url, pool_size, timeout
+        self.read_timeout_s = read_timeout_s
+        self._apool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        self._apool_loop: asyncio.AbstractEventLoop | None = None
 
     def _ahead(self, db: psycopg.Connection[Any]) -> None:
         today = int(self._clock() * 1e9) // DAY_NS
@@ -141,98 +135,54 @@ class PostgresStore(QueuedWriter):
             create_partitions(db, missing)
             self._days |= missing
 
-    # --- one write ----------------------------------------------------------------------
+    # --- one write (its SQL and pure steps are pg_writes.py's) --------------------------
     def _write(
         self, rounds: list[RoundRecord], decisions: list[DecisionRecord], batches: list[Batch]
     ) -> list[BatchOutcome]:
-        first: dict[str, Batch] = {}
-        for b in batches:
-            first.setdefault(b.batch_id, b)  # a batch twice in one write: the second is a dup
-        records = [*rounds, *(r for b in first.values() for r in b.records)]
+        first = first_of_each(batches)
         try:
             with self._pool.connection() as db:
-                self._partitions(db, {r.started_wall_ns // DAY_NS for r in records})
+                self._partitions(db, days_of(rounds, first))
                 with db.transaction():
-                    new = self._claim(db, list(first.values()))
+                    new: set[str] = set()
+                    if first:
+                        cur = db.execute(CLAIM, self._claim_args(list(first.values())))
+                        new = {str(row[0]) for row in cur.fetchall()}
                     fresh = [b for b in first.values() if b.batch_id in new]
                     stored = self._insert(db, rounds, fresh)
                     if fresh:
-                        db.execute(
-                            "UPDATE batches AS b SET stored = v.n FROM unnest(%s::TEXT[], "
-                            "%s::INTEGER[]) AS v(id, n) WHERE b.batch_id = v.id",
-                            ([b.batch_id for b in fresh], [len(stored[b.batch_id]) for b in fresh]),
-                        )  # fmt: skip
-                    self._copy_decisions(db, decisions)
+                        db.execute(STORED, stored_args(fresh, stored))
+                    if decisions:
+                        with db.cursor() as c, c.copy(COPY_DECISIONS) as copy:
+                            for d in decisions:
+                                copy.write_row(_decision_row(d))
         except psycopg.Error:
             self._days.clear()  # a partition dropped meanwhile (another controller): recheck
             raise
-        return [
-            BatchOutcome(b.batch_id, len(b.records), stored[b.batch_id], False)
-            if first[b.batch_id] is b and b.batch_id in new
-            else BatchOutcome(b.batch_id, len(b.records), (), True)
-            for b in batches
-        ]
+        return outcomes(batches, first, new, stored)
 
-    def _claim(self, db: psycopg.Connection[Any], batches: list[Batch]) -> set[str]:
-        """Record the batch ids not stored yet; returns those (the others are duplicates)."""
-        if not batches:
-            return set()
+    def _claim_args(self, batches: list[Batch]) -> tuple[list[Any], ...]:
+        """CLAIM's arguments: the batch ids not stored yet come back (the rest are dups)."""
         now_ns = int(self._clock() * 1e9)
         ordered = sorted(batches, key=attrgetter("batch_id"))  # one lock order for everyone
-        cur = db.execute(
-            "INSERT INTO batches (batch_id, agent, received_wall_ns, rounds, stored) "
-            "SELECT * FROM unnest(%s::TEXT[], %s::TEXT[], %s::BIGINT[], %s::INTEGER[], "
-            "%s::INTEGER[]) ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id",
-            ([b.batch_id for b in ordered], [b.agent for b in ordered], [now_ns] * len(ordered),
-             [len(b.records) for b in ordered], [0] * len(ordered)),
-        )  # fmt: skip
-        return {str(row[0]) for row in cur.fetchall()}
+        return ([b.batch_id for b in ordered], [b.agent for b in ordered], [now_ns] * len(ordered),
+                [len(b.records) for b in ordered], [0] * len(ordered))  # fmt: skip
 
     def _insert(
         self, db: psycopg.Connection[Any], rounds: list[RoundRecord], fresh: list[Batch]
     ) -> dict[str, tuple[RoundRecord, ...]]:
-        """COPY the rounds in, keep the new ones; returns each fresh batch's new rounds (a
-        round in two places of one write counts where it came first, as in SQLite)."""
+        """COPY the rounds in, keep the new ones; returns each fresh batch's new rounds."""
         records = [*rounds, *(r for b in fresh for r in b.records)]
         if not records:
             return {b.batch_id: () for b in fresh}
         with db.cursor() as cur:
-            with cur.copy(f"COPY netopt_incoming (ord, {_COLS}) FROM STDIN") as copy:
+            with cur.copy(COPY_IN) as copy:
                 for i, r in enumerate(records):
                     copy.write_row((i, *_round_row(r)))
-            cur.execute(
-                f"INSERT INTO rounds ({_COLS}) SELECT {_COLS} FROM netopt_incoming ORDER BY ord "
-                "ON CONFLICT DO NOTHING RETURNING src, dst, kind, started_wall_ns"
-            )
-            new: set[_Key] = set(cur.fetchall())
-        minutes = sorted({k[3] // 1_000_000_000 // 60 * 60 for k in new})
-        hours = sorted({m // 3600 * 3600 for m in minutes})
-        for queue, buckets in (("rollup_dirty_1m", minutes), ("rollup_dirty", hours)):
-            db.execute(
-                f"INSERT INTO {queue} (bucket_s) SELECT unnest(%s::BIGINT[]) "
-                "ON CONFLICT DO NOTHING",
-                (buckets,),
-            )
-        claimed: set[_Key] = set()
-
-        def take(r: RoundRecord) -> bool:
-            key = (r.src, r.dst, r.kind, r.started_wall_ns)
-            if key in new and key not in claimed:
-                claimed.add(key)
-                return True
-            return False
-
-        for r in rounds:
-            take(r)
-        return {b.batch_id: tuple(r for r in b.records if take(r)) for b in fresh}
-
-    @staticmethod
-    def _copy_decisions(db: psycopg.Connection[Any], decisions: list[DecisionRecord]) -> None:
-        if decisions:
-            sql = f"COPY decisions ({', '.join(_DECISION_COLUMNS)}) FROM STDIN"
-            with db.cursor() as cur, cur.copy(sql) as copy:
-                for d in decisions:
-                    copy.write_row(_decision_row(d))
+            new: set[Key] = set(cur.execute(MOVE_IN).fetchall())
+        for sql, args in dirty(new):
+            db.execute(sql, args)
+        return split(rounds, fresh, new)
 
     # --- rollups and retention ----------------------------------------------------------
     def refresh_rollups(self) -> int:
@@ -292,36 +242,60 @@ class PostgresStore(QueuedWriter):
             self._days.discard(d)
         return dropped
 
-    # --- reads ---------------------------------------------------------------------------
+    # --- reads: sync on the writer's pool, async on the loop's AsyncConnectionPool -------
+    def _run(self, q: reads.Query) -> Any:
+        with self._pool.connection() as db:
+            return reads.run(db, q)
+
+    async def _run_async(self, q: reads.Query) -> Any:
+        """One read on the event loop, never blocking it, under `read_timeout_s`."""
+        try:
+            async with asyncio.timeout(self.read_timeout_s):
+                async with (await self._reads()).connection() as db:
+                    return await reads.run_async(db, q)
+        except TimeoutError:
+            raise StoreError(f"store read not answered within {self.read_timeout_s} s") from None
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise StoreError(f"store read failed: {exc}") from None
+
+    async def _reads(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+        """The read pool of the running loop, opened on its first read. A pool lives on one
+        loop: a new loop (only tests make more than one) gets a pool of its own."""
+        loop = asyncio.get_running_loop()
+        if self._apool is None or self._apool_loop is not loop:
+            pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+                self._url, min_size=1, max_size=self._pool_size, timeout=self.read_timeout_s,
+                open=False, kwargs={"autocommit": True, "connect_timeout": self._connect_s},
+                name="netopt-store-reads",
+            )  # fmt: skip
+            self._apool, self._apool_loop = pool, loop
+            await pool.open()  # starts its workers; connections are made in the background
+        return self._apool
+
     def rounds(
         self, src: str | None = None, dst: str | None = None, since_wall_ns: int = 0
     ) -> list[RoundRecord]:
-        where, args = ["started_wall_ns >= %s"], [since_wall_ns]
-        for column, value in (("src", src), ("dst", dst)):
-            if value is not None:
-                where.append(f"{column} = %s")
-                args.append(value)  # type: ignore[arg-type]
-        sql = f"SELECT {_COLS} FROM rounds WHERE {' AND '.join(where)} ORDER BY started_wall_ns"
-        with self._pool.connection() as db:
-            rows = db.execute(sql, args).fetchall()
-        return [RoundRecord(*row) for row in rows]
+        return self._run(reads.rounds(src, dst, since_wall_ns))  # type: ignore[no-any-return]
+
+    async def rounds_async(
+        self, src: str | None = None, dst: str | None = None, since_wall_ns: int = 0
+    ) -> list[RoundRecord]:
+        return await self._run_async(reads.rounds(src, dst, since_wall_ns))  # type: ignore[no-any-return]
 
     def rollup(self, resolution: str = "1m", since_s: int = 0) -> list[dict[str, object]]:
         """Aggregates per path and bucket ('1m' or '1h'), oldest first."""
-        if resolution not in _READ:
-            raise ValueError(f"rollup resolution {resolution!r}: use '1m' or '1h'")
-        args = (since_s,) * (2 if resolution == "1h" else 1)
-        with self._pool.connection() as db:
-            cur = db.execute(_READ[resolution], args)
-            names = [d.name for d in cur.description or ()]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return self._run(reads.rollup(resolution, since_s))  # type: ignore[no-any-return]
+
+    async def rollup_async(
+        self, resolution: str = "1m", since_s: int = 0
+    ) -> list[dict[str, object]]:
+        return await self._run_async(reads.rollup(resolution, since_s))  # type: ignore[no-any-return]
 
     def decisions(self, since_wall_ns: int = 0) -> list[DecisionRecord]:
-        sql = (f"SELECT {', '.join(_DECISION_COLUMNS)} FROM decisions WHERE at_wall_ns >= %s "
-               "ORDER BY id")  # fmt: skip
-        with self._pool.connection() as db:
-            rows = db.execute(sql, (since_wall_ns,)).fetchall()
-        return [DecisionRecord(*row) for row in rows]
+        return self._run(reads.decisions(since_wall_ns))  # type: ignore[no-any-return]
+
+    async def decisions_async(self, since_wall_ns: int = 0) -> list[DecisionRecord]:
+        return await self._run_async(reads.decisions(since_wall_ns))  # type: ignore[no-any-return]
 
     # --- assessments: add_assessment is the writer's, the insert and reads are here ------
     def _insert_assessment(self, row: tuple[object, ...]) -> int:
@@ -336,28 +310,35 @@ class PostgresStore(QueuedWriter):
 
     def assessments(self, limit: int = 100) -> list[dict[str, object]]:
         """Uploaded reports, newest first: id, site, created, verdict, verdicts (JSON text)."""
-        sql = ("SELECT id, received_wall_ns, site, created, verdict, verdicts, partial "
-               "FROM assessments ORDER BY id DESC LIMIT %s")  # fmt: skip
-        with self._pool.connection() as db:
-            cur = db.execute(sql, (limit,))
-            names = [d.name for d in cur.description or ()]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return self._run(reads.assessments(limit))  # type: ignore[no-any-return]
+
+    async def assessments_async(self, limit: int = 100) -> list[dict[str, object]]:
+        return await self._run_async(reads.assessments(limit))  # type: ignore[no-any-return]
 
     def assessment(self, assessment_id: int) -> str | None:
         """The report.json text of one uploaded report, or None."""
-        with self._pool.connection() as db:
-            row = db.execute(
-                "SELECT body FROM assessments WHERE id = %s", (assessment_id,)
-            ).fetchone()
-        return None if row is None else str(row[0])
+        return self._run(reads.assessment(assessment_id))  # type: ignore[no-any-return]
+
+    async def assessment_async(self, assessment_id: int) -> str | None:
+        return await self._run_async(reads.assessment(assessment_id))  # type: ignore[no-any-return]
 
     def count(self, table: str = "rounds") -> int:
-        if table not in TABLES:
-            raise ValueError(f"unknown table {table!r}")
-        with self._pool.connection() as db:
-            row = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
-        return int(row[0]) if row else 0
+        return self._run(reads.count(table))  # type: ignore[no-any-return]
+
+    async def count_async(self, table: str = "rounds") -> int:
+        return await self._run_async(reads.count(table))  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        """Close from the event loop: the read pool, then the writer's side in a thread."""
+        pool, self._apool = self._apool, None
+        if pool is not None and self._apool_loop is asyncio.get_running_loop():
+            await pool.close(timeout=self._connect_s)
+        await asyncio.to_thread(self.close)
 
     def close(self) -> None:
+        """Close from synchronous code (after async reads, `aclose` closes their pool)."""
         self._thread.shutdown(wait=True)  # a write still in flight finishes first
         self._pool.close()
+        if self._apool is not None:  # its loop is gone or not ours to wait on: let it go
+            log.warning("store_read_pool_abandoned path=%s (close it with aclose)", self.path)
+            self._apool = None

@@ -2,19 +2,23 @@
 
 probe → sample → **store** → stats. The queues and the writer task are writer.py's; here is
 what one write does: one transaction (WAL, synchronous=FULL), so an acknowledged batch is on
-disk. Reads use their own connection.
+disk. Reads use their own connection; the `*_async` reads, which the daemon's event loop
+uses, run the same read in a thread (one at a time on that connection), under
+`read_timeout_s`, so a slow disk never blocks the loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import fields
 from operator import attrgetter
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from netopt.errors import StoreError
 from netopt.store.model import BatchOutcome, DecisionRecord, Retention, RoundRecord
@@ -76,6 +80,7 @@ _INSERT_DECISION = (
     f"INSERT INTO decisions ({', '.join(_DECISION_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_DECISION_COLUMNS))})"
 )
+_T = TypeVar("_T")
 TABLES = ("rounds", "rounds_1m", "rounds_1h", "decisions", "batches", "assessments")
 
 
@@ -100,12 +105,15 @@ class SqliteStore(QueuedWriter):
         wall_clock: Callable[[], float] = time.time,
         on_error: Callable[[Exception], None] | None = None,
         on_drop: Callable[[int], None] | None = None,
+        read_timeout_s: float = 10.0,
     ) -> None:
         super().__init__(
             retention=retention, max_pending_rounds=max_pending_rounds, wall_clock=wall_clock,
             on_error=on_error, on_drop=on_drop,
         )  # fmt: skip
         self.path = str(path)
+        self.read_timeout_s = read_timeout_s
+        self._read_lock = threading.Lock()  # the read connection: one read at a time
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -202,28 +210,30 @@ class SqliteStore(QueuedWriter):
         if dst is not None:
             where.append("dst = ?")
             args.append(dst)  # type: ignore[arg-type]
-        rows = self._read.execute(
-            f"SELECT {', '.join(ROUND_COLUMNS)} FROM rounds WHERE {' AND '.join(where)} "
-            "ORDER BY started_wall_ns",
-            args,
-        ).fetchall()
+        sql = (f"SELECT {', '.join(ROUND_COLUMNS)} FROM rounds WHERE {' AND '.join(where)} "
+               "ORDER BY started_wall_ns")  # fmt: skip
+        with self._read_lock:
+            rows = self._read.execute(sql, args).fetchall()
         return [_record(row) for row in rows]
 
     def rollup(self, resolution: str = "1m", since_s: int = 0) -> list[dict[str, object]]:
         """Aggregates per path and bucket ('1m' or '1h'), oldest first."""
         if resolution not in _READ:
             raise ValueError(f"rollup resolution {resolution!r}: use '1m' or '1h'")
-        cur = self._read.execute(_READ[resolution], (since_s,) * (2 if resolution == "1h" else 1))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return self._dicts(_READ[resolution], (since_s,) * (2 if resolution == "1h" else 1))
 
     def decisions(self, since_wall_ns: int = 0) -> list[DecisionRecord]:
-        rows = self._read.execute(
-            f"SELECT {', '.join(_DECISION_COLUMNS)} FROM decisions WHERE at_wall_ns >= ? "
-            "ORDER BY id",
-            (since_wall_ns,),
-        ).fetchall()
+        sql = (f"SELECT {', '.join(_DECISION_COLUMNS)} FROM decisions WHERE at_wall_ns >= ? "
+               "ORDER BY id")  # fmt: skip
+        with self._read_lock:
+            rows = self._read.execute(sql, (since_wall_ns,)).fetchall()
         return [DecisionRecord(*row) for row in rows]
+
+    def _dicts(self, sql: str, args: tuple[object, ...]) -> list[dict[str, object]]:
+        with self._read_lock:
+            cur = self._read.execute(sql, args)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     # --- assessments: add_assessment is the writer's, the insert and reads are here ------
     def _insert_assessment(self, row: tuple[object, ...]) -> int:
@@ -239,31 +249,65 @@ class SqliteStore(QueuedWriter):
 
     def assessments(self, limit: int = 100) -> list[dict[str, object]]:
         """Uploaded reports, newest first: id, site, created, verdict, verdicts (JSON text)."""
-        cur = self._read.execute(
-            "SELECT id, received_wall_ns, site, created, verdict, verdicts, partial "
-            "FROM assessments ORDER BY id DESC LIMIT ?",
-            (limit,),
-        )
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        sql = ("SELECT id, received_wall_ns, site, created, verdict, verdicts, partial "
+               "FROM assessments ORDER BY id DESC LIMIT ?")  # fmt: skip
+        return self._dicts(sql, (limit,))
 
     def assessment(self, assessment_id: int) -> str | None:
         """The report.json text of one uploaded report, or None."""
-        row = self._read.execute(
-            "SELECT body FROM assessments WHERE id = ?", (assessment_id,)
-        ).fetchone()
+        with self._read_lock:
+            sql = "SELECT body FROM assessments WHERE id = ?"
+            row = self._read.execute(sql, (assessment_id,)).fetchone()
         return None if row is None else str(row[0])
 
     def count(self, table: str = "rounds") -> int:
         if table not in TABLES:
             raise ValueError(f"unknown table {table!r}")
-        return int(self._read.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+        with self._read_lock:
+            return int(self._read.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+    # --- the same reads for the event loop: in a thread, under a timeout -----------------
+    async def _in_reader(self, fn: Callable[..., _T], *args: object) -> _T:
+        try:
+            async with asyncio.timeout(self.read_timeout_s):
+                return await asyncio.to_thread(fn, *args)
+        except TimeoutError:
+            raise StoreError(f"store read not answered within {self.read_timeout_s} s") from None
+        except sqlite3.Error as exc:
+            raise StoreError(f"store read failed: {exc}") from None
+
+    async def rounds_async(
+        self, src: str | None = None, dst: str | None = None, since_wall_ns: int = 0
+    ) -> list[RoundRecord]:
+        return await self._in_reader(self.rounds, src, dst, since_wall_ns)
+
+    async def rollup_async(
+        self, resolution: str = "1m", since_s: int = 0
+    ) -> list[dict[str, object]]:
+        return await self._in_reader(self.rollup, resolution, since_s)
+
+    async def decisions_async(self, since_wall_ns: int = 0) -> list[DecisionRecord]:
+        return await self._in_reader(self.decisions, since_wall_ns)
+
+    async def assessments_async(self, limit: int = 100) -> list[dict[str, object]]:
+        return await self._in_reader(self.assessments, limit)
+
+    async def assessment_async(self, assessment_id: int) -> str | None:
+        return await self._in_reader(self.assessment, assessment_id)
+
+    async def count_async(self, table: str = "rounds") -> int:
+        return await self._in_reader(self.count, table)
+
+    async def aclose(self) -> None:
+        """Close from the event loop (waiting for the write in flight in a thread)."""
+        await asyncio.to_thread(self.close)
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)  # a write still in flight finishes first
-        for db in {id(self._read): self._read, id(self._db): self._db}.values():
-            with contextlib.suppress(sqlite3.Error):
-                db.close()
+        with self._read_lock:  # and so does a read
+            for db in {id(self._read): self._read, id(self._db): self._db}.values():
+                with contextlib.suppress(sqlite3.Error):
+                    db.close()
 
 
 def _inserted(db: sqlite3.Connection, r: RoundRecord) -> bool:

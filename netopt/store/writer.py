@@ -142,7 +142,7 @@ class QueuedWriter:
             p.decisions.clear()
             p.batches = []
             try:
-                outcomes = await self._in_thread(self._write, rounds, decisions, batches)
+                outcomes = await self._commit(rounds, decisions, batches)
             except self.db_errors as exc:
                 self._failed(exc, rounds, decisions, batches)
                 raise
@@ -168,6 +168,12 @@ class QueuedWriter:
         for b in batches:
             if not b.done.done():
                 b.done.set_exception(StoreError(f"store write failed: {exc}"))
+
+    async def _commit(
+        self, rounds: list[RoundRecord], decisions: list[DecisionRecord], batches: list[Batch]
+    ) -> list[BatchOutcome]:
+        """One write, off the loop: the backend's `_write` on the writer thread."""
+        return await self._in_thread(self._write, rounds, decisions, batches)
 
     async def _in_thread(self, fn: Callable[..., _T], *args: object) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)

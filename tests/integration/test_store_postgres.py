@@ -29,6 +29,7 @@ from tests.unit.test_store import (  # noqa: F401 -- the shared suite, collected
     T0,
     rec,
     test_assessments_are_kept_and_listed_newest_first,
+    test_async_reads_answer_what_the_sync_reads_answer,
     test_batches_are_stored_once_and_rounds_never_twice,
     test_decisions_are_logged_with_inputs,
     test_newer_schema_is_refused,
@@ -66,10 +67,11 @@ async def test_a_restarted_controller_primes_its_window_from_postgres(
     await daemon.store.flush()
     again = Daemon(load_config(path), config_path=path)  # a second controller, same database
     try:
+        await again.prime()
         (stats,) = again.window.stats(int(now * 1e9))
         assert (stats.src, stats.dst, stats.samples) == ("lagos", "fra", 50)  # 10 rounds × 5 sent
     finally:
-        again.store.close()
+        await again.store.aclose()
 
 
 def _partitions(dsn: str) -> dict[int, str]:

@@ -219,3 +219,45 @@ async def test_assessments_are_kept_and_listed_newest_first(backend: Backend) ->
         assert store.count("assessments") == 2
     finally:
         store.close()
+
+
+async def test_async_reads_answer_what_the_sync_reads_answer(backend: Backend) -> None:
+    """The reads the event loop awaits (`*_async`) are the same reads, through the other door
+    (SQLite: a thread; PostgreSQL: the AsyncConnectionPool)."""
+    store = backend.open(wall_clock=lambda: T0)
+    try:
+        for i in range(90):
+            store.add(rec(T0 + i))
+            store.add(rec(T0 + i, dst="jnb", p50=None))
+        store.add_decision(DecisionRecord(int(T0 * 1e9), "lagos", "fra", "switch", None, "jnb",
+                                          3.1, 4.2, 3, 0.0, "r", "{}"))  # fmt: skip
+        await store.flush()
+        new_id = await store.add_assessment("lagos", "2026-12-03T10:00:00Z", "needed", "{}",
+                                            False, '{"a": 1}')  # fmt: skip
+        since = int((T0 + 30) * 1e9)
+        assert await store.rounds_async(since_wall_ns=since) == store.rounds(since_wall_ns=since)
+        assert len(await store.rounds_async(dst="jnb")) == 90
+        assert await store.rollup_async("1m") == store.rollup("1m") != []
+        assert await store.rollup_async("1h") == store.rollup("1h") != []
+        assert await store.decisions_async() == store.decisions() != []
+        assert await store.assessments_async() == store.assessments() != []
+        assert await store.assessment_async(new_id) == '{"a": 1}'
+        assert await store.assessment_async(new_id + 1) is None
+        assert await store.count_async("rounds") == 180
+        many = await asyncio.gather(*(store.count_async("decisions") for _ in range(10)))
+        assert many == [1] * 10  # concurrent reads on one store
+        with pytest.raises(ValueError, match="unknown table"):
+            await store.count_async("sqlite_master")
+    finally:
+        await store.aclose()
+
+
+async def test_an_async_read_that_cannot_run_says_so_in_time(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db", read_timeout_s=0.05)
+    store._read_lock.acquire()  # another read holding the connection, for ever
+    try:
+        with pytest.raises(StoreError, match=r"not answered within 0\.05 s"):
+            await store.rounds_async()
+    finally:
+        store._read_lock.release()
+        await store.aclose()

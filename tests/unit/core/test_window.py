@@ -46,12 +46,14 @@ async def test_a_restarted_daemon_primes_its_window_from_the_store(tmp_path: Pat
     })  # fmt: skip
     daemon = Daemon(cfg, wall_clock=lambda: now)
     try:
+        assert daemon.path_stats() == []  # building a daemon reads nothing: run() primes
+        await daemon.prime()
         (s,) = daemon.path_stats()
         assert (s.src, s.dst, s.samples) == ("lagos", "fra", 10)
         assert s.rtt_ms == 40.0  # median of the two rounds' medians; the old one forgotten
         assert not daemon.observed.unmeasured  # no need to wait for a first round on a primed path
     finally:
-        daemon.store.close()
+        await daemon.store.aclose()
 
 
 def test_a_path_silent_for_the_whole_window_is_left_out_and_named() -> None:
