@@ -16,7 +16,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import MappingProxyType
 
@@ -33,9 +33,10 @@ from netopt.core.window import WindowStats
 from netopt.daemon import series
 from netopt.daemon.leader import make_leader
 from netopt.daemon.metrics import Metrics
-from netopt.daemon.probing import ProbeJob, ProberPool, jobs_from_config, record_of, run_rounds
+from netopt.daemon.probe_workers import ProbeWorkers
+from netopt.daemon.probing import ProbeJob, ProberPool, Ran, jobs_from_config, record_of, run_rounds
 from netopt.daemon.rates import ProbeRates
-from netopt.daemon.schedule import Scheduler
+from netopt.daemon.schedule import Scheduler, job_diff
 from netopt.daemon.tasks import guarded_spawn, supervise
 from netopt.daemon.trace import Tracer
 from netopt.errors import ConfigError
@@ -102,6 +103,7 @@ class Daemon:
         self.rates = ProbeRates(config, self.metrics)  # adaptive probe rates
         self._stopping = False
         self._scheduler: Scheduler | None = None
+        self._workers: ProbeWorkers | None = None  # probing.workers > 1: they probe
         self._main: asyncio.Task[None] | None = None
         self._prime()
 
@@ -121,12 +123,16 @@ class Daemon:
 
     # --- probe → store, window, metrics ---------------------------------------------------
     async def probe_slot(self, jobs: tuple[ProbeJob, ...]) -> None:
-        """The rounds of one phase slot (the scheduler's run): each into store and window, the
+        """The rounds of one phase slot (the scheduler's run), into `take_rounds`."""
+        self.take_rounds(await run_rounds(self.pool, jobs))
+
+    def take_rounds(self, rounds: Sequence[Ran]) -> None:
+        """A slot's rounds, run here or by a probe worker: each into store and window, the
         slot's packets into the metrics at once; a round that failed is logged and the others
         go on."""
         keys: list[tuple[str, str, str]] = []
         done: list[RoundSummary] = []
-        for ran in await run_rounds(self.pool, jobs):
+        for ran in rounds:
             job, measured = ran.job, ran.summary
             if measured is not None:
                 record = record_of(job, measured.started_wall_ns, measured.digest)
@@ -179,8 +185,8 @@ class Daemon:
                 return
             if at_mono is None and self.rates.wanted(verdict, self.table):  # not when priming
                 jobs = self.rates.update(now, self.changes.last, self.changes.key, self.table)
-                if jobs is not None and self._scheduler is not None:
-                    self._scheduler.sync(jobs)
+                if jobs is not None:
+                    self._sync_jobs(jobs)
 
     def _store_failed(self, exc: Exception) -> None:
         self.metrics.store_errors.inc()
@@ -320,6 +326,7 @@ class Daemon:
         for pusher in self.pushers:
             pusher.reconfigure(new)
         self.window.window_ns = int(new.planner.window_s * 1e9)
+        before = self.rates.jobs()
         self.rates.reconfigure(new)
         jobs = self.rates.jobs()
         series.declare(self.metrics, new, self.wall_clock(), [(j.src, j.dst, j.kind) for j in jobs])
@@ -327,8 +334,12 @@ class Daemon:
         self.observed.reconfigure((r.id for r in new.regions), new.planner.kinds, wanted)
         self.changes.reconfigure((r.id for r in new.regions), wanted)
         if self._scheduler is not None:
-            added, removed, changed = self._scheduler.sync(jobs)
+            added, removed, changed = job_diff(before, jobs)
             changes.append(f"jobs_added={added} jobs_removed={removed} jobs_changed={changed}")
+            if self._workers is not None and self._workers.count != _workers(new):
+                changes.append(f"probe_workers={_workers(new)}")
+                self._workers.resize(_workers(new))  # 0: back on our own loop
+            self._sync_jobs(jobs)
         self._dirty.set()
         return changes
 
@@ -385,6 +396,15 @@ class Daemon:
             tasks[f"pusher:{pusher.proxy.id}"] = (pusher.run, never)
         return tasks
 
+    def _sync_jobs(self, jobs: list[ProbeJob]) -> None:
+        """The probe jobs onto our own scheduler, or sharded over the probe workers."""
+        if self._scheduler is None:
+            return
+        workers = self._workers is not None and self._workers.count > 0
+        self._scheduler.sync([] if workers else jobs)
+        if self._workers is not None:
+            self._workers.sync(jobs if workers else [])
+
     def _task_failed(self, name: str) -> None:
         self.metrics.task_failures.labels(name).inc()
 
@@ -406,8 +426,14 @@ class Daemon:
                 failed = self._task_failed
                 spawn = guarded_spawn(tg.create_task, "probe_slot", failed)
                 self._scheduler = Scheduler(self.probe_slot, spawn, self.wall_clock)
-                self._scheduler.start(self.rates.jobs())
-                self.metrics.task_failures.labels("probe_slot")
+                self._workers = ProbeWorkers(
+                    self.take_rounds, failed, self.metrics.schedule_skipped.inc, tg.create_task
+                )
+                self._workers.resize(_workers(self.config))
+                self._scheduler.start([])
+                self._sync_jobs(self.rates.jobs())
+                for name in ("probe_slot", "probe_worker"):
+                    self.metrics.task_failures.labels(name)
                 for name, (task, fatal) in self._background(on_listening).items():
                     self.metrics.task_failures.labels(name)
                     tg.create_task(supervise(name, task, failed, fatal=fatal))
@@ -444,6 +470,11 @@ def _finite(v: float) -> float | None:
 def _route_labels(entry: TableEntry) -> tuple[str, str, str, str]:
     assert entry.route is not None
     return (entry.region, entry.dest, entry.route.kind, entry.route.entry_pop or entry.dest)
+
+
+def _workers(config: Config) -> int:
+    """Probe worker processes to run: none for `probing.workers: 1` (our own loop probes)."""
+    return config.probing.workers if config.probing.workers > 1 else 0
 
 
 def _num(v: float | None) -> str:
