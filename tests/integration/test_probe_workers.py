@@ -5,6 +5,8 @@ over a new worker count; shutdown and `kill -9` of the daemon leave no worker be
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import re
 import signal
@@ -17,6 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
+from netopt.config import parse_config
+from netopt.daemon.probe_workers import ProbeWorkers
+from netopt.daemon.probing import Ran, jobs_from_config
 from netopt.daemon.shard import shard_of
 from tests.integration.conftest import http_get, icmp_allowed
 from tests.integration.test_serve import samples
@@ -162,3 +167,37 @@ def test_workers_exit_when_the_daemon_is_killed(serve: Any, tmp_path: Path) -> N
     daemon.proc.wait()
     workers = [p[0] for p in pids.values()]
     wait_for("workers gone", lambda: not any(alive(p) for p in workers), err, timeout_s=15)
+
+
+async def test_workers_follow_the_daemons_round_shapes() -> None:
+    """What the adaptive rates decide (a job's round shape: its packet count) reaches the
+    worker that runs it: rounds of 1 packet, then of 3 once the daemon re-syncs the job."""
+    config = {**CONFIG, "probes": [{**CONFIG["probes"][0], "count": 1}]}
+    jobs = jobs_from_config(parse_config(config))
+    got: list[Ran] = []
+    failures: list[str] = []
+    async with asyncio.TaskGroup() as tg:
+        workers = ProbeWorkers(got.extend, failures.append, lambda _n: None, tg.create_task)
+        workers.resize(2)
+        workers.sync(jobs)
+
+        async def rounds_of(count: int, paths: set[str]) -> None:
+            async with asyncio.timeout(30):
+                for _ in iter(int, 1):  # until every path had a round of `count` packets
+                    sent = {r.job.dst for r in got if r.summary and r.summary.digest.sent == count}
+                    if sent == paths:
+                        return
+                    await asyncio.sleep(0.1)
+
+        everyone = {j.dst for j in jobs}
+        await rounds_of(1, everyone)
+        shaped = [dataclasses.replace(j, options=dataclasses.replace(j.options, count=3))
+                  for j in jobs]  # fmt: skip
+        workers.sync(shaped)  # as Daemon._sync_jobs after ProbeRates.update
+        got.clear()
+        await rounds_of(3, everyone)
+        assert {r.job for r in got} <= set(shaped) | set(jobs)
+        pids = list(workers.pids.values())
+        assert len(pids) == 2
+        workers.resize(0)  # cancels both supervisors: each stops its process by PID
+    assert not failures and not [p for p in pids if alive(p)]
