@@ -33,6 +33,7 @@ from netopt.daemon.tasks import Backoff, supervise
 log = logging.getLogger("netopt.probe_workers")
 TASK = "probe_worker"
 STOP_TIMEOUT_S = 5.0
+WORKERS_START_S = 10.0  # added to the first plan's warm-up: workers import, then probe
 
 
 class WorkerExited(Exception):
@@ -54,6 +55,7 @@ class ProbeWorkers:
         self._spawn, self._backoff = spawn, backoff or Backoff()
         self._jobs: dict[str, ProbeJob] = {}
         self._shards: list[dict[str, object]] = []
+        self._where: dict[str, int] = {}  # job id → its shard at the current count (a cache)
         self._wake: list[asyncio.Event] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.pids: dict[int, int] = {}  # index → pid of the running process
@@ -65,12 +67,14 @@ class ProbeWorkers:
     def sync(self, jobs: Iterable[ProbeJob]) -> None:
         """Make the workers' jobs exactly `jobs`, each on its shard's worker."""
         self._jobs = {j.job_id: j for j in jobs}
-        self._shards = shard.split(self._jobs.values(), max(1, self.count))
+        self._shards = shard.split(self._jobs.values(), max(1, self.count), self._where)
         for wake in self._wake:
             wake.set()
 
     def resize(self, count: int) -> None:
         """Run `count` workers (0: none); their jobs are re-sharded over the new count."""
+        if count != self.count:
+            self._where = {}
         while self.count > count:
             self._tasks.pop().cancel()  # stops its process by PID (`_run_once`)
             self._wake.pop()

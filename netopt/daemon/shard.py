@@ -25,6 +25,7 @@ import pickle
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from probes.base import Outcome
 from probes.stats import RoundDigest, RoundSummary, RttSummary
@@ -99,12 +100,19 @@ def decode_jobs(body: bytes) -> JobsDelta:
     return JobsDelta(tuple(upserts), tuple(removes))
 
 
-def split(jobs: Iterable[object], workers: int, job_id: str = "job_id") -> list[dict[str, object]]:
-    """Jobs by worker, each worker's by id."""
-    out: list[dict[str, object]] = [{} for _ in range(workers)]
+def split(
+    jobs: Iterable[Any], workers: int, where: dict[str, int] | None = None
+) -> list[dict[str, Any]]:
+    """Jobs by worker, each worker's by id. `where` (job id → shard at this `workers`) is a
+    cache the caller keeps between calls: each id is hashed once."""
+    where = {} if where is None else where
+    out: list[dict[str, Any]] = [{} for _ in range(workers)]
     for job in jobs:
-        i = getattr(job, job_id)
-        out[shard_of(i, workers)][i] = job
+        job_id = job.job_id
+        index = where.get(job_id)
+        if index is None:
+            index = where[job_id] = shard_of(job_id, workers)
+        out[index][job_id] = job
     return out
 
 

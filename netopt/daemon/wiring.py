@@ -33,7 +33,7 @@ from netopt.core.window import WindowStats
 from netopt.daemon import series
 from netopt.daemon.leader import make_leader
 from netopt.daemon.metrics import Metrics
-from netopt.daemon.probe_workers import ProbeWorkers
+from netopt.daemon.probe_workers import WORKERS_START_S, ProbeWorkers
 from netopt.daemon.probing import ProbeJob, ProberPool, Ran, jobs_from_config, record_of, run_rounds
 from netopt.daemon.rates import ProbeRates
 from netopt.daemon.schedule import Scheduler, job_diff
@@ -96,7 +96,8 @@ class Daemon:
         self.observed = Observations(
             (r.id for r in config.regions), config.planner.kinds,
             ((j.src, j.dst) for j in jobs if j.kind in config.planner.kinds),
-            warmup_s=2 * max((j.interval_s for j in jobs), default=0.0), started_at=mono_clock(),
+            warmup_s=2 * max((j.interval_s for j in jobs), default=0.0)
+            + (WORKERS_START_S if config.probing.workers > 1 else 0.0), started_at=mono_clock(),
             dead_packets=DetectorConfig().dead_packets if config.planner.detect_changes else 1,
         )  # fmt: skip
         self.changes = PathChanges(r.id for r in config.regions)  # netopt.core.evidence

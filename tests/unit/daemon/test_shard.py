@@ -60,6 +60,10 @@ def test_split_puts_every_job_on_its_shard() -> None:
     assert sum(len(p) for p in parts) == 500
     for index, part in enumerate(parts):
         assert all(shard.shard_of(i, 3) == index for i in part)
+    where: dict[str, int] = {}
+    assert shard.split(jobs, 3, where) == parts and len(where) == 500
+    where[jobs[0].job_id] = 2  # the cache is trusted: it is the caller's, for this count
+    assert jobs[0].job_id in shard.split(jobs, 3, where)[2]
 
 
 def test_jobs_delta_sends_only_what_changed() -> None:
