@@ -75,6 +75,8 @@ class ProbeRates:
         }
         self.adaptive = {i: j for i, j in self.base.items() if i in adaptive}
         self.policies = {s.id: BudgetPolicy(budget_pps=s.budget_pps) for s in config.sites()}
+        # asked on every round (`wanted`): one number, not a pass over every site's policy
+        self._escalate_doubt = min((p.escalate_doubt for p in self.policies.values()), default=1)
         self.shaped: dict[str, ProbeJob] = {
             i: self._shape(j, self.policies[j.src].steady_pps) if i in self.adaptive else j
             for i, j in self.base.items()
@@ -88,12 +90,15 @@ class ProbeRates:
 
     def wanted(self, verdict: Verdict, table: RouteTable) -> bool:
         """Is a reallocation due? When the verdict is a signal, an escalation is in force (it
-        may relax), or the route table changed (paths join or leave the routes in force)."""
+        may relax), or the route table changed (paths join or leave the routes in force).
+        Never without adaptive jobs: there is nothing to reallocate."""
+        if not self.adaptive:
+            return False
         if table is not self._table:
             return True
         if verdict.state == "changed" or verdict.jump or verdict.lost:
             return True
-        if verdict.doubt >= min((p.escalate_doubt for p in self.policies.values()), default=1):
+        if verdict.doubt >= self._escalate_doubt:
             return True
         return any(a.reasons for a in self.allocations.values())
 

@@ -175,3 +175,48 @@ def test_a_lost_packet_is_no_news_on_a_lossy_path() -> None:
     doubtful = Verdict(6.0, "suspect", "loss", 0.5, Level(40.0, 1.0, 0.05, 500), False, 1)
     rates.update(6.0, {("lagos", "fra"): doubtful}, lambda s, d: (s, d), table(JNB_ROUTE))
     assert counts(rates) == {"fra": 23, "jnb": 1}  # its loss CUSUM's doubt still escalates
+
+
+def test_no_reallocation_is_wanted_without_adaptive_jobs() -> None:
+    rates = ProbeRates(config(rate="fixed"), Metrics())
+    assert not rates.wanted(verdict(5.0, jump=True, lost=1), table(JNB_ROUTE))
+    assert ProbeRates(config(), Metrics()).wanted(verdict(5.0, lost=1), table(JNB_ROUTE))
+
+
+def test_with_probe_workers_the_escalation_goes_to_them(tmp_path: Path) -> None:
+    """probing.workers > 1: the daemon still decides the rates; the escalated jobs go to its
+    probe workers (`ProbeWorkers.sync`), its own scheduler keeps none."""
+    data = copy.deepcopy(BASE)
+    data["store"] = {"url": f"sqlite:///{tmp_path / 'n.db'}"}
+    data["probes"][0]["rate"] = "adaptive"
+    data["probing"] = {"workers": 2}
+    clock = [100.0]
+    daemon = Daemon(parse_config(data), wall_clock=lambda: NOW_S + clock[0],
+                    mono_clock=lambda: clock[0])  # fmt: skip
+    local: list[list[Any]] = []
+    sharded: list[list[Any]] = []
+
+    class Scheduler:
+        def sync(self, jobs: list[Any]) -> tuple[int, int, int]:
+            local.append(jobs)
+            return 0, 0, 0
+
+    class Workers:
+        count = 2
+
+        def sync(self, jobs: list[Any]) -> None:
+            sharded.append(list(jobs))
+
+    daemon._scheduler = Scheduler()  # type: ignore[assignment]
+    daemon._workers = Workers()  # type: ignore[assignment]
+    try:
+        for i in range(30):
+            clock[0] += 1.0
+            for dst in ("fra", "jnb"):
+                rtt = 40.0 + (i % 3) + (150.0 if i == 29 and dst == "jnb" else 0.0)
+                daemon.add_round(one_packet(dst, clock[0], rtt), [rtt])
+        assert sharded, "a jump on jnb escalated nothing"
+        assert {j.dst: j.options.count for j in sharded[-1]}["jnb"] == 23
+        assert all(jobs == [] for jobs in local)
+    finally:
+        daemon.store.close()
