@@ -151,6 +151,8 @@ def run_fping(n: int, seconds: int, count: int) -> dict[str, float]:
         for v in line.split(" : ", 1)[1].split() if v != "-"
     )  # fmt: skip
     rounds = n * seconds
+    if out.returncode not in (0, 1) or not answered:  # 1: some target did not answer
+        print(f"fping exited {out.returncode}: {out.stderr.decode()[-500:]!r}", flush=True)
     # its last round starts at (seconds - 1/count) s: done within `seconds` = kept the pace
     return {
         "rounds_per_s": rounds / max(wall, seconds),
