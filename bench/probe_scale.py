@@ -25,7 +25,9 @@ import argparse
 import asyncio
 import gc
 import logging
+import math
 import os
+import random
 import resource
 import subprocess
 import sys
@@ -33,15 +35,18 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.scheduler import address, config
 from netopt.config import parse_config
+from netopt.daemon import shard
 from netopt.daemon.probe_workers import ProbeWorkers
 from netopt.daemon.probing import Ran, jobs_from_config
 from netopt.daemon.schedule import Scheduler, phase_s
 from netopt.daemon.wiring import Daemon
+from probes.stats import RoundDigest, RoundSummary, RttSummary
 
 LATE_MS = 100.0
 WARMUP_S = float(
@@ -134,25 +139,52 @@ async def run_netopt(n: int, seconds: float, db: str, count: int, workers: int) 
     }
 
 
+# fping keeps a packet's sequence number for 10 s (SEQMAP_TIMEOUT) out of 65,535: one process
+# cannot keep more than ~6,500 packets a second in flight ("not enough sequence numbers
+# available"). The peer is then several fping processes side by side, each at most this rate.
+FPING_MAX_PPS = 5000
+
+
 def run_fping(n: int, seconds: int, count: int) -> dict[str, float]:
     """fping on the same targets at the same packets per second for `seconds`."""
-    targets = "\n".join(address(i) for i in range(n)) + "\n"
+    procs = max(1, math.ceil(n * count / FPING_MAX_PPS))
+    chunks = [[address(i) for i in range(k, n, procs)] for k in range(procs)]
     period_ms = 1000 // count
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    out = subprocess.run(["fping", "-q", "-C", str(seconds * count), "-p", str(period_ms), "-i",
-                          "0", "-t", "300"], input=targets.encode(), capture_output=True,
-                         timeout=seconds * 3 + 60)  # fmt: skip
+    running = [
+        subprocess.Popen(
+            [
+                "fping",
+                "-q",
+                "-C",
+                str(seconds * count),
+                "-p",
+                str(period_ms),
+                "-i",
+                "0",
+                "-t",
+                "300",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for _ in chunks
+    ]
+    outs = [p.communicate(("\n".join(c) + "\n").encode(), timeout=seconds * 3 + 60)[1]
+            for p, c in zip(running, chunks, strict=True)]  # fmt: skip
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     answered = sum(
-        1 for line in out.stderr.decode().splitlines() if " : " in line
+        1 for err in outs for line in err.decode().splitlines() if " : " in line
         for v in line.split(" : ", 1)[1].split() if v != "-"
     )  # fmt: skip
     rounds = n * seconds
-    if out.returncode not in (0, 1) or not answered:  # 1: some target did not answer
-        print(f"fping exited {out.returncode}: {out.stderr.decode()[-500:]!r}", flush=True)
+    for p, err in zip(running, outs, strict=True):
+        if p.returncode not in (0, 1):  # 1: some target did not answer
+            print(f"fping exited {p.returncode}: {err.decode()[-300:]!r}", flush=True)
     # its last round starts at (seconds - 1/count) s: done within `seconds` = kept the pace
     return {
         "rounds_per_s": rounds / max(wall, seconds),
@@ -160,7 +192,49 @@ def run_fping(n: int, seconds: int, count: int) -> dict[str, float]:
         "cores": cpu / wall,
         "answered": answered / (rounds * count),
         "wall_s": wall,
+        "procs": procs,
     }
+
+
+def daemon_side(n: int, count: int, rounds_per_path: int = 60) -> dict[str, float]:
+    """The daemon's share without probing, on synthetic rounds of `count` packets (steady RTTs
+    with 1 % noise): decoding a worker's frames + `take_rounds`, and of that the change
+    detector alone (`PathChanges.update`), CPU per round over the last half of the rounds (the
+    detector's reference then holds hundreds of RTTs, as on a path that has run for minutes)."""
+    rng = random.Random(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        daemon = Daemon(parse_config(config(n, str(Path(tmp) / "b.db"), count)))
+        jobs = jobs_from_config(daemon.config)
+        by_id = {j.job_id: j for j in jobs}
+        spent, detector = 0.0, 0.0
+        update = daemon.changes.update
+
+        def timed(*args: Any) -> Any:
+            nonlocal detector
+            t = time.process_time()
+            try:
+                return update(*args)
+            finally:
+                detector += time.process_time() - t
+
+        daemon.changes.update = timed  # type: ignore[method-assign]
+        base_ns = time.time_ns()
+        for k in range(rounds_per_path):
+            rtts = [[1.0 + rng.random() * 0.01 for _ in range(count)] for _ in jobs]
+            body = shard.encode_rounds([
+                (j.job_id, RoundSummary(base_ns + k * 10**9,
+                                        RoundDigest(count, count, RttSummary(*(r[:1] * 7)), 0.0,
+                                                    {"ok": count}), [v / 1000 for v in r]))
+                for j, r in zip(jobs, rtts, strict=True)
+            ])[shard.HEADER.size :]  # fmt: skip
+            if k == rounds_per_path // 2:
+                spent, detector = 0.0, 0.0
+            t0 = time.process_time()
+            daemon.take_rounds([Ran(by_id[i], s) for i, s in shard.decode_rounds(body)])
+            spent += time.process_time() - t0
+        daemon.store.close()
+    done = n * (rounds_per_path - rounds_per_path // 2)
+    return {"daemon_us": spent / done * 1e6, "detector_us": detector / done * 1e6}
 
 
 def main() -> None:
@@ -200,7 +274,7 @@ def main() -> None:
         print(
             f"{f'fping c{count}':>16} {f['rounds_per_s']:>9.0f} {f['cpu_per_round_us']:>8.0f}us "
             f"{f['cores']:>6.2f} {'':>8} {'':>7} {'':>8} {'':>8} {'':>9} {'':>8} "
-            f"{f['answered']:>8.2%} {load:>5.2f}  (wall {f['wall_s']:.1f} s)",
+            f"{f['answered']:>8.2%} {load:>5.2f}  ({f['procs']} procs, wall {f['wall_s']:.1f} s)",
             flush=True,
         )
         for workers, r in results.items():
@@ -215,6 +289,11 @@ def main() -> None:
                           f"{r['rounds_per_s'] / base['rounds_per_s']:.2f}x, CPU per round "
                           f"{r['cpu_per_round_us'] / base['cpu_per_round_us']:.2f}x",
                           flush=True)  # fmt: skip
+        side = daemon_side(min(n, 2000), count)
+        print(f"  c{count} daemon side, no probing ({min(n, 2000)} paths, steady detector): "
+              f"{side['daemon_us']:.0f}us a round of which the change detector "
+              f"{side['detector_us']:.0f}us -> one daemon core accounts at most "
+              f"{1e6 / side['daemon_us']:.0f} rounds/s", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
