@@ -250,6 +250,12 @@ class IngestConfig(_Model):
     max_rounds_per_batch: int = Field(default=10_000, ge=1)
 
 
+class ProbingConfig(_Model):
+    # >1: the probe jobs run in that many worker processes, sharded by a hash of the job id
+    # (netopt.daemon.probe_workers); 1: on the daemon's own loop
+    workers: int = Field(default=1, ge=1, le=64)
+
+
 class ApiConfig(_Model):
     listen: str = "127.0.0.1:8080"
     read_token: str | None = Field(default=None, min_length=16, repr=False)  # None: open reads
@@ -345,6 +351,7 @@ class Config(_Model):
     destinations: tuple[Id, ...] = Field(min_length=1)
     backbone: tuple[BackboneLink, ...] = ()
     probes: tuple[ProbeConfig, ...] = ()
+    probing: ProbingConfig = ProbingConfig()
     store: StoreConfig = StoreConfig()
     api: ApiConfig = ApiConfig()
     ha: HaConfig = HaConfig()

@@ -121,6 +121,8 @@ class ProbeRates:
         self.policies = {s.id: BudgetPolicy(budget_pps=s.budget_pps) for s in config.sites()}
         self._timeout: dict[str, float] = {}  # job id → its steady round's timeout, when shorter
         self._job_of = {(j.src, j.dst): i for i, j in self.adaptive.items()}
+        # asked on every round (`wanted`): one number, not a pass over every site's policy
+        self._escalate_doubt = min((p.escalate_doubt for p in self.policies.values()), default=1)
         self.shaped: dict[str, ProbeJob] = {
             i: self._shape(j, self.policies[j.src].steady_pps) if i in self.adaptive else j
             for i, j in self.base.items()
@@ -139,12 +141,15 @@ class ProbeRates:
 
     def wanted(self, verdict: Verdict, table: RouteTable) -> bool:
         """Is a reallocation due? When the verdict is a signal, an escalation is in force (it
-        may relax), or the route table changed (paths join or leave the routes in force)."""
+        may relax), or the route table changed (paths join or leave the routes in force).
+        Never without adaptive jobs: there is nothing to reallocate."""
+        if not self.adaptive:
+            return False
         if table is not self._table:
             return True
         if verdict.state in ("changed", "learning") or verdict.jump or verdict.lost:
             return True
-        if verdict.doubt >= min((p.escalate_doubt for p in self.policies.values()), default=1):
+        if verdict.doubt >= self._escalate_doubt:
             return True
         return bool(self._busy)
 

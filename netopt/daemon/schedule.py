@@ -112,6 +112,15 @@ def _signature(job: Job) -> object:
     return job  # jobs are frozen dataclasses: equal jobs need no reschedule
 
 
+def job_diff(old: Iterable[Any], new: Iterable[Any]) -> tuple[int, int, int]:
+    """(added, removed, changed) from job set `old` to `new` (by job id)."""
+    had, wanted = {j.job_id: j for j in old}, {j.job_id: j for j in new}
+    added = sum(1 for i in wanted if i not in had)
+    removed = sum(1 for i in had if i not in wanted)
+    changed = sum(1 for i, j in wanted.items() if i in had and _signature(had[i]) != _signature(j))
+    return added, removed, changed
+
+
 class Scheduler:
     """The daemon's probe schedule; `run(jobs)` makes the coroutine of one slot's rounds."""
 
@@ -168,13 +177,7 @@ class Scheduler:
     def sync(self, jobs: Iterable[Any]) -> tuple[int, int, int]:
         """Make the schedule exactly `jobs`; returns (added, removed, changed)."""
         wanted = {j.job_id: j for j in jobs}
-        added = sum(1 for i in wanted if i not in self._jobs)
-        removed = sum(1 for i in self._jobs if i not in wanted)
-        changed = sum(
-            1
-            for i, j in wanted.items()
-            if i in self._jobs and _signature(self._jobs[i]) != _signature(j)
-        )
+        added, removed, changed = job_diff(self._jobs.values(), wanted.values())
         self._jobs = wanted
         slots: dict[SlotKey, list[Any]] = {}
         for job_id in sorted(wanted):

@@ -16,7 +16,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import MappingProxyType
 
@@ -34,9 +34,10 @@ from netopt.daemon import series
 from netopt.daemon.bursts import Bursts
 from netopt.daemon.leader import make_leader
 from netopt.daemon.metrics import Metrics
-from netopt.daemon.probing import ProbeJob, ProberPool, jobs_from_config, record_of, run_rounds
+from netopt.daemon.probe_workers import WORKERS_START_S, ProbeWorkers
+from netopt.daemon.probing import ProbeJob, ProberPool, Ran, jobs_from_config, record_of, run_rounds
 from netopt.daemon.rates import ProbeRates, Reshaped
-from netopt.daemon.schedule import Scheduler
+from netopt.daemon.schedule import Scheduler, job_diff
 from netopt.daemon.tasks import guarded_spawn, supervise
 from netopt.daemon.trace import Tracer
 from netopt.errors import ConfigError, StoreError
@@ -97,7 +98,8 @@ class Daemon:
         self.observed = Observations(
             (r.id for r in config.regions), config.planner.kinds,
             ((j.src, j.dst) for j in jobs if j.kind in config.planner.kinds),
-            warmup_s=2 * max((j.interval_s for j in jobs), default=0.0), started_at=mono_clock(),
+            warmup_s=2 * max((j.interval_s for j in jobs), default=0.0)
+            + (WORKERS_START_S if config.probing.workers > 1 else 0.0), started_at=mono_clock(),
             dead_packets=DetectorConfig().dead_packets if config.planner.detect_changes else 1,
         )  # fmt: skip
         self.changes = PathChanges(r.id for r in config.regions)  # netopt.core.evidence
@@ -105,6 +107,7 @@ class Daemon:
         self._stopping = False
         self._scheduler: Scheduler | None = None
         self._bursts: Bursts | None = None  # escalated probing (netopt.daemon.bursts)
+        self._workers: ProbeWorkers | None = None  # probing.workers > 1: they probe
         self._main: asyncio.Task[None] | None = None
 
     async def prime(self) -> None:
@@ -128,12 +131,16 @@ class Daemon:
 
     # --- probe → store, window, metrics ---------------------------------------------------
     async def probe_slot(self, jobs: tuple[ProbeJob, ...]) -> None:
-        """The rounds of one phase slot (the scheduler's run): each into store and window, the
+        """The rounds of one phase slot (the scheduler's run), into `take_rounds`."""
+        self.take_rounds(await run_rounds(self.pool, jobs))
+
+    def take_rounds(self, rounds: Sequence[Ran]) -> None:
+        """A slot's rounds, run here or by a probe worker: each into store and window, the
         slot's packets into the metrics at once; a round that failed is logged and the others
         go on."""
         keys: list[tuple[str, str, str]] = []
         done: list[RoundSummary] = []
-        for ran in await run_rounds(self.pool, jobs):
+        for ran in rounds:
             job, measured = ran.job, ran.summary
             if measured is not None:
                 record = record_of(job, measured.started_wall_ns, measured.digest)
@@ -200,8 +207,8 @@ class Daemon:
 
     def _reshape(self, reshaped: Reshaped) -> None:
         """New steady round shapes to the scheduler, new escalations to the bursts."""
-        if reshaped.jobs is not None and self._scheduler is not None:
-            self._scheduler.sync(reshaped.jobs)
+        if reshaped.jobs is not None:
+            self._sync_jobs(reshaped.jobs)
         if reshaped.extra is not None:
             before = set(self._bursts.escalated) if self._bursts is not None else set()
             if self._bursts is not None:
@@ -351,6 +358,7 @@ class Daemon:
         for pusher in self.pushers:
             pusher.reconfigure(new)
         self.window.window_ns = int(new.planner.window_s * 1e9)
+        before = self.rates.jobs()
         self.rates.reconfigure(new)
         if self._bursts is not None:
             self._bursts.set(self.rates.extra)
@@ -360,8 +368,12 @@ class Daemon:
         self.observed.reconfigure((r.id for r in new.regions), new.planner.kinds, wanted)
         self.changes.reconfigure((r.id for r in new.regions), wanted)
         if self._scheduler is not None:
-            added, removed, changed = self._scheduler.sync(jobs)
+            added, removed, changed = job_diff(before, jobs)
             changes.append(f"jobs_added={added} jobs_removed={removed} jobs_changed={changed}")
+            if self._workers is not None and self._workers.count != _workers(new):
+                changes.append(f"probe_workers={_workers(new)}")
+                self._workers.resize(_workers(new))  # 0: back on our own loop
+            self._sync_jobs(jobs)
         self._dirty.set()
         return changes
 
@@ -420,6 +432,15 @@ class Daemon:
             tasks[f"pusher:{pusher.proxy.id}"] = (pusher.run, never)
         return tasks
 
+    def _sync_jobs(self, jobs: list[ProbeJob]) -> None:
+        """The probe jobs onto our own scheduler, or sharded over the probe workers."""
+        if self._scheduler is None:
+            return
+        workers = self._workers is not None and self._workers.count > 0
+        self._scheduler.sync([] if workers else jobs)
+        if self._workers is not None:
+            self._workers.sync(jobs if workers else [])
+
     def _task_failed(self, name: str) -> None:
         self.metrics.task_failures.labels(name).inc()
 
@@ -442,8 +463,14 @@ class Daemon:
                 failed = self._task_failed
                 spawn = guarded_spawn(tg.create_task, "probe_slot", failed)
                 self._scheduler = Scheduler(self.probe_slot, spawn, self.wall_clock)
-                self._scheduler.start(self.rates.jobs())
-                self.metrics.task_failures.labels("probe_slot")
+                self._workers = ProbeWorkers(
+                    self.take_rounds, failed, self.metrics.schedule_skipped.inc, tg.create_task
+                )
+                self._workers.resize(_workers(self.config))
+                self._scheduler.start([])
+                self._sync_jobs(self.rates.jobs())
+                for name in ("probe_slot", "probe_worker"):
+                    self.metrics.task_failures.labels(name)
                 self._bursts = Bursts(self.probe_slot, spawn, self.mono_clock)
                 for name, (task, fatal) in self._background(on_listening).items():
                     self.metrics.task_failures.labels(name)
@@ -481,6 +508,11 @@ def _finite(v: float) -> float | None:
 def _route_labels(entry: TableEntry) -> tuple[str, str, str, str]:
     assert entry.route is not None
     return (entry.region, entry.dest, entry.route.kind, entry.route.entry_pop or entry.dest)
+
+
+def _workers(config: Config) -> int:
+    """Probe worker processes to run: none for `probing.workers: 1` (our own loop probes)."""
+    return config.probing.workers if config.probing.workers > 1 else 0
 
 
 def _num(v: float | None) -> str:

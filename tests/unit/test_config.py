@@ -79,6 +79,9 @@ INVALID = [
     (variant("ha", {"name": "a b"}), "ha.name: String should match pattern"),
     (variant("ha", {"lease_s": 1}), "ha.lease_s: unknown key"),
     (variant("pops", []), "pops: Tuple should have at least 1 item"),
+    (variant("probing", {"workers": 0}), "probing.workers: Input should be greater than"),
+    (variant("probing", {"workers": "two"}), "probing.workers: Input should be a valid integer"),
+    (variant("probing", {"cores": 2}), "probing.cores: unknown key"),
 ]
 
 

@@ -289,3 +289,49 @@ def test_a_steady_round_waits_what_the_path_needs_with_hysteresis(
 def test_a_dead_level_or_a_short_configured_timeout_keeps_the_configured_one() -> None:
     assert steady_timeout(Level(6.0, 0.5, 1.0, 10), 0.5) == 0.5
     assert steady_timeout(Level(6.0, 0.5, 0.0, 100), 0.1) == 0.1
+
+
+def test_no_reallocation_is_wanted_without_adaptive_jobs() -> None:
+    rates = ProbeRates(config(rate="fixed"), Metrics())
+    assert not rates.wanted(verdict(5.0, jump=True, lost=1), table(JNB_ROUTE))
+    assert ProbeRates(config(), Metrics()).wanted(verdict(5.0, lost=1), table(JNB_ROUTE))
+
+
+def test_with_probe_workers_the_steady_shapes_go_to_them(tmp_path: Path) -> None:
+    """probing.workers > 1: the daemon still decides the steady round shapes; they go to its
+    probe workers (`ProbeWorkers.sync`), its own scheduler keeps none (bursts run in the
+    daemon, netopt.daemon.bursts)."""
+    data = copy.deepcopy(BASE)
+    data["store"] = {"url": f"sqlite:///{tmp_path / 'n.db'}"}
+    data["probes"][0]["rate"] = "adaptive"
+    data["probing"] = {"workers": 2}
+    clock = [100.0]
+    daemon = Daemon(parse_config(data), wall_clock=lambda: NOW_S + clock[0],
+                    mono_clock=lambda: clock[0])  # fmt: skip
+    local: list[list[Any]] = []
+    sharded: list[list[Any]] = []
+
+    class Scheduler:
+        def sync(self, jobs: list[Any]) -> tuple[int, int, int]:
+            local.append(jobs)
+            return 0, 0, 0
+
+    class Workers:
+        count = 2
+
+        def sync(self, jobs: list[Any]) -> None:
+            sharded.append(list(jobs))
+
+    daemon._scheduler = Scheduler()  # type: ignore[assignment]
+    daemon._workers = Workers()  # type: ignore[assignment]
+    try:
+        for i in range(30):
+            clock[0] += 1.0
+            for dst in ("fra", "jnb"):
+                daemon.add_round(one_packet(dst, clock[0], 40.0 + i % 3), [40.0 + i % 3])
+        # a steady round shape the daemon decides (here the 0.25 s timeout of a 40 ms path)
+        assert sharded, "the reshaped steady rounds did not reach the workers"
+        assert {j.options.timeout_s for j in sharded[-1]} == {0.25}
+        assert all(jobs == [] for jobs in local)
+    finally:
+        daemon.store.close()
