@@ -19,20 +19,19 @@ its socketpair close and exits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
+from netopt.api.workers.pool import log_level, stop_process
 from netopt.daemon import shard
 from netopt.daemon.probing import ProbeJob, Ran
 from netopt.daemon.tasks import Backoff, supervise
 
 log = logging.getLogger("netopt.probe_workers")
 TASK = "probe_worker"
-STOP_TIMEOUT_S = 5.0
 WORKERS_START_S = 10.0  # added to the first plan's warm-up: workers import, then probe
 
 
@@ -91,7 +90,7 @@ class ProbeWorkers:
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "netopt.daemon.probe_worker", "--fd", str(theirs.fileno()),
-                "--index", str(index), "--log-level", _log_level(), pass_fds=(theirs.fileno(),),
+                "--index", str(index), "--log-level", log_level(), pass_fds=(theirs.fileno(),),
             )  # fmt: skip
         except BaseException:
             ours.close()
@@ -157,21 +156,3 @@ class ProbeWorkers:
         ran = [Ran(self._jobs[i], s) for i, s in rounds if i in self._jobs]
         if ran:
             self._on_rounds(ran)
-
-
-def _log_level() -> str:
-    return logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
-
-
-async def stop_process(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM by PID, then SIGKILL if it is still there after STOP_TIMEOUT_S."""
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
-    try:
-        await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()

@@ -124,7 +124,7 @@ class WorkerPool:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "netopt.api.workers.pool", "--fd", str(theirs.fileno()),
                 "--index", str(index), "--host", self.host, "--port", str(self.port),
-                "--main-socket", self.main_socket, "--log-level", _log_level(),
+                "--main-socket", self.main_socket, "--log-level", log_level(),
                 pass_fds=(theirs.fileno(),),
             )  # fmt: skip
         except BaseException:
@@ -149,7 +149,8 @@ class WorkerPool:
             writer.close()
 
 
-def _log_level() -> str:
+def log_level() -> str:
+    """The root logger's level, as a worker process's `--log-level` takes it."""
     return logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
 
 
