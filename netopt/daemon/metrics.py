@@ -131,7 +131,7 @@ class Metrics:
         self.probe_escalations = Counter(
             "netopt_probe_escalations_total",
             "Times the path's probe rate was escalated, by reason (alarm, jump, loss, doubt, "
-            "candidate).",
+            "learning, candidate).",
             ("src", "dst", "reason"), registry=r,
         )  # fmt: skip
         self.task_failures = task_failures_counter(r)

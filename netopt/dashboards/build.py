@@ -132,10 +132,21 @@ def paths() -> Json:
                    [target(f"netopt_path_rtt_seconds{{{win}}}", "A", f"rtt {per_path}"),
                     target(f"netopt_path_loss_ratio{{{win}}}", "B", f"loss {per_path}")],
                    "s", (12, 17, 12, 8)),
+        timeseries("Probe rate", "Packets/s each path is probed at "
+                   "(netopt_probe_rate_packets_per_second): a fixed group's count/interval; "
+                   "an adaptive path 1 steady, about 25 more while it bursts.",
+                   [target(f"netopt_probe_rate_packets_per_second{{{win}}}", "A", per_path)],
+                   "pps", (0, 25, 12, 8)),
+        timeseries("Escalations", "Why paths burst: escalations per minute by reason "
+                   "(netopt_probe_escalations_total: alarm, jump, loss, doubt, learning, "
+                   "candidate).",
+                   [target(f"sum by (reason) (increase(netopt_probe_escalations_total{{{win}}}"
+                           "[1m]))", "A", "{{reason}}")],
+                   "short", (12, 25, 12, 8)),
         panel("table", "Paths now", "p90 RTT and loss over the last 5 minutes per path.",
                [target(rtt_quantile(0.9, window="5m"), "A", format="table", **INSTANT),
                 target(loss_ratio(window="5m"), "B", format="table", **INSTANT)],
-               TABLE_CUSTOM, TABLE_OPTIONS, (0, 25, 24, 8)),
+               TABLE_CUSTOM, TABLE_OPTIONS, (0, 33, 24, 8)),
     ]  # fmt: skip
     sent = "netopt_probe_packets_sent_total"
     variables = [

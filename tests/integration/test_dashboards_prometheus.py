@@ -44,8 +44,9 @@ CONFIG: dict[str, Any] = {
     "destinations": ["fra"],
     "backbone": [{"a": "jnb", "b": "fra", "rtt_ms": 160, "jitter_ms": 1}],
     "probes": [
-        {"kind": "icmp", "from": "lagos", "to": ["fra", "jnb"], "interval_s": 0.5, "count": 3,
+        {"kind": "icmp", "from": "lagos", "to": ["fra"], "interval_s": 0.5, "count": 3,
          "timeout_s": 0.3, "packet_interval_s": 0.01},
+        {"kind": "icmp", "from": "lagos", "to": ["jnb"]},  # adaptive: the default rate
     ],
     "agents": [{"id": "a1", "site": "abuja", "token": AGENT_TOKEN}],
 }  # fmt: skip
