@@ -17,21 +17,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import logging
-import signal
 import socket
 import sys
 import time
 from collections.abc import Coroutine
 from typing import Any
 
+from netopt.child import run_child
 from netopt.daemon import shard
 from netopt.daemon.probing import ProbeJob, ProberPool, run_rounds
 from netopt.daemon.schedule import Scheduler
 from netopt.daemon.tasks import guarded_spawn
-from netopt.logs import setup_logging
 
 log = logging.getLogger("netopt.probe_worker")
 SEND_TIMEOUT_S = 30.0  # the daemon reads every frame at once; 30 s without is a fault
@@ -136,19 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--index", type=int, required=True)
     ap.add_argument("--log-level", default="info")
     args = ap.parse_args(argv)
-    setup_logging(args.log_level)
-    for sig in (signal.SIGINT, signal.SIGHUP):  # Ctrl-C, a reload sent to the group: the
-        signal.signal(sig, signal.SIG_IGN)  # daemon's business; it stops us by PID
-
-    async def run() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        await worker_main(args.fd, args.index)
-
-    with contextlib.suppress(asyncio.CancelledError):
-        asyncio.run(run())
-    return 0
+    return run_child(args.log_level, lambda: worker_main(args.fd, args.index))
 
 
 if __name__ == "__main__":

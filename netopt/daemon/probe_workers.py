@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
-from netopt.api.workers.pool import log_level, stop_process
+from netopt.child import log_level, stop_process
 from netopt.daemon import shard
 from netopt.daemon.probing import ProbeJob, Ran
 from netopt.daemon.tasks import Backoff, supervise

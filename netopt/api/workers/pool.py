@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import pickle
 import shutil
-import signal
 import socket
 import struct
 import sys
@@ -51,7 +49,7 @@ from yarl import URL
 from netopt.api.routes import JSON
 from netopt.api.workers.http import serve
 from netopt.api.workers.site import FastSite, Upstream
-from netopt.logs import setup_logging
+from netopt.child import log_level, run_child, stop_process
 from netopt.push.answers import Answers, TableAnswers, error_body
 
 if TYPE_CHECKING:
@@ -61,7 +59,6 @@ log = logging.getLogger("netopt.api_workers")
 
 START_TIMEOUT_S = 60.0  # a worker imports aiohttp and netopt on a busy 2-core machine
 RESTART_DELAY_S = 1.0
-STOP_TIMEOUT_S = 5.0
 PROXY_TIMEOUT_S = 30.0
 _HEADER = struct.Struct("!II")  # frame: config length (0: unchanged), table length
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length",
@@ -147,25 +144,6 @@ class WorkerPool:
             sender.cancel()  # not awaited: that could swallow our own cancellation
             await stop_process(proc)
             writer.close()
-
-
-def log_level() -> str:
-    """The root logger's level, as a worker process's `--log-level` takes it."""
-    return logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
-
-
-async def stop_process(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM by PID, then SIGKILL if it is still there after STOP_TIMEOUT_S."""
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
-    try:
-        await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
 
 
 def _reserve(host: str, port: int) -> socket.socket:
@@ -312,19 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--main-socket", required=True)
     ap.add_argument("--log-level", default="info")
     args = ap.parse_args(argv)
-    setup_logging(args.log_level)
-    for sig in (signal.SIGINT, signal.SIGHUP):  # Ctrl-C, a reload sent to the group: the
-        signal.signal(sig, signal.SIG_IGN)  # daemon's business; it stops us by PID
-
-    async def run() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        await worker_main(args.fd, args.index, args.host, args.port, args.main_socket)
-
-    with contextlib.suppress(asyncio.CancelledError):
-        asyncio.run(run())
-    return 0
+    return run_child(
+        args.log_level,
+        lambda: worker_main(args.fd, args.index, args.host, args.port, args.main_socket),
+    )
 
 
 if __name__ == "__main__":
