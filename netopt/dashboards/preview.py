@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +121,18 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "panel"
 
 
+@dataclass(frozen=True)
+class Preview:
+    """One panel's PNG, and whether Prometheus had nothing for any of its queries (the panel
+    then says "No data": true of the data, or a scrape or rule that is missing); NaN is none."""
+
+    path: Path
+    title: str
+    empty: bool
+
+
 def preview_all(prom: Prometheus, dashboards: dict[str, Json], out: Path,
-                window: Window) -> list[Path]:  # fmt: skip
+                window: Window) -> list[Preview]:  # fmt: skip
     """One PNG per panel: OUT/<dashboard uid>/<panel id>-<title>.png."""
     from netopt.dashboards.plots import draw
 
@@ -133,7 +144,8 @@ def preview_all(prom: Prometheus, dashboards: dict[str, Json], out: Path,
             results = [prom.run(t, window) for t in panel.get("targets", [])]
             path = folder / f"{panel['id']:02d}-{slug(panel['title'])}.png"
             draw(panel, results, window, path)
-            written.append(path)
+            empty = not any(v == v for r in results for s in r.series for v in s.values)
+            written.append(Preview(path, str(panel["title"]), empty))
     return written
 
 
@@ -147,6 +159,9 @@ def run_preview(args: argparse.Namespace) -> int:
     except OSError as exc:  # the output directory: missing rights, full disk, …
         raise NetoptError(f"dashboards preview: cannot write to {args.out}: {exc}") from None
     print(f"{len(written)} panel previews in {args.out}")
+    empty = [str(p.path.relative_to(args.out)) for p in written if p.empty]
+    if empty:
+        print(f"no data for {len(empty)} (Prometheus answered no series): {', '.join(empty)}")
     return 0
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -107,3 +108,58 @@ def test_a_broken_prometheus_is_a_clear_error(garbage: str, tmp_path: Path, caps
         Garbage.answer = b"<html>not prometheus</html>"
     with pytest.raises(NetoptError, match="unreachable"):
         Prometheus("http://127.0.0.1:1").get("/api/v1/query", {"query": "up"})
+
+
+class OnlyUp(BaseHTTPRequestHandler):
+    """A Prometheus that knows one metric: `up` (a series with a NaN and a number); every other
+    query answers no series."""
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlparse(self.path).query)["query"][0]
+        points = [[1_800_000_000 - 60, "NaN"], [1_800_000_000, "1"]] if query == "up" else []
+        if "query_range" in self.path:
+            kind, result = "matrix", [{"metric": {"job": "netopt"}, "values": points}]
+        else:
+            kind, result = "vector", [{"metric": {"job": "netopt"}, "value": p} for p in points[1:]]
+        body = {
+            "status": "success",
+            "data": {"resultType": kind, "result": result if points else []},
+        }
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(json.dumps(body).encode())
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_panels_without_data_are_named(tmp_path: Path, capsys: Any) -> None:
+    server = HTTPServer(("127.0.0.1", 0), OnlyUp)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    panel = {
+        "id": 3,
+        "type": "timeseries",
+        "gridPos": {"w": 12, "h": 8},
+        "fieldConfig": {"defaults": {}},
+    }
+    board = {"uid": "b", "panels": [
+        {**panel, "title": "Up", "targets": [{"expr": "up", "refId": "A"}]},
+        {**panel, "id": 4, "title": "Gone", "targets": [{"expr": "gone", "refId": "A"}]},
+        {**panel, "id": 5, "title": "Both", "targets": [{"expr": "gone", "refId": "A"},
+                                                        {"expr": "up", "refId": "B"}]},
+    ]}  # fmt: skip
+    try:
+        written = preview_all(Prometheus(base), {"b": board}, tmp_path, WINDOW)
+        assert [(p.path.name, p.empty) for p in written] == [
+            ("03-up.png", False), ("04-gone.png", True), ("05-both.png", False)]  # fmt: skip
+        assert all(p.path.stat().st_size > 0 for p in written)
+        assert (
+            cli.main(["dashboards", "preview", "--prometheus", base, "--out", str(tmp_path)]) == 0
+        )
+        out = capsys.readouterr().out
+        said = "no data for "
+        assert said in out and "netopt-paths/" in out.split(said)[1], out  # nothing to query
+    finally:
+        server.shutdown()
+        server.server_close()
