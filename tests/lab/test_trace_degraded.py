@@ -77,28 +77,31 @@ def test_a_degraded_path_is_traced_through_the_router(lab: Lab, daemon: Served) 
     time.sleep(3)  # six rounds on clean paths
     assert _traces(daemon) == [] and _counted(daemon) == {}
 
-    lab.set_link("a", "b", loss_pct=10)  # ~19 % round trip: a window crosses 1.2 % at once
-    deadline = time.monotonic() + 20
-    traces: list[dict[str, Any]] = []
-    while time.monotonic() < deadline and not traces:
-        time.sleep(0.5)
-        traces = _traces(daemon)
-    assert len(traces) == 1, traces
-    [t] = traces
-    assert (t["src"], t["dst"], t["address"]) == ("a", "b", lab.address("b"))
-    assert t["trigger"] == "loss" and t["reason"].startswith("loss ")
-    assert t["error"] is None and t["protocol"] == "icmp"
-    addresses = [h["address"] for h in t["hops"]]
-    assert addresses[0] == ROUTER_ADDRESS, addresses  # TTL 1 expires at the lab router
-    assert all(h["ttl"] == i + 1 for i, h in enumerate(t["hops"]))
-    answered = [h for h in t["hops"] if h["address"] is not None]
-    assert all(any(r is not None and r > 0 for r in h["rtt_ms"]) for h in answered)
-    assert _counted(daemon) == {("a", "b", "loss"): 1.0}
-    assert _traces(daemon, src="a", dst="b") == traces
-    assert _traces(daemon, dst="c") == []
+    try:
+        lab.set_link("a", "b", loss_pct=10)  # ~19 % round trip: a window crosses 1.2 % at once
+        deadline = time.monotonic() + 20
+        traces: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not traces:
+            time.sleep(0.5)
+            traces = _traces(daemon)
+        assert len(traces) == 1, traces
+        [t] = traces
+        assert (t["src"], t["dst"], t["address"]) == ("a", "b", lab.address("b"))
+        assert t["trigger"] == "loss" and t["reason"].startswith("loss ")
+        assert t["error"] is None and t["protocol"] == "icmp"
+        addresses = [h["address"] for h in t["hops"]]
+        assert addresses[0] == ROUTER_ADDRESS, addresses  # TTL 1 expires at the lab router
+        assert all(h["ttl"] == i + 1 for i, h in enumerate(t["hops"]))
+        answered = [h for h in t["hops"] if h["address"] is not None]
+        assert all(any(r is not None and r > 0 for r in h["rtt_ms"]) for h in answered)
+        assert _counted(daemon) == {("a", "b", "loss"): 1.0}
+        assert _traces(daemon, src="a", dst="b") == traces
+        assert _traces(daemon, dst="c") == []
 
-    time.sleep(2)  # still degraded, but inside the cooldown: no second trace
-    assert len(_traces(daemon)) == 1
+        time.sleep(2)  # still degraded, but inside the cooldown: no second trace
+        assert len(_traces(daemon)) == 1
+    finally:  # a rerun keeps the module's lab: it must start on a clean link
+        lab.set_link("a", "b", loss_pct=0)
     assert daemon.stop() == 0
     log = daemon.stderr_path.read_text()
     assert "msg=trace src=a dst=b" in log or "trace src=a dst=b" in log
