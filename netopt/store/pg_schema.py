@@ -20,8 +20,8 @@ from netopt.errors import StoreError
 from netopt.store.schema import ROUND_COLUMNS
 
 DAY_NS = 86_400 * 1_000_000_000
-_MIGRATE_LOCK = 0x6E65_746F_7074_0001  # "netopt" + 1: pg_advisory_xact_lock key
-_PARTITION_LOCK = 0x6E65_746F_7074_0002
+MIGRATE_LOCK = 0x6E65_746F_7074_0001  # "netopt" + 1: pg_advisory_xact_lock key
+PARTITION_LOCK = 0x6E65_746F_7074_0002
 _TEXT = 'TEXT COLLATE "C" NOT NULL'
 
 _ROUND_TYPES = {"started_wall_ns": "BIGINT NOT NULL", "src": _TEXT, "dst": _TEXT, "kind": _TEXT,
@@ -96,10 +96,24 @@ STAGING = (
 )
 
 
-def migrate(db: psycopg.Connection[tuple[object, ...]], where: str) -> int:
-    """Apply the missing migrations in order; returns the version the store is now at."""
+def bound_lock_waits(db: psycopg.Connection[tuple[object, ...]], wait_s: float) -> None:
+    """This session waits at most `wait_s` for any lock (PostgreSQL's `lock_timeout`)."""
+    db.execute(f"SET lock_timeout = {max(1, round(wait_s * 1000))}")
+
+
+def migrate(db: psycopg.Connection[tuple[object, ...]], where: str, lock_wait_s: float) -> int:
+    """Apply the missing migrations in order; returns the version the store is now at.
+    The caller bounds every lock wait (`lock_timeout` = `lock_wait_s`, see `bound_lock_waits`):
+    another controller stuck mid-migration is a StoreError saying so, not a start-up that
+    never ends."""
     with db.transaction():
-        db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+        try:
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+        except psycopg.errors.LockNotAvailable:
+            raise StoreError(
+                f"store {where}: the migration lock is held longer than {lock_wait_s:g} s "
+                "(another controller migrating this database, or stuck doing so)"
+            ) from None
         db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         row = db.execute("SELECT version FROM schema_version").fetchone()
         version = 0 if row is None else int(row[0])  # type: ignore[call-overload]
@@ -135,7 +149,7 @@ def create_partitions(db: psycopg.Connection[tuple[object, ...]], days: Iterable
     """Create the day partitions missing among `days`, in a transaction of their own (the
     parent is locked briefly); an advisory lock serialises controllers doing it at once."""
     with db.transaction():
-        db.execute("SELECT pg_advisory_xact_lock(%s)", (_PARTITION_LOCK,))
+        db.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
         for day in sorted(set(days)):
             db.execute(
                 f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF rounds "

@@ -37,6 +37,7 @@ from netopt.store.pg_reads import GROUP, HOURS_SELECT, IN_MINUTES, MINUTES_SELEC
 from netopt.store.pg_schema import (
     DAY_NS,
     STAGING,
+    bound_lock_waits,
     create_partitions,
     migrate,
     partitions,
@@ -108,7 +109,8 @@ class PostgresStore(QueuedWriter):
         timeout = max(1, int(connect_timeout_s))
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=timeout) as db:
-                self.version = migrate(db, self.path)
+                bound_lock_waits(db, connect_timeout_s)  # migration and partitions alike
+                self.version = migrate(db, self.path, lock_wait_s=connect_timeout_s)
                 self._days = set(partitions(db))
                 self._ahead(db)
         except psycopg.Error as exc:

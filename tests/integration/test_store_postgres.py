@@ -5,6 +5,7 @@ controllers writing one database (a batch handed to both is stored once)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,8 +17,16 @@ import pytest
 
 from netopt.config import load_config
 from netopt.daemon.wiring import Daemon
+from netopt.errors import StoreError
 from netopt.store import PostgresStore, Retention
-from netopt.store.pg_schema import DAY_NS, partition_day, partition_name, partitions
+from netopt.store.pg_schema import (
+    DAY_NS,
+    MIGRATE_LOCK,
+    PARTITION_LOCK,
+    partition_day,
+    partition_name,
+    partitions,
+)
 from tests.daemon_app import daemon_with_app, served
 from tests.integration.test_ingest import (  # noqa: F401 -- the daemon's ingest, on PostgreSQL
     Client,
@@ -139,6 +148,44 @@ async def test_two_controllers_store_a_batch_once(pg_dsn: str) -> None:
     assert sum(int(r["rounds"]) for r in b.rollup("1h")) == 20 * 300  # type: ignore[call-overload]
     a.close()
     b.close()
+
+
+def _open_while_held(dsn: str, lock: int) -> object:
+    """PostgresStore(dsn) while another session holds advisory lock `lock`: the store, or the
+    StoreError it raised (a start-up still waiting after 60 s fails the test)."""
+    outcome: list[object] = []
+
+    def open_store() -> None:
+        try:
+            outcome.append(PostgresStore(dsn, connect_timeout_s=1.0))
+        except StoreError as exc:
+            outcome.append(exc)
+
+    with psycopg.connect(dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (lock,))
+        opener = threading.Thread(target=open_store, daemon=True)
+        opener.start()
+        opener.join(timeout=60)
+        assert not opener.is_alive(), f"start-up still waiting for advisory lock {lock:#x}"
+    [result] = outcome
+    return result
+
+
+def test_start_up_waits_for_a_lock_no_longer_than_its_deadline(pg_dsn: str) -> None:
+    """Another controller stuck while migrating the store (its migration lock held), or while
+    making day partitions, makes start-up fail after `connect_timeout_s` with an error saying
+    so, not wait forever; once the locks are free the store opens."""
+    error = _open_while_held(pg_dsn, MIGRATE_LOCK)
+    assert isinstance(error, StoreError), error
+    assert "migration lock" in str(error) and "another controller" in str(error), error
+    PostgresStore(pg_dsn, connect_timeout_s=1.0).close()  # migrated; today's partitions made
+    with psycopg.connect(pg_dsn, autocommit=True) as db:
+        db.execute("DROP TABLE " + partition_name(int(time.time()) // 86_400 + 1))
+    error = _open_while_held(pg_dsn, PARTITION_LOCK)  # tomorrow's is missing again
+    assert isinstance(error, StoreError) and "lock timeout" in str(error), error
+    store = PostgresStore(pg_dsn, connect_timeout_s=1.0)
+    assert store.version > 0 and int(time.time()) // 86_400 + 1 in set(_partitions(pg_dsn))
+    store.close()
 
 
 async def test_a_database_that_goes_away_keeps_rounds_until_it_is_back(
