@@ -127,7 +127,6 @@ class Preview:
     then says "No data": true of the data, or a scrape or rule that is missing); NaN is none."""
 
     path: Path
-    title: str
     empty: bool
 
 
@@ -145,7 +144,7 @@ def preview_all(prom: Prometheus, dashboards: dict[str, Json], out: Path,
             path = folder / f"{panel['id']:02d}-{slug(panel['title'])}.png"
             draw(panel, results, window, path)
             empty = not any(v == v for r in results for s in r.series for v in s.values)
-            written.append(Preview(path, str(panel["title"]), empty))
+            written.append(Preview(path, empty))
     return written
 
 
